@@ -1,0 +1,30 @@
+"""The default sweep: MNIST-1D, the MLP, 64 members of SGD with momentum, quasi-random search.
+
+Sweeps learning rate, weight decay and momentum. Runs in about a minute on a 2-core CPU; the
+best member reaches about 70% test accuracy (the MNIST-1D paper's MLP figure is 68%).
+
+Run:
+    sweepjax run                       # same as: sweepjax run default
+    sweepjax run default --set population=8 --set steps=200
+"""
+
+from sweepjax import Config, LogUniform, Uniform
+
+
+def get_config() -> Config:
+    return Config(
+        dataset="mnist1d",
+        model={"name": "mlp", "hidden": [100, 100], "activation": "relu"},
+        optimizer="sgd",
+        space={
+            "learning_rate": LogUniform(1e-3, 1.0),
+            "weight_decay": LogUniform(1e-6, 1e-2),
+            "momentum": Uniform(0.0, 0.99),
+        },
+        search="quasi_random",
+        population=64,
+        steps=6000,
+        batch_size=100,
+        eval_every=500,
+        out_dir="runs/default",
+    )

@@ -1,0 +1,64 @@
+"""sweepjax: train a whole hyperparameter sweep as one compiled JAX program.
+
+>>> import sweepjax
+>>> config = sweepjax.Config(population=4, steps=20, eval_every=10, out_dir=None)
+>>> result = sweepjax.run(config, quiet=True)
+>>> len(result.rows)
+4
+"""
+
+from sweepjax import data as datasets
+from sweepjax.config import Config as Config
+from sweepjax.config import apply_overrides as apply_overrides
+from sweepjax.config import validate as validate
+from sweepjax.data import Dataset as Dataset
+from sweepjax.data import from_arrays as from_arrays
+from sweepjax.data import load_dataset as load_dataset
+from sweepjax.models import CNN1D as CNN1D
+from sweepjax.models import MLP as MLP
+from sweepjax.models import Model as Model
+from sweepjax.models import as_model as as_model
+from sweepjax.optim import Optimizer as Optimizer
+from sweepjax.population import Population as Population
+from sweepjax.population import Program as Program
+from sweepjax.population import init_population as init_population
+from sweepjax.population import make_evaluate as make_evaluate
+from sweepjax.population import make_train_chunk as make_train_chunk
+from sweepjax.results import Result as Result
+from sweepjax.results import read_result as read_result
+from sweepjax.space import Choice as Choice
+from sweepjax.space import HParams as HParams
+from sweepjax.space import IntUniform as IntUniform
+from sweepjax.space import LogUniform as LogUniform
+from sweepjax.space import SearchSpace as SearchSpace
+from sweepjax.space import Uniform as Uniform
+from sweepjax.sweep import run as run
+
+__all__ = [
+    "CNN1D",
+    "MLP",
+    "Choice",
+    "Config",
+    "Dataset",
+    "HParams",
+    "IntUniform",
+    "LogUniform",
+    "Model",
+    "Optimizer",
+    "Population",
+    "Program",
+    "Result",
+    "SearchSpace",
+    "Uniform",
+    "apply_overrides",
+    "as_model",
+    "datasets",
+    "from_arrays",
+    "init_population",
+    "load_dataset",
+    "make_evaluate",
+    "make_train_chunk",
+    "read_result",
+    "run",
+    "validate",
+]

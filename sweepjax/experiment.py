@@ -1,0 +1,59 @@
+"""Sweeps as code: find an experiment file and call its `get_config()`.
+
+An experiment is a Python file whose `get_config()` returns a `Config` and whose docstring gives
+its run command. `load_experiment("default")` looks for `experiments/default.py` under the
+current directory, then beside the installed package (a source checkout).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from sweepjax.config import Config
+
+
+def experiment_dirs() -> list[Path]:
+    """Folders searched for experiments by name, in order."""
+    return [Path.cwd() / "experiments", Path(__file__).resolve().parent.parent / "experiments"]
+
+
+def available_experiments() -> list[str]:
+    """Names of the experiments found in `experiment_dirs()`."""
+    names = {p.stem for d in experiment_dirs() if d.is_dir() for p in d.glob("*.py")}
+    return sorted(n for n in names if not n.startswith("_"))
+
+
+def find_experiment(name: str) -> Path:
+    """The file of experiment `name` (a path to a `.py` file, or a name in `experiments/`)."""
+    path = Path(name)
+    if path.suffix == ".py" and path.is_file():
+        return path
+    for folder in experiment_dirs():
+        candidate = folder / f"{name}.py"
+        if candidate.is_file():
+            return candidate
+    raise ValueError(
+        f"experiment: {name!r} not found; allowed: a path to a .py file or one of "
+        f"{available_experiments()} (searched {[str(d) for d in experiment_dirs()]})."
+    )
+
+
+def load_experiment(name: str = "default") -> Config:
+    """The `Config` returned by the experiment's `get_config()`.
+
+    >>> load_experiment("default").population
+    64
+    """
+    path = find_experiment(name)
+    spec = importlib.util.spec_from_file_location(f"sweepjax_experiment_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ValueError(f"experiment: {path} has no get_config() function.")
+    config = module.get_config()
+    if not isinstance(config, Config):
+        raise ValueError(
+            f"experiment: {path}'s get_config() returned {type(config).__name__}, not Config."
+        )
+    return config

@@ -1,0 +1,62 @@
+"""Shared fixtures: strict dtype promotion off (Flax needs it), small data, compile counting."""
+
+from __future__ import annotations
+
+import contextlib
+
+import jax
+import numpy as np
+import pytest
+
+import sweepjax
+
+COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+_compiles = [0]
+
+
+def _count(event: str, duration: float, **_) -> None:
+    if event == COMPILE_EVENT:
+        _compiles[0] += 1
+
+
+jax.monitoring.register_event_duration_secs_listener(_count)
+
+
+@contextlib.contextmanager
+def count_compiles():
+    """Yields a list whose single item is, after the block, the number of XLA compilations in it."""
+    counter = [0]
+    before = _compiles[0]
+    yield counter
+    counter[0] = _compiles[0] - before
+
+
+@pytest.fixture(scope="session")
+def tiny_data() -> sweepjax.Dataset:
+    """A small, learnable 3-class problem in 12 features (fast to train, no download)."""
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(3, 12)) * 2.0
+
+    def make(n):
+        y = rng.integers(0, 3, n)
+        return centers[y] + rng.normal(size=(n, 12)), y
+
+    (x, y), (xt, yt) = make(240), make(60)
+    return sweepjax.from_arrays(x, y, xt, yt, val_size=40, name="tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_config() -> sweepjax.Config:
+    return sweepjax.Config(
+        model={"name": "mlp", "hidden": [16], "num_classes": 3},
+        optimizer="sgd",
+        space={
+            "learning_rate": sweepjax.LogUniform(1e-2, 0.5),
+            "momentum": sweepjax.Uniform(0.0, 0.9),
+        },
+        population=8,
+        steps=30,
+        batch_size=16,
+        eval_every=10,
+        out_dir=None,
+    )

@@ -1,0 +1,169 @@
+"""Invariants 1 to 5 of DESIGN.md on small populations."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from conftest import count_compiles
+from flax import nnx
+
+import sweepjax
+from sweepjax.data import batch_indices
+from sweepjax.population import init_population, make_train_chunk
+from sweepjax.sweep import program_of, sample_hparams
+
+
+def _train(config, data, hparams=None, steps=None):
+    """Train a population directly; return the final population and per-step losses."""
+    program = program_of(config)
+    hparams = hparams or sample_hparams(config)
+    x, y = jnp.asarray(data.train_x), jnp.asarray(data.train_y)
+    pop = init_population(program, hparams, x[: config.batch_size])
+    pop, losses = make_train_chunk(program, steps or config.steps)(
+        pop, hparams, x, y, jax.random.key(config.seed)
+    )
+    return pop, np.asarray(losses), hparams
+
+
+def test_changing_hyperparameter_values_never_recompiles(tiny_config, tiny_data):
+    sweepjax.run(tiny_config, quiet=True, dataset=tiny_data)
+    other = tiny_config.replace(
+        space={"learning_rate": sweepjax.Choice([0.3, 0.01]), "momentum": 0.5},
+        search="random",
+        seed=5,
+    )
+    with count_compiles() as compiles:
+        result = sweepjax.run(other, quiet=True, dataset=tiny_data)
+    assert compiles[0] == 0
+    assert {round(r["learning_rate"], 6) for r in result.rows} <= {0.3, 0.01}
+
+
+def test_structure_change_does_recompile(tiny_config, tiny_data):
+    """The counter can fail: a new hidden width is a new program."""
+    sweepjax.run(tiny_config, quiet=True, dataset=tiny_data)
+    wider = tiny_config.replace(model={**tiny_config.model, "hidden": [17]})
+    with count_compiles() as compiles:
+        sweepjax.run(wider, quiet=True, dataset=tiny_data)
+    assert compiles[0] > 0
+
+
+def test_member_trains_the_same_alone_as_in_a_population(tiny_config, tiny_data):
+    pop, losses, hparams = _train(tiny_config, tiny_data)
+    for member in (0, 5):
+        alone, alone_losses, _ = _train(tiny_config, tiny_data, hparams.select([member]))
+        np.testing.assert_allclose(alone_losses[:, 0], losses[:, member], rtol=1e-5)
+        for a, b in zip(jax.tree.leaves(alone.params), jax.tree.leaves(pop.params), strict=True):
+            np.testing.assert_allclose(a[0], b[member], rtol=1e-5, atol=1e-6)
+
+
+class _Linen(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(3)(nn.tanh(nn.Dense(8)(x)))
+
+
+@pytest.mark.parametrize(
+    ("family", "space", "reference"),
+    [
+        ("sgd", {"learning_rate": 0.05, "momentum": 0.9}, lambda: optax.sgd(0.05, momentum=0.9)),
+        (
+            "adam",
+            {"learning_rate": 3e-3, "b1": 0.8, "b2": 0.99, "eps": 1e-6},
+            lambda: optax.adam(3e-3, b1=0.8, b2=0.99, eps=1e-6),
+        ),
+        (
+            "adamw",
+            {"learning_rate": 3e-3, "weight_decay": 0.1},
+            lambda: optax.adamw(3e-3, weight_decay=0.1),
+        ),
+    ],
+)
+def test_parity_with_a_plain_flax_optax_loop(tiny_config, tiny_data, family, space, reference):
+    config = tiny_config.replace(
+        model=_Linen(), optimizer=family, space=space, population=2, steps=25
+    )
+    pop, losses, hparams = _train(config, tiny_data)
+
+    # The plain loop: member 1 has seed 1; its params key is the first half of key(1).
+    module, tx = _Linen(), reference()
+    x, y = jnp.asarray(tiny_data.train_x), jnp.asarray(tiny_data.train_y)
+    params = module.init(jax.random.split(jax.random.key(1))[0], x[:16])["params"]
+    opt_state = tx.init(params)
+
+    @jax.jit
+    def step(params, opt_state, xb, yb):
+        def loss_fn(p):
+            return optax.softmax_cross_entropy_with_integer_labels(
+                module.apply({"params": p}, xb), yb
+            ).mean()
+
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    for t in range(config.steps):
+        idx = batch_indices(jax.random.key(config.seed), t, len(x), 16)
+        params, opt_state, loss = step(params, opt_state, x[idx], y[idx])
+        np.testing.assert_allclose(losses[t, 1], loss, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(pop.params), strict=True):
+        np.testing.assert_allclose(b[1], a, rtol=1e-5, atol=1e-6)
+
+
+def test_a_diverged_member_is_quarantined(tiny_config, tiny_data):
+    lrs = [0.01, 0.1, 1e3, 0.05]
+    base = tiny_config.replace(
+        search="grid", population=4, space={"learning_rate": sweepjax.Choice(lrs)}
+    )
+    healthy = tiny_config.replace(
+        search="grid", population=3, space={"learning_rate": sweepjax.Choice([0.01, 0.1, 0.05])}
+    )
+    hp = sample_hparams(base)
+    hp = sweepjax.HParams({**hp.values, "seed": np.array([0, 1, 3, 2], np.int32)})
+    pop, losses, _ = _train(base, tiny_data, hp)
+    alive = np.asarray(pop.alive)
+    assert alive.tolist() == [True, True, False, True]
+    step = int(pop.diverged_at[2])
+    assert 0 < step < base.steps
+    assert np.isfinite(losses[:step, 2]).all() and not np.isfinite(losses[step:, 2]).any()
+    for leaf in jax.tree.leaves(pop.params):
+        assert np.isfinite(leaf[2]).all()  # frozen at its last finite state
+
+    healthy_pop, healthy_losses, _ = _train(healthy, tiny_data)
+    np.testing.assert_array_equal(healthy_losses, losses[:, [0, 1, 3]])
+    for a, b in zip(jax.tree.leaves(healthy_pop.params), jax.tree.leaves(pop.params), strict=True):
+        np.testing.assert_array_equal(a, b[np.array([0, 1, 3])])
+
+    result = sweepjax.run(
+        base.replace(space={"learning_rate": sweepjax.Choice(lrs)}), quiet=True, dataset=tiny_data
+    )
+    row = result.rows[2]
+    assert row["status"] == "diverged" and row["diverged_at_step"] > 0
+    assert result.summary["diverged"] == 1 and result.summary["best_member"] != 2
+    ok_acc = [r["final_val_accuracy"] for r in result.rows if r["status"] == "ok"]
+    assert result.summary["mean_val_accuracy"] == pytest.approx(np.mean(ok_acc))
+
+
+class _NNX(nnx.Module):
+    def __init__(self, rngs: nnx.Rngs):
+        self.hidden = nnx.Linear(12, 8, rngs=rngs)
+        self.out = nnx.Linear(8, 3, rngs=rngs)
+
+    def __call__(self, x):
+        return self.out(nnx.relu(self.hidden(x)))
+
+
+@pytest.mark.parametrize("model", [_Linen(), _NNX], ids=["linen", "nnx"])
+def test_user_modules_train(tiny_config, tiny_data, model):
+    config = tiny_config.replace(
+        model=model, steps=60, space={"learning_rate": 0.1, "momentum": 0.9}
+    )
+    result = sweepjax.run(config.replace(population=2), quiet=True, dataset=tiny_data)
+    assert all(r["status"] == "ok" for r in result.rows)
+    assert result.best["final_val_accuracy"] > 0.8
+    pop, _, _ = _train(config, tiny_data)
+    first = jax.tree.leaves(pop.params)[0]
+    assert not np.allclose(first[0], first[1])  # seeds give each member its own init

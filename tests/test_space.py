@@ -1,0 +1,85 @@
+import numpy as np
+import pytest
+
+from sweepjax.space import Choice, IntUniform, LogUniform, SearchSpace, Uniform, from_json, to_json
+
+
+def test_random_is_reproducible_and_in_bounds():
+    space = SearchSpace(lr=LogUniform(1e-4, 1e-1), m=Uniform(0.0, 0.9), n=IntUniform(1, 4))
+    a = space.sample(200, "random", seed=3)
+    b = space.sample(200, "random", seed=3)
+    for name in a.names:
+        np.testing.assert_array_equal(a[name], b[name])
+    assert a["lr"].dtype == np.float32 and a["n"].dtype == np.int32
+    assert (a["lr"] >= 1e-4).all() and (a["lr"] <= 1e-1).all()
+    assert set(np.unique(a["n"])) == {1, 2, 3, 4}
+
+
+def test_log_uniform_is_uniform_on_the_log_scale():
+    lr = SearchSpace(lr=LogUniform(1e-4, 1.0)).sample(4000, "random", seed=0)["lr"]
+    decades = np.histogram(np.log10(lr), bins=4, range=(-4, 0))[0]
+    assert decades.min() > 850  # about 1000 per decade; a linear sampler would put ~90% in the top
+
+
+def test_quasi_random_covers_evenly():
+    u = SearchSpace(x=Uniform(0.0, 1.0)).sample(64, "quasi_random", seed=0)["x"]
+    counts = np.histogram(u, bins=8, range=(0, 1))[0]
+    assert counts.min() >= 6 and counts.max() <= 10  # scrambled Halton: near-uniform strata
+
+
+def test_grid_is_the_product_of_axes():
+    space = SearchSpace(lr=LogUniform(1e-3, 1e-1, num=3), m=Choice([0.0, 0.9]), wd=1e-4)
+    hp = space.sample(6, "grid")
+    pairs = {(round(float(a), 6), float(b)) for a, b in zip(hp["lr"], hp["m"], strict=True)}
+    assert len(pairs) == 6
+    np.testing.assert_allclose(sorted(set(hp["lr"].tolist())), [1e-3, 1e-2, 1e-1], rtol=1e-6)
+    assert (hp["wd"] == np.float32(1e-4)).all()
+
+
+def test_grid_spreads_population_over_free_axes():
+    hp = SearchSpace(a=Uniform(0, 1), b=LogUniform(1, 10)).sample(16, "grid")
+    assert len(set(hp["a"].tolist())) == 4 and len(set(hp["b"].tolist())) == 4
+
+
+def test_grid_size_mismatch_names_population():
+    with pytest.raises(ValueError, match=r"population: 5 does not match the grid's 6 points"):
+        SearchSpace(a=Choice([1, 2, 3]), b=Choice([0.1, 0.2])).sample(5, "grid")
+
+
+def test_seed_column_defaults_to_member_index_and_can_be_set():
+    assert SearchSpace(a=Uniform(0, 1)).sample(5, "random")["seed"].tolist() == [0, 1, 2, 3, 4]
+    assert SearchSpace(a=Uniform(0, 1), seed=7).sample(3, "random")["seed"].tolist() == [7, 7, 7]
+    seeds = SearchSpace(seed=IntUniform(0, 3)).sample(6, "grid" if False else "random")["seed"]
+    assert seeds.dtype == np.int32 and set(seeds.tolist()) <= {0, 1, 2, 3}
+
+
+def test_table_and_member():
+    hp = SearchSpace(lr=Choice([0.1, 0.01])).sample(2, "grid")
+    assert hp.member(1) == {"lr": pytest.approx(0.01), "seed": 1}
+    assert hp.table().splitlines()[0].split() == ["member", "lr", "seed"]
+    assert hp.select([1]).size == 1
+
+
+@pytest.mark.parametrize(
+    ("dist", "message"),
+    [
+        (lambda: LogUniform(0, 1), r"lr: LogUniform\(0, 1\) needs low > 0"),
+        (lambda: Uniform(2.0, 1.0), r"lr: Uniform\(2.0, 1.0\) needs low < high; got low=2.0"),
+        (lambda: IntUniform(3, 3), r"lr: IntUniform\(3, 3\) needs low < high"),
+        (lambda: Choice([]), r"lr: Choice\(\[\]\) is empty"),
+        (lambda: [1, 2], r"lr: \[1, 2\] is neither a number"),
+    ],
+)
+def test_bad_distributions_name_the_dimension(dist, message):
+    with pytest.raises(ValueError, match=message):
+        SearchSpace(lr=dist())
+
+
+def test_unknown_method():
+    with pytest.raises(ValueError, match=r"search: unknown method 'sobolx'; allowed: \['grid'"):
+        SearchSpace(a=Uniform(0, 1)).sample(4, "sobolx")
+
+
+def test_json_round_trip():
+    for value in (LogUniform(1e-3, 1.0, num=4), Choice([1, 2]), IntUniform(1, 5), 0.5, "x"):
+        assert from_json(to_json(value)) == value
