@@ -1,7 +1,8 @@
 """The default sweep: MNIST-1D, the MLP, 64 members of SGD with momentum, quasi-random search.
 
-Sweeps learning rate, weight decay and momentum. Runs in about a minute on a 2-core CPU; the
-best member reaches about 70% test accuracy (the MNIST-1D paper's MLP figure is 68%).
+Sweeps learning rate, decoupled weight decay and momentum. Runs in about a minute and a half on
+a 2-core CPU; the best member (ranked by validation accuracy) reaches about 72% test accuracy
+(the MNIST-1D paper's MLP figure is 68%).
 
 Run:
     sweepjax run                       # same as: sweepjax run default
@@ -18,7 +19,7 @@ def get_config() -> Config:
         optimizer="sgd",
         space={
             "learning_rate": LogUniform(1e-3, 1.0),
-            "weight_decay": LogUniform(1e-6, 1e-2),
+            "weight_decay": LogUniform(1e-5, 1e-1),
             "momentum": Uniform(0.0, 0.99),
         },
         search="quasi_random",

@@ -46,6 +46,7 @@ class Config:
 
     dataset: str = "mnist1d"
     val_size: int = 500
+    normalize: str = "standard"
     model: Any = dataclasses.field(default_factory=lambda: {"name": "mlp"})
     optimizer: str = "sgd"
     nesterov: bool = False
@@ -82,6 +83,7 @@ class Config:
 _FIELD_TYPES = {
     "dataset": str,
     "val_size": int,
+    "normalize": str,
     "optimizer": str,
     "nesterov": bool,
     "schedule": str,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -106,19 +106,111 @@ def from_arrays(
     )
 
 
-def load_dataset(name: str, val_size: int) -> Dataset:
-    """Load data set `name` (embedded: `mnist1d`).
+NORMALIZATIONS = ("standard", "scale", "none")
+
+
+def normalize(dataset: Dataset, method: str) -> Dataset:
+    """Normalise features with statistics of the training split only.
+
+    `standard`: subtract the mean and divide by the standard deviation, per channel (the last
+    axis) for images and over all features for vectors; `scale`: divide by 255 (8-bit images);
+    `none`: leave as is.
+
+    >>> ds = from_arrays(np.arange(20.0).reshape(10, 2), np.arange(10) % 2, np.ones((2, 2)), [0, 1], 2)
+    >>> abs(round(float(normalize(ds, "standard").train_x.mean()), 6))
+    0.0
+    """
+    if method not in NORMALIZATIONS:
+        raise ValueError(f"normalize: unknown {method!r}; allowed: {list(NORMALIZATIONS)}.")
+    if method == "none":
+        return dataset
+    if method == "scale":
+        mean, std = np.float32(0.0), np.float32(255.0)
+    else:
+        axes = tuple(range(dataset.train_x.ndim - 1)) if dataset.train_x.ndim > 2 else None
+        mean = dataset.train_x.mean(axis=axes)
+        std = np.maximum(dataset.train_x.std(axis=axes), 1e-6)
+    f = lambda a: ((a - mean) / std).astype(np.float32)  # noqa: E731
+    return dataset._replace(
+        train_x=f(dataset.train_x), val_x=f(dataset.val_x), test_x=f(dataset.test_x)
+    )
+
+
+def _tfds_examples(source: Any, feature: str) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        examples = source.__getitems__(range(len(source)))
+    except TypeError:  # some data sources (and tfds' mocks) only index one record at a time
+        examples = [source[i] for i in range(len(source))]
+    x = np.stack([np.asarray(e[feature]) for e in examples])
+    return x, np.asarray([e["label"] for e in examples])
+
+
+def _load_tfds(spec: str, val_size: int) -> Dataset:
+    _, _, rest = spec.partition(":")
+    name, _, variant = rest.partition(":")
+    full = f"{name}/{variant}" if variant else name
+    import tensorflow_datasets as tfds
+
+    try:
+        builder = tfds.builder(full)
+    except Exception as err:  # tfds raises its own DatasetNotFoundError and others
+        raise ValueError(
+            f"dataset: tfds has no data set {full!r} ({str(err).splitlines()[0]}); tfds names look like "
+            "'tfds:mnist', 'tfds:fashion_mnist', 'tfds:cifar10' or 'tfds:<name>:<config>'."
+        ) from err
+    features = builder.info.features
+    feature = next((k for k in ("image", "features") if k in features), None)
+    if feature is None or "label" not in features:
+        raise ValueError(
+            f"dataset: {spec!r} has features {sorted(features)}; sweepjax needs a classification "
+            "set with 'label' and 'image' or 'features'."
+        )
+    try:
+        train, test = tfds.data_source(full, split=["train", "test"], download=True)
+    except Exception as err:  # no network, no prepared copy, or a bad data dir
+        raise ValueError(
+            f"dataset: {spec!r} is not prepared and could not be downloaded ({err}). tfds looks in "
+            f"{tfds.core.constants.DATA_DIR} (set TFDS_DATA_DIR to change it); prepare it with "
+            f"`tfds build {full} --file_format=array_record` on a machine with network access."
+        ) from err
+    (train_x, train_y), (test_x, test_y) = (
+        _tfds_examples(train, feature),
+        _tfds_examples(test, feature),
+    )
+    num_classes = features["label"].num_classes
+    for split, labels in (("train", train_y), ("test", test_y)):
+        if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+            raise ValueError(
+                f"dataset: {spec!r} {split} labels span [{labels.min()}, {labels.max()}]; "
+                f"allowed: 0 to {num_classes - 1}."
+            )
+    return from_arrays(train_x, train_y, test_x, test_y, val_size, spec, num_classes)
+
+
+def load_dataset(name: str, val_size: int, normalization: str = "standard") -> Dataset:
+    """Load data set `name`: the embedded `mnist1d`, or `tfds:<name>[:<config>]`.
+
+    Args:
+      name: `mnist1d`, or a tensorflow-datasets classification set as `tfds:<name>[:<config>]`
+        (read through `tfds.data_source`, which needs no TensorFlow).
+      val_size: examples carved from train (with a fixed seed) for validation.
+      normalization: see `normalize`.
 
     >>> load_dataset("mnist1d", val_size=500).describe()
     'mnist1d: 3500 train / 500 val / 1000 test, features (40,), 10 classes'
     """
     if name == "mnist1d":
         a = _mnist1d_arrays()
-        return from_arrays(a["x"], a["y"], a["x_test"], a["y_test"], val_size, name, 10)
-    raise ValueError(
-        f"dataset: unknown data set {name!r}; allowed: the embedded {list(EMBEDDED)}, "
-        "or arrays through sweepjax.data.from_arrays(...)."
-    )
+        dataset = from_arrays(a["x"], a["y"], a["x_test"], a["y_test"], val_size, name, 10)
+    elif name.startswith("tfds:"):
+        dataset = _load_tfds(name, val_size)
+    else:
+        raise ValueError(
+            f"dataset: unknown data set {name!r}; allowed: the embedded {list(EMBEDDED)}, "
+            "'tfds:<name>[:<config>]' for tensorflow-datasets (e.g. 'tfds:cifar10'), "
+            "or arrays through sweepjax.data.from_arrays(...)."
+        )
+    return normalize(dataset, normalization)
 
 
 def batch_indices(key: jax.Array, step: jax.Array, num_examples: int, batch_size: int) -> jax.Array:

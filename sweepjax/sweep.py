@@ -152,7 +152,7 @@ def run(config: Config, *, quiet: bool = False, dataset: Dataset | None = None) 
       The `Result`; its files are in `config.out_dir` unless that is None.
     """
     validate(config)
-    dataset = dataset or load_dataset(config.dataset, config.val_size)
+    dataset = dataset or load_dataset(config.dataset, config.val_size, config.normalize)
     program = program_of(config)
     hparams = sample_hparams(config)
     _check_data(config, dataset, program.model)
