@@ -31,6 +31,13 @@ ACTIVATIONS: dict[str, Callable] = {
     "elu": nn.elu,
 }
 
+INITIALIZERS: dict[str, Callable] = {
+    "lecun": nn.initializers.lecun_normal(),
+    "he": nn.initializers.he_normal(),
+    "xavier": nn.initializers.xavier_uniform(),
+    "glorot": nn.initializers.xavier_uniform(),
+}
+
 
 def _activation(name: str) -> Callable:
     if name not in ACTIVATIONS:
@@ -38,8 +45,45 @@ def _activation(name: str) -> Callable:
     return ACTIVATIONS[name]
 
 
-class MLP(nn.Module):
+def _initializer(name: str) -> Callable:
+    if name not in INITIALIZERS:
+        raise ValueError(f"model.initializer: unknown {name!r}; allowed: {sorted(INITIALIZERS)}.")
+    return INITIALIZERS[name]
+
+
+class Dropout(nn.Module):
+    """Inverted dropout whose rate is a call argument, so it may be a traced per-member value.
+
+    (`nn.Dropout` takes its rate as a static attribute and branches on it in Python.)
+    """
+
+    @nn.compact
+    def __call__(self, x: jax.Array, rate: jax.Array | float | None, train: bool) -> jax.Array:
+        if rate is None or not train:
+            return x
+        keep = 1.0 - rate
+        mask = jax.random.bernoulli(self.make_rng("dropout"), keep, x.shape)
+        return jnp.where(mask, x / keep, 0.0)
+
+
+class _Block(nn.Module):
+    """Static choices shared by the built-in models."""
+
+    activation: str = "relu"
+    initializer: str = "lecun"
+    norm: bool = False
+
+    def _normalize(self, x: jax.Array, train: bool) -> jax.Array:
+        if not self.norm:
+            return x
+        return nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
+
+
+class MLP(_Block):
     """A multi-layer perceptron on flattened inputs.
+
+    Options: `hidden` widths, `activation`, `initializer` (he, lecun, xavier), `norm` (batch norm after
+    each hidden layer). Dropout after each hidden layer when given a `dropout_rate`.
 
     >>> logits, _ = as_model(MLP(hidden=(8,))).apply_fresh(jnp.zeros((2, 40)))
     >>> logits.shape
@@ -47,16 +91,16 @@ class MLP(nn.Module):
     """
 
     hidden: Sequence[int] = (100, 100)
-    activation: str = "relu"
     num_classes: int = 10
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        act = _activation(self.activation)
+    def __call__(self, x: jax.Array, train: bool = False, dropout_rate=None) -> jax.Array:
+        act, init = _activation(self.activation), _initializer(self.initializer)
         x = x.reshape((x.shape[0], -1))
         for width in self.hidden:
-            x = act(nn.Dense(width)(x))
-        return nn.Dense(self.num_classes)(x)
+            x = act(self._normalize(nn.Dense(width, kernel_init=init)(x), train))
+            x = Dropout()(x, dropout_rate, train)
+        return nn.Dense(self.num_classes, kernel_init=init)(x)
 
 
 class PatchConv(nn.Module):
@@ -110,7 +154,7 @@ class PatchConv(nn.Module):
         return [(0, 0)] * len(window)  # VALID
 
 
-class CNN1D(nn.Module):
+class CNN1D(_Block):
     """The MNIST-1D paper's small 1-D CNN: strided convolutions, then a linear read-out.
 
     >>> logits, _ = as_model(CNN1D(channels=(4, 4))).apply_fresh(jnp.zeros((2, 40)))
@@ -121,24 +165,104 @@ class CNN1D(nn.Module):
     channels: Sequence[int] = (25, 25, 25)
     kernel: int = 5
     stride: int = 2
-    activation: str = "relu"
     num_classes: int = 10
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        act = _activation(self.activation)
+    def __call__(self, x: jax.Array, train: bool = False, dropout_rate=None) -> jax.Array:
+        act, init = _activation(self.activation), _initializer(self.initializer)
         if x.ndim == 2:
             x = x[..., None]
         for i, width in enumerate(self.channels):
             conv = PatchConv(
-                width, (self.kernel,), strides=(self.stride,), padding=1, name=f"Conv_{i}"
+                width, (self.kernel,), (self.stride,), padding=1, kernel_init=init, name=f"Conv_{i}"
             )
-            x = act(conv(x))
-        x = x.reshape((x.shape[0], -1))
-        return nn.Dense(self.num_classes)(x)
+            x = act(self._normalize(conv(x), train))
+        x = Dropout()(x.reshape((x.shape[0], -1)), dropout_rate, train)
+        return nn.Dense(self.num_classes, kernel_init=init)(x)
 
 
-MODELS: dict[str, type[nn.Module]] = {"mlp": MLP, "cnn1d": CNN1D}
+class CNN2D(_Block):
+    """A small 2-D CNN for images: per stage a k x k convolution, activation, 2 x 2 max-pool.
+
+    `kernel` is the convolution width swept in the seed experiments (3, 5, 7 ...).
+
+    >>> logits, _ = as_model(CNN2D(channels=(4,), kernel=5)).apply_fresh(jnp.zeros((2, 8, 8, 1)))
+    >>> logits.shape
+    (2, 10)
+    """
+
+    channels: Sequence[int] = (32, 64)
+    kernel: int = 3
+    dense: int = 128
+    num_classes: int = 10
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False, dropout_rate=None) -> jax.Array:
+        act, init = _activation(self.activation), _initializer(self.initializer)
+        if x.ndim == 3:
+            x = x[..., None]
+        for width in self.channels:
+            x = PatchConv(width, (self.kernel, self.kernel), padding="SAME", kernel_init=init)(x)
+            x = nn.max_pool(act(self._normalize(x, train)), (2, 2), strides=(2, 2))
+        x = act(nn.Dense(self.dense, kernel_init=init)(x.reshape((x.shape[0], -1))))
+        x = Dropout()(x, dropout_rate, train)
+        return nn.Dense(self.num_classes, kernel_init=init)(x)
+
+
+class ResNet(_Block):
+    """A CIFAR-style ResNet of basic blocks (He et al. 2016), batch norm on by default.
+
+    `stages` gives the blocks per stage: (1, 1, 1) with width 16 is ResNet-8, (3, 3, 3) with
+    width 16 ResNet-20, and (2, 2, 2, 2) with width 64 ResNet-18. Batch statistics are model
+    state, so each member carries (and checkpoints) its own.
+
+    >>> logits, _ = as_model(ResNet(stages=(1,), width=4)).apply_fresh(jnp.zeros((2, 8, 8, 3)))
+    >>> logits.shape
+    (2, 10)
+    """
+
+    stages: Sequence[int] = (1, 1, 1)
+    width: int = 16
+    initializer: str = "he"
+    norm: bool = True
+    num_classes: int = 10
+
+    def _conv(self, width: int, window: int, stride: int = 1) -> PatchConv:
+        init = _initializer(self.initializer)
+        return PatchConv(width, (window, window), (stride, stride), "SAME", kernel_init=init)
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False, dropout_rate=None) -> jax.Array:
+        act = _activation(self.activation)
+        x = act(self._normalize(self._conv(self.width, 3)(x), train))
+        for stage, blocks in enumerate(self.stages):
+            width = self.width * 2**stage
+            for block in range(blocks):
+                stride = 2 if stage > 0 and block == 0 else 1
+                y = act(self._normalize(self._conv(width, 3, stride)(x), train))
+                y = self._normalize(self._conv(width, 3)(y), train)
+                if x.shape != y.shape:
+                    x = self._normalize(self._conv(width, 1, stride)(x), train)
+                x = act(x + y)
+        x = Dropout()(x.mean(axis=(1, 2)), dropout_rate, train)
+        return nn.Dense(self.num_classes, kernel_init=_initializer(self.initializer))(x)
+
+
+# Named ResNet depths: option defaults that `build_model` applies under these names.
+RESNETS: dict[str, dict[str, Any]] = {
+    "resnet8": {"stages": (1, 1, 1), "width": 16},
+    "resnet20": {"stages": (3, 3, 3), "width": 16},
+    "resnet18": {"stages": (2, 2, 2, 2), "width": 64},
+}
+
+
+MODELS: dict[str, type[nn.Module]] = {
+    "mlp": MLP,
+    "cnn1d": CNN1D,
+    "cnn2d": CNN2D,
+    "resnet": ResNet,
+    **dict.fromkeys(RESNETS, ResNet),
+}
 
 
 def model_options(name: str) -> dict[str, Any]:
@@ -155,8 +279,10 @@ def build_model(spec: Mapping[str, Any]) -> nn.Module:
     >>> build_model({"name": "mlp", "hidden": [32]})
     MLP(
         # attributes
-        hidden = (32,)
         activation = 'relu'
+        initializer = 'lecun'
+        norm = False
+        hidden = (32,)
         num_classes = 10
     )
     """
@@ -169,9 +295,9 @@ def build_model(spec: Mapping[str, Any]) -> nn.Module:
                 f"model.{key}: {value!r} is not an option of {name!r}; allowed: {sorted(allowed)}."
             )
     options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
-    if "activation" in options:
-        _activation(options["activation"])
-    return MODELS[name](**options)
+    _activation(options.get("activation", "relu"))
+    _initializer(options.get("initializer", "lecun"))
+    return MODELS[name](**{**RESNETS.get(name, {}), **options})
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
