@@ -15,9 +15,12 @@ from sweepjax.data import Dataset as Dataset
 from sweepjax.data import from_arrays as from_arrays
 from sweepjax.data import load_dataset as load_dataset
 from sweepjax.models import CNN1D as CNN1D
+from sweepjax.models import CNN2D as CNN2D
 from sweepjax.models import MLP as MLP
 from sweepjax.models import Model as Model
+from sweepjax.models import ResNet as ResNet
 from sweepjax.models import as_model as as_model
+from sweepjax.models import build_model as build_model
 from sweepjax.optim import Optimizer as Optimizer
 from sweepjax.population import Population as Population
 from sweepjax.population import Program as Program
@@ -36,6 +39,9 @@ from sweepjax.sweep import run as run
 
 __all__ = [
     "CNN1D",
+    "CNN2D",
+    "ResNet",
+    "build_model",
     "MLP",
     "Choice",
     "Config",

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sweepjax import space as space_lib
-from sweepjax.models import MODELS, model_options
+from sweepjax.models import MODELS, model_of, model_options
 from sweepjax.optim import hyperparameter_names
 from sweepjax.schedules import schedule_parameters
 
@@ -31,6 +31,7 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "alpha": (0.0, 1.0, True, True),
     "decay_steps": (0.0, math.inf, False, False),
     "warmup_steps": (0.0, math.inf, True, False),
+    "dropout": (0.0, 1.0, True, False),
 }
 
 
@@ -179,11 +180,18 @@ def _check_range(name: str, value: Any) -> None:
 
 
 def allowed_hyperparameters(config: Config) -> dict[str, float]:
-    """Every per-member hyperparameter this config's optimizer and schedule take, with defaults."""
+    """Every per-member hyperparameter this config's optimizer, schedule and model take.
+
+    Besides the optimizer's and the schedule's: `seed`, `batch_size` (per member, at most the
+    config's `batch_size`) and `dropout` where the model takes a dropout rate.
+    """
+    model = {"dropout": 0.0} if model_of(config.model).takes_dropout else {}
     return {
         **hyperparameter_names(config.optimizer),
         **schedule_parameters(config.schedule, config.steps),
+        **model,
         "seed": 0,
+        "batch_size": config.batch_size,
     }
 
 
@@ -228,4 +236,23 @@ def validate(config: Config) -> Config:
                 f"with schedule {config.schedule!r}; allowed: {sorted(allowed)}."
             )
         _check_range(name, value)
+    _check_member_batch_sizes(config)
     return config
+
+
+def _check_member_batch_sizes(config: Config) -> None:
+    value = config.space.get("batch_size")
+    if value is None:
+        return
+    if isinstance(value, space_lib.Choice):
+        values = list(value.values)
+    elif isinstance(value, space_lib.IntUniform):
+        values = [value.low, value.high]
+    else:
+        values = [value]
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= config.batch_size:
+            raise ValueError(
+                f"space.batch_size: {v!r} is not allowed; allowed: integers from 1 to the "
+                f"config's batch_size ({config.batch_size}), the shared batch every member draws from."
+            )

@@ -310,6 +310,7 @@ class Model:
     init: Callable[[jax.Array, jax.Array], dict[str, Any]]
     apply: Callable[..., tuple[jax.Array, dict[str, Any]]]
     module: Any = None
+    takes_dropout: bool = False  # `apply(..., dropout_rate=r)` reaches the module's dropout
 
     def apply_fresh(self, x: jax.Array, seed: int = 0) -> tuple[jax.Array, dict[str, Any]]:
         """Initialise from `seed` and apply to x in eval mode (for quick checks)."""
@@ -318,6 +319,17 @@ class Model:
 
 
 _ADAPTERS: dict[Any, Model] = {}
+
+
+def model_of(spec: Any) -> Model:
+    """The `Model` of a config's `model` value: a built-in spec dict or a Flax module.
+
+    >>> model_of({"name": "mlp", "hidden": [8]}).takes_dropout
+    True
+    """
+    if isinstance(spec, Mapping):
+        return as_model(build_model(spec))
+    return as_model(spec)
 
 
 def as_model(module: Any) -> Model:
@@ -359,9 +371,13 @@ def _takes(fn: Callable, name: str) -> bool:
 
 def _from_linen(module: nn.Module) -> Model:
     takes_train = _takes(module.__call__, "train")
+    takes_dropout = _takes(module.__call__, "dropout_rate")
 
-    def call_kwargs(train: bool) -> dict[str, bool]:
-        return {"train": train} if takes_train else {}
+    def call_kwargs(train: bool, dropout_rate=None) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"train": train} if takes_train else {}
+        if dropout_rate is not None and takes_dropout:
+            kwargs["dropout_rate"] = dropout_rate
+        return kwargs
 
     def init(key: jax.Array, x: jax.Array) -> dict[str, Any]:
         params_key, dropout_key = jax.random.split(key)
@@ -370,17 +386,17 @@ def _from_linen(module: nn.Module) -> Model:
         )
         return dict(variables)
 
-    def apply(variables, x, train: bool, rng: jax.Array):
+    def apply(variables, x, train: bool, rng: jax.Array, dropout_rate=None):
         rngs = {"dropout": rng}
         if not train:
             return module.apply(variables, x, rngs=rngs, **call_kwargs(False)), {}
         mutable = [k for k in variables if k != "params"]
         logits, updates = module.apply(
-            variables, x, rngs=rngs, mutable=mutable, **call_kwargs(True)
+            variables, x, rngs=rngs, mutable=mutable, **call_kwargs(True, dropout_rate)
         )
         return logits, dict(updates)
 
-    return Model(init=init, apply=apply, module=module)
+    return Model(init=init, apply=apply, module=module, takes_dropout=takes_dropout)
 
 
 def _nnx_model(graphdef: Any, make_state: Callable[[jax.Array], Any], module: Any) -> Model:
@@ -388,7 +404,7 @@ def _nnx_model(graphdef: Any, make_state: Callable[[jax.Array], Any], module: An
         params, rest = make_state(key)
         return {"params": params, "state": rest}
 
-    def apply(variables, x, train: bool, rng: jax.Array):
+    def apply(variables, x, train: bool, rng: jax.Array, dropout_rate=None):
         net = nnx.merge(graphdef, variables["params"], variables["state"])
         logits = net(x)
         _, _, rest = nnx.split(net, nnx.Param, ...)

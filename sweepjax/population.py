@@ -52,7 +52,9 @@ class Program:
     model: Model
     optimizer: Optimizer
     schedule: str
-    batch_size: int
+    batch_size: int  # the shared batch; with `member_batch`, the largest member batch size
+    dropout: bool = False  # the members' `dropout` hyperparameter reaches the model
+    member_batch: bool = False  # member i averages its loss over the first `batch_size[i]` examples
 
 
 def _member_key(seed: jax.Array) -> jax.Array:
@@ -99,11 +101,6 @@ def _init_population(
     )
 
 
-def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """Mean softmax cross-entropy of integer labels."""
-    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-
-
 def _all_finite(tree: Any) -> jax.Array:
     leaves = [jnp.isfinite(leaf).all() for leaf in jax.tree.leaves(tree)]
     return jnp.stack(leaves).all() if leaves else jnp.array(True)
@@ -117,9 +114,17 @@ def _member_step(program: Program, state: tuple, hp: Mapping[str, jax.Array], x,
 
     def loss_fn(p):
         logits, new_model_state = program.model.apply(
-            {"params": p, **model_state}, x, train=True, rng=rng
+            {"params": p, **model_state},
+            x,
+            train=True,
+            rng=rng,
+            dropout_rate=hp["dropout"] if program.dropout else None,
         )
-        return cross_entropy(logits, y), new_model_state
+        losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+        if not program.member_batch:
+            return losses.mean(), new_model_state
+        weights = (jnp.arange(y.shape[0]) < hp["batch_size"]).astype(losses.dtype)
+        return jnp.sum(losses * weights) / jnp.sum(weights), new_model_state
 
     (loss, new_model_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     updates, new_opt_state = program.optimizer.update(grads, opt_state, params)

@@ -12,7 +12,6 @@ import dataclasses
 import importlib.metadata
 import sys
 import time
-from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -22,7 +21,7 @@ from tqdm.auto import tqdm
 
 from sweepjax.config import Config, allowed_hyperparameters, validate
 from sweepjax.data import Dataset, load_dataset
-from sweepjax.models import Model, as_model, build_model
+from sweepjax.models import Model, model_of
 from sweepjax.optim import Optimizer
 from sweepjax.population import (
     Population,
@@ -50,20 +49,13 @@ def _count_compile_time(event: str, duration: float, **_: Any) -> None:
 jax.monitoring.register_event_duration_secs_listener(_count_compile_time)
 
 
-def model_of(config: Config) -> Model:
-    """The `Model` a config names (a built-in spec) or holds (a user Flax module)."""
-    if isinstance(config.model, Mapping):
-        return as_model(build_model(config.model))
-    return as_model(config.model)
-
-
 def sample_hparams(config: Config) -> HParams:
     """Sample the space; hyperparameters the space leaves out get their defaults as columns."""
     hparams = SearchSpace(config.space).sample(config.population, config.search, config.seed)
     values = dict(hparams.values)
     for name, default in allowed_hyperparameters(config).items():
         if name not in values:
-            values[name] = np.full(config.population, default, np.float32)
+            values[name] = np.full(config.population, default, np.asarray(default).dtype)
     return HParams(values)
 
 
@@ -71,10 +63,12 @@ def program_of(config: Config) -> Program:
     """The static structure of a config's sweep: it keys the compiled programs."""
     names = frozenset(config.space)
     return Program(
-        model=model_of(config),
+        model=model_of(config.model),
         optimizer=Optimizer(config.optimizer, names, config.nesterov),
         schedule=config.schedule,
         batch_size=config.batch_size,
+        dropout="dropout" in names,
+        member_batch="batch_size" in names,
     )
 
 
