@@ -527,7 +527,7 @@ def figure_hyperparameters(result: Result):
     diverged = np.asarray([_diverged(r) for r in rows])
     best = _best_index(result)
     fig = Figure(figsize=(3.6 * len(dims) + 0.5, 3.2 * len(metrics)), layout="constrained")
-    axes = fig.subplots(len(metrics), len(dims), squeeze=False)
+    axes = fig.subplots(len(metrics), len(dims), squeeze=False, sharey="row")
     for j, dim in enumerate(dims):
         x = np.asarray([_number(r[dim]) for r in rows])
         log = is_log_scale(result.summary, dim, x) and x.min() > 0
