@@ -450,6 +450,7 @@ def figure_curves(result: Result):
     coloured by learning rate on a log colour scale, the best member highlighted."""
     from matplotlib.cm import ScalarMappable
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     curves, rows = result.curves, result.rows
     names = [n for n in CURVES if n in curves]
@@ -504,6 +505,7 @@ def figure_curves(result: Result):
             ax.set_yscale("log")
             ax.set_ylim(*frame)
         ax.set_xlabel("step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(_label(name))
         ax.set_title(_label(name))
         ax.grid(True, which="major", alpha=0.3)
@@ -599,7 +601,8 @@ def figure_heatmap(result: Result):
         vmax = vmin + 1e-6
     mappable = None
     u, v = (np.log10(x) if logx else x), (np.log10(y) if logy else y)
-    if healthy.sum() >= 3:
+    distinct = min(len(set(x[healthy])), len(set(y[healthy])))
+    if healthy.sum() >= 4 and distinct >= 3:  # a dimension with 2 values gives no contour
         try:  # triangulate where the axes are uniform (log space), draw in data space
             triangles = mtri.Triangulation(u[healthy], v[healthy]).triangles
             tri = mtri.Triangulation(x[healthy], y[healthy], triangles)
@@ -614,7 +617,7 @@ def figure_heatmap(result: Result):
         cmap="viridis",
         vmin=vmin,
         vmax=vmax,
-        s=26,
+        s=26 if mappable is not None else 70,
         edgecolors="white",
         linewidths=0.6,
         label="healthy member",
@@ -630,6 +633,7 @@ def figure_heatmap(result: Result):
         ax.set_xscale("log")
     if logy:
         ax.set_yscale("log")
+    ax.margins(0.05)
     ax.set_xlabel(_label(xname) + (" (log)" if logx else ""))
     ax.set_ylabel(_label(yname) + (" (log)" if logy else ""))
     ax.legend(fontsize=8, loc="best", framealpha=0.9)
@@ -721,6 +725,7 @@ def figure_schedules(result: Result):
     """The learning rate each member followed against the step, coloured like the curves."""
     from matplotlib.cm import ScalarMappable
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     computed = member_schedules(result)
     if computed is None:
@@ -746,6 +751,7 @@ def figure_schedules(result: Result):
         ax.set_yscale("log")
         ax.set_ylim(peaks[peaks > 0].min() / 100, peaks.max() * 2)
     ax.set_xlabel("step")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("learning rate")
     ax.grid(True, alpha=0.3)
     if colouring:
@@ -849,7 +855,9 @@ def _facts(result: Result) -> list[tuple[str, str]]:
     summary, config = result.summary, _config(result.summary)
     facts = [("status", status_line(result))]
     for key in ("dataset", "optimizer", "schedule", "search", "population", "steps", "batch_size"):
-        if key in config:
+        if key == "dataset" and isinstance(summary.get("dataset"), str):
+            facts.append((key, summary["dataset"]))  # what was trained on, described
+        elif key in config:
             facts.append((key, _fmt(config[key])))
     model = config.get("model")
     if model is not None:

@@ -171,7 +171,7 @@ def run(config: Config, *, quiet: bool = False, dataset: Dataset | None = None) 
     show = not quiet and sys.stderr.isatty()
     bar = tqdm(total=config.steps, disable=not show, unit="step", desc="sweep", leave=False)
     logs = TensorBoardLog(config, hparams) if config.tensorboard else None
-    chunk_start = time.perf_counter()
+    chunk_start, best = time.perf_counter(), -np.inf  # best: validation accuracy so far
     while int(pop.step) < config.steps:
         length = min(config.eval_every, config.steps - int(pop.step))
         pop, losses = make_train_chunk(program, length)(
@@ -184,15 +184,18 @@ def run(config: Config, *, quiet: bool = False, dataset: Dataset | None = None) 
         curves.val_accuracy.append(np.asarray(val_acc))
         alive = np.asarray(pop.alive)
         bar.update(length)
-        best = np.max(np.where(alive, curves.val_accuracy[-1], -np.inf), initial=-np.inf)
+        best = np.max(np.where(alive, curves.val_accuracy[-1], -np.inf), initial=best)
         now = time.perf_counter()
-        bar.set_postfix(
-            alive=int(alive.sum()),
-            diverged=int((~alive).sum()),
-            best_val=f"{best:.3f}",
-            member_steps_s=f"{config.population * length / max(now - chunk_start, 1e-9):.4g}",
-        )
+        rate = config.population * length / max(now - chunk_start, 1e-9)  # of the last chunk
         chunk_start = now
+        bar.set_postfix(
+            {
+                "alive": int(alive.sum()),
+                "diverged": int((~alive).sum()),
+                "best_val": f"{best:.3f}",
+                "member-steps/s": f"{rate:,.0f}",
+            }
+        )
         if logs is not None:
             logs.write(
                 curves.steps[-1],

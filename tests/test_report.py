@@ -26,15 +26,12 @@ def sweeps(tmp_path_factory, tiny_config, tiny_data):
     finished = root / "finished"
     sweepjax.run(tiny_config.replace(out_dir=str(finished)), quiet=True, dataset=tiny_data)
 
-    diverged = root / "diverged"
+    diverged = root / "diverged"  # the same structure as tiny_config: nothing recompiles
     wild = tiny_config.replace(
-        schedule="cosine",
         space={
             "learning_rate": sweepjax.LogUniform(1e-2, 300.0),
-            "weight_decay": sweepjax.LogUniform(1e-5, 1e-2),
             "momentum": sweepjax.Choice([0.0, 0.9]),
         },
-        population=12,
         out_dir=str(diverged),
     )
     sweepjax.run(wild, quiet=True, dataset=tiny_data)
@@ -120,13 +117,21 @@ def test_diverged_sweep_has_a_divergence_boundary(sweeps):
     assert "## Divergence boundary (learning rate)" in (out / "report.md").read_text()
 
 
-def test_schedules_follow_each_members_hyperparameters(sweeps):
-    result = read_sweep(sweeps["diverged"])
-    steps, lr = member_schedules(result)
-    assert steps[0] == 0 and steps[-1] == 30 and lr.shape == (len(result.rows), len(steps))
-    peaks = np.asarray([r["learning_rate"] for r in result.rows])
-    np.testing.assert_allclose(lr[:, 0], peaks, rtol=1e-5)  # cosine from the peak ...
-    np.testing.assert_allclose(lr[:, -1], 0.0, atol=1e-6)  # ... to alpha = 0
+def test_schedules_follow_each_members_hyperparameters():
+    rows = [
+        {"member": i, "learning_rate": lr, "alpha": alpha, "status": "ok"}
+        for i, (lr, alpha) in enumerate([(0.1, 0.0), (1.0, 0.5)])
+    ]
+    config = sweepjax.Config(optimizer="adam", schedule="cosine", steps=40).to_json()
+    steps, lr = member_schedules(sweepjax.Result(rows, {}, {"config": config}))
+    assert steps[0] == 0 and steps[-1] == 40 and lr.shape == (2, len(steps))
+    np.testing.assert_allclose(lr[:, 0], [0.1, 1.0], rtol=1e-6)  # cosine from the peak ...
+    np.testing.assert_allclose(lr[:, -1], [0.0, 0.5], atol=1e-6)  # ... to alpha * peak
+    np.testing.assert_allclose(lr[0, steps == 20], 0.05, rtol=1e-5)
+    config["model"] = "MyModule(features=3)"  # a user module is stored as its repr
+    assert member_schedules(sweepjax.Result(rows, {}, {"config": config}))[1].shape == lr.shape
+    config["schedule"] = "no_such_schedule"
+    assert member_schedules(sweepjax.Result(rows, {}, {"config": config})) is None
 
 
 def test_show_and_status_of_each_kind_of_sweep(sweeps, capsys):
@@ -139,31 +144,27 @@ def test_show_and_status_of_each_kind_of_sweep(sweeps, capsys):
     assert "divergence boundary" in show(sweeps["diverged"])
 
 
-def test_status_key_wins_and_cli_report(sweeps, tmp_path, capsys):
+def test_status_key_wins(sweeps, tmp_path):
     out = tmp_path / "running"
     shutil.copytree(sweeps["finished"], out, ignore=shutil.ignore_patterns("report.*", "figures"))
     summary = json.loads((out / "sweep.json").read_text())
     (out / "sweep.json").write_text(json.dumps({**summary, "status": "running"}))
     assert "running, step 30/30" in show(out)
-    assert main(["report", str(out), "--top", "3"]) == 0
-    assert capsys.readouterr().out.strip() == str(out / "report.html")
-    _, cells = _md_table((out / "report.md").read_text(), "Leaderboard")
-    assert len(cells) == 3
 
 
-def test_partial_files_do_not_crash(sweeps, tmp_path, capsys):
+def test_cli_report_on_partial_files(sweeps, tmp_path, capsys):
     out = tmp_path / "partial"
     out.mkdir()
     shutil.copy(sweeps["diverged"] / "results.csv", out)
     (out / "curves.npz").write_bytes(b"torn")
     (out / "sweep.json").write_text("{not json")
-    write_report(out)
-    assert {p.stem for p in (out / "figures").glob("*.png")} == {
-        "hyperparameters",
-        "heatmap",
-        "parallel",
-    }
-    assert show(out).startswith(f"{out}: unknown, 12 members")
+    assert main(["report", str(out), "--top", "3"]) == 0
+    assert capsys.readouterr().out.strip() == str(out / "report.html")
+    figures = {p.stem for p in (out / "figures").glob("*.png")}
+    assert figures == {"hyperparameters", "heatmap", "parallel"}  # no curves, no config
+    _, cells = _md_table((out / "report.md").read_text(), "Leaderboard")
+    assert len(cells) == 3
+    assert show(out).startswith(f"{out}: unknown, 8 members")
 
     empty = tmp_path / "empty"
     empty.mkdir()
