@@ -415,6 +415,19 @@ def _log_frame(values: np.ndarray) -> tuple[float, float] | None:
     return (bottom, top) if bottom < top else None
 
 
+def _tidy_log_axis(axis, low: float, high: float) -> None:
+    """Readable labels on a log axis spanning `low` to `high`: plain numbers at 1-2-5 when the
+    span is short (matplotlib would otherwise label crowded minor ticks), decades when long."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    if not (low > 0 and high > low):
+        return
+    axis.set_minor_formatter(NullFormatter())
+    if high / low < 300:
+        axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+
+
 def _colouring(result: Result):
     """(name, values [P], norm, cmap) of the dimension lines are coloured by, or None."""
     from matplotlib import colormaps
@@ -504,8 +517,9 @@ def figure_curves(result: Result):
         if frame is not None:
             ax.set_yscale("log")
             ax.set_ylim(*frame)
+            _tidy_log_axis(ax.yaxis, *frame)
         ax.set_xlabel("step")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
         ax.set_ylabel(_label(name))
         ax.set_title(_label(name))
         ax.grid(True, which="major", alpha=0.3)
@@ -562,9 +576,11 @@ def figure_hyperparameters(result: Result):
                 )
             if log:
                 ax.set_xscale("log")
+                _tidy_log_axis(ax.xaxis, x.min(), x.max())
             if frame is not None:
                 ax.set_yscale("log")
                 ax.set_ylim(frame[0] / 1.3, frame[1] * 1.3)
+                _tidy_log_axis(ax.yaxis, *frame)
             ax.set_xlabel(_label(dim) + (" (log)" if log else ""))
             if j == 0:
                 ax.set_ylabel(_label(metric))
@@ -631,8 +647,10 @@ def figure_heatmap(result: Result):
         ax.scatter(x[best], y[best], marker="*", s=260, color="gold", ec="black", label="best")
     if logx:
         ax.set_xscale("log")
+        _tidy_log_axis(ax.xaxis, x.min(), x.max())
     if logy:
         ax.set_yscale("log")
+        _tidy_log_axis(ax.yaxis, y.min(), y.max())
     ax.margins(0.05)
     ax.set_xlabel(_label(xname) + (" (log)" if logx else ""))
     ax.set_ylabel(_label(yname) + (" (log)" if logy else ""))
@@ -668,8 +686,13 @@ def figure_parallel(result: Result):
                 lo_t, hi_t = lo, hi
             span = hi_t - lo_t or 1.0
             scaled = (values - lo_t) / span
-            marks = [0.0, 0.5, 1.0]
-            labels = [_fmt(10 ** (lo_t + m * span) if log else lo_t + m * span) for m in marks]
+            distinct = np.unique(finite)
+            if len(distinct) <= 6:  # a choice or a small grid: its values
+                marks = list(((np.log10(distinct) if log else distinct) - lo_t) / span)
+                labels = [_fmt(float(v)) for v in distinct]
+            else:
+                marks = [0.0, 0.5, 1.0]
+                labels = [_fmt(10 ** (lo_t + m * span) if log else lo_t + m * span) for m in marks]
         else:  # strings: evenly spaced categories
             levels = sorted({str(v) for v in raw})
             position = {s: k / max(len(levels) - 1, 1) for k, s in enumerate(levels)}
@@ -703,7 +726,15 @@ def figure_parallel(result: Result):
     for k, (marks, labels) in enumerate(ticks):
         ax.axvline(k, color="grey", lw=0.8)
         for m, text in zip(marks, labels, strict=True):
-            ax.text(k + 0.04, m, text, fontsize=7, va="center", ha="left")
+            ax.text(
+                k + 0.04,
+                m,
+                text,
+                fontsize=7,
+                va="center",
+                ha="left",
+                bbox={"fc": "white", "ec": "none", "alpha": 0.7, "pad": 1},
+            )
     ax.set_xticks(position)
     ax.set_xticklabels(
         [
@@ -751,7 +782,7 @@ def figure_schedules(result: Result):
         ax.set_yscale("log")
         ax.set_ylim(peaks[peaks > 0].min() / 100, peaks.max() * 2)
     ax.set_xlabel("step")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
     ax.set_ylabel("learning rate")
     ax.grid(True, alpha=0.3)
     if colouring:
@@ -763,8 +794,16 @@ def figure_schedules(result: Result):
 
 
 FIGURES = {
-    "curves": (figure_curves, "Training and validation curves of every member"),
-    "hyperparameters": (figure_hyperparameters, "Final metrics against each hyperparameter"),
+    "curves": (
+        figure_curves,
+        "Training and validation curves of every member (losses above ten times the median "
+        "leave through the top edge)",
+    ),
+    "hyperparameters": (
+        figure_hyperparameters,
+        "Final metrics against each hyperparameter (losses above ten times the median are "
+        "drawn on the top edge)",
+    ),
     "heatmap": (figure_heatmap, "Final validation accuracy over the two main hyperparameters"),
     "parallel": (figure_parallel, "Parallel coordinates of all dimensions"),
     "schedules": (figure_schedules, "The learning-rate schedule each member followed"),
