@@ -27,6 +27,10 @@ from sweepjax.population import Program as Program
 from sweepjax.population import init_population as init_population
 from sweepjax.population import make_evaluate as make_evaluate
 from sweepjax.population import make_train_chunk as make_train_chunk
+from sweepjax.report import divergence_boundary as divergence_boundary
+from sweepjax.report import read_sweep as read_sweep
+from sweepjax.report import sweep_status as sweep_status
+from sweepjax.report import write_report as write_report
 from sweepjax.results import Result as Result
 from sweepjax.results import read_result as read_result
 from sweepjax.space import Choice as Choice
@@ -59,12 +63,16 @@ __all__ = [
     "apply_overrides",
     "as_model",
     "datasets",
+    "divergence_boundary",
     "from_arrays",
     "init_population",
     "load_dataset",
     "make_evaluate",
     "make_train_chunk",
     "read_result",
+    "read_sweep",
     "run",
+    "sweep_status",
     "validate",
+    "write_report",
 ]

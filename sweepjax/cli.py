@@ -1,7 +1,8 @@
 """The `sweepjax` command.
 
 sweepjax run [EXPERIMENT] [--set key=value ...] [--out DIR] [--quiet]
-sweepjax show OUT_DIR
+sweepjax show OUT_DIR [--top N]
+sweepjax report OUT_DIR [--top N]
 """
 
 from __future__ import annotations
@@ -33,9 +34,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="output directory (overrides out_dir)")
     run.add_argument("--quiet", action="store_true", help="no progress bar or leaderboard")
 
-    show = commands.add_parser("show", help="print the leaderboard of a sweep directory")
+    show = commands.add_parser("show", help="print the status and leaderboard of a sweep directory")
     show.add_argument("out_dir")
     show.add_argument("--top", type=int, default=10)
+
+    report = commands.add_parser(
+        "report", help="write figures, report.html and report.md into a sweep directory"
+    )
+    report.add_argument("out_dir")
+    report.add_argument("--top", type=int, default=10, help="members in the leaderboard")
     return parser
 
 
@@ -50,9 +57,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 config = config.replace(out_dir=args.out)
             run(config, quiet=args.quiet)
         elif args.command == "show":
-            from sweepjax.results import leaderboard, read_rows
+            from sweepjax.report import show
 
-            print(leaderboard(read_rows(f"{args.out_dir}/results.csv"), args.top))
+            print(show(args.out_dir, args.top))
+        elif args.command == "report":
+            from sweepjax.report import write_report
+
+            print(write_report(args.out_dir, args.top))
     except ValueError as err:
         print(f"sweepjax: error: {err}", file=sys.stderr)
         return 2

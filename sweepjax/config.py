@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import importlib.util
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -63,6 +64,7 @@ class Config:
     eval_batch: int = 1000
     seed: int = 0
     out_dir: str | None = "runs/default"  # None: write nothing
+    tensorboard: bool = False  # TensorBoard logs in out_dir/tensorboard (needs tensorboardX)
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
@@ -96,6 +98,7 @@ _FIELD_TYPES = {
     "eval_batch": int,
     "seed": int,
     "out_dir": (str, type(None)),
+    "tensorboard": bool,
 }
 
 
@@ -227,6 +230,14 @@ def validate(config: Config) -> Config:
                 raise ValueError(
                     f"model.{key}: {value!r} is not an option of {name!r}; allowed: {sorted(allowed)}."
                 )
+    if config.tensorboard:
+        if config.out_dir is None:
+            raise ValueError("tensorboard: True needs an out_dir to write the logs into.")
+        if importlib.util.find_spec("tensorboardX") is None:
+            raise ValueError(
+                "tensorboard: True needs the tensorboardX package; install it with "
+                "`pip install tensorboardX` (or sweepjax[tensorboard]), or set tensorboard=False."
+            )
     space_lib.SearchSpace(config.space)  # validates every distribution
     allowed = allowed_hyperparameters(config)
     for name, value in config.space.items():

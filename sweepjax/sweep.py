@@ -32,6 +32,7 @@ from sweepjax.population import (
 )
 from sweepjax.results import Result, member_rows, summarize, write_result
 from sweepjax.space import HParams, SearchSpace
+from sweepjax.tensorboard_log import TensorBoardLog
 
 _COMPILE_EVENTS = (
     "/jax/core/compile/jaxpr_trace_duration",
@@ -163,6 +164,8 @@ def run(config: Config, *, quiet: bool = False, dataset: Dataset | None = None) 
 
     show = not quiet and sys.stderr.isatty()
     bar = tqdm(total=config.steps, disable=not show, unit="step", desc="sweep", leave=False)
+    logs = TensorBoardLog(config, hparams) if config.tensorboard else None
+    chunk_start, best = time.perf_counter(), -np.inf  # best: validation accuracy so far
     while int(pop.step) < config.steps:
         length = min(config.eval_every, config.steps - int(pop.step))
         pop, losses = make_train_chunk(program, length)(
@@ -175,11 +178,29 @@ def run(config: Config, *, quiet: bool = False, dataset: Dataset | None = None) 
         curves.val_accuracy.append(np.asarray(val_acc))
         alive = np.asarray(pop.alive)
         bar.update(length)
-        best = np.max(np.where(alive, curves.val_accuracy[-1], -np.inf), initial=-np.inf)
+        best = np.max(np.where(alive, curves.val_accuracy[-1], -np.inf), initial=best)
+        now = time.perf_counter()
+        rate = config.population * length / max(now - chunk_start, 1e-9)  # of the last chunk
+        chunk_start = now
         bar.set_postfix(
-            alive=int(alive.sum()), diverged=int((~alive).sum()), best_val=f"{best:.3f}"
+            {
+                "alive": int(alive.sum()),
+                "diverged": int((~alive).sum()),
+                "best_val": f"{best:.3f}",
+                "member-steps/s": f"{rate:,.0f}",
+            }
         )
+        if logs is not None:
+            logs.write(
+                curves.steps[-1],
+                curves.train_loss[-1],
+                curves.val_loss[-1],
+                curves.val_accuracy[-1],
+                alive,
+            )
     bar.close()
+    if logs is not None:
+        logs.close()
 
     test_loss, test_acc = evaluate(
         pop, jax.device_put(dataset.test_x), jax.device_put(dataset.test_y)
