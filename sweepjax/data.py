@@ -227,3 +227,28 @@ def batch_indices(key: jax.Array, step: jax.Array, num_examples: int, batch_size
     epoch, position = jnp.divmod(step, steps_per_epoch)
     order = jax.random.permutation(jax.random.fold_in(key, epoch), num_examples)
     return jax.lax.dynamic_slice_in_dim(order, position * batch_size, batch_size)
+
+
+def chunk_indices(
+    key: jax.Array, start: jax.Array, num_steps: int, num_examples: int, batch_size: int
+) -> jax.Array:
+    """`batch_indices` of steps `start .. start + num_steps - 1`, stacked: `[num_steps, batch]`.
+
+    Each epoch's permutation is computed once, not once per step: a chunk spans at most
+    `(num_steps - 1) // steps_per_epoch + 2` epochs, whatever `start` is.
+
+    >>> key = jax.random.key(0)
+    >>> table = chunk_indices(key, 5, num_steps=4, num_examples=10, batch_size=4)
+    >>> bool((table[2] == batch_indices(key, 7, 10, 4)).all())
+    True
+    """
+    steps_per_epoch = num_examples // batch_size
+    num_epochs = (num_steps - 1) // steps_per_epoch + 2
+    first_epoch = start // steps_per_epoch
+    orders = jax.vmap(lambda e: jax.random.permutation(jax.random.fold_in(key, e), num_examples))(
+        first_epoch + jnp.arange(num_epochs)
+    )
+    steps = start + jnp.arange(num_steps)
+    epoch, position = jnp.divmod(steps, steps_per_epoch)
+    columns = position[:, None] * batch_size + jnp.arange(batch_size)
+    return orders[(epoch - first_epoch)[:, None], columns]

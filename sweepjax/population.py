@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from sweepjax.data import batch_indices
+from sweepjax.data import chunk_indices
 from sweepjax.models import Model
 from sweepjax.optim import Optimizer
 from sweepjax.schedules import learning_rate_at
@@ -157,14 +157,15 @@ def make_train_chunk(program: Program, num_steps: int):
             functools.partial(_member_step, program), in_axes=(0, 0, None, None, None)
         )
 
-        def one_step(carry, _):
+        def one_step(carry, idx):
             state, step = carry
-            idx = batch_indices(data_key, step, train_x.shape[0], program.batch_size)
             state, loss = vmapped(state, hparams.values, train_x[idx], train_y[idx], step)
             return (state, step + 1), loss
 
+        # The chunk's minibatch indices up front: one permutation per epoch, not per step.
+        indices = chunk_indices(data_key, pop.step, num_steps, train_x.shape[0], program.batch_size)
         state = (pop.params, pop.model_state, pop.opt_state, pop.alive, pop.diverged_at)
-        (state, step), losses = jax.lax.scan(one_step, (state, pop.step), length=num_steps)
+        (state, step), losses = jax.lax.scan(one_step, (state, pop.step), indices)
         params, model_state, opt_state, alive, diverged_at = state
         return Population(step, params, model_state, opt_state, alive, diverged_at), losses
 

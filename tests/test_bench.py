@@ -1,0 +1,59 @@
+"""tools/bench.py keeps working, and its three ways train the same members to the same losses.
+
+A correctness check on a tiny size, not a timing check.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+import bench  # noqa: E402
+
+TINY = bench.Row(hidden=8, batch=16, population=3, steps=12)
+
+
+def test_the_three_ways_train_the_same_members_to_the_same_losses(tiny_data):
+    engine = bench.run_engine(TINY, tiny_data, chunk=5)
+    loop = bench.run_baseline("loop", TINY, tiny_data, members=[0, 2])
+    scan = bench.run_baseline("scan", TINY, tiny_data, members=[0, 2])
+    assert engine.losses.shape == (12, 3)
+    assert loop.losses.shape == scan.losses.shape == (12, 2)
+    assert np.isfinite(engine.losses).all()
+    np.testing.assert_allclose(loop.losses, engine.losses[:, [0, 2]], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(scan.losses, engine.losses[:, [0, 2]], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(engine.losses[:, 0], engine.losses[:, 2])  # distinct members
+    for timing in (engine, loop, scan):
+        assert timing.member_steps_per_second > 0 and timing.compile_seconds > 0
+
+
+def test_a_row_record_and_its_table(tiny_data):
+    record = bench.bench_row(TINY, tiny_data, baseline_members=1, chunk=12, peak=1e9)
+    assert set(record["ways"]) == {"engine", "loop", "scan"}
+    assert record["engine_over_loop"] > 0 and record["engine_over_scan"] > 0
+    assert record["flops_per_member_step"] > 0
+    assert record["max_loss_difference"] < 1e-4
+    info = {**bench.machine(), "peak_flops": 1e9}
+    table = bench.markdown([record], info)
+    assert table.count("\n| mlp h8 b16 P3 |") == 3
+    json.dumps(record)  # the --json output is serialisable
+
+
+def test_rows_from_flags():
+    args = bench.build_parser().parse_args(
+        ["--hidden", "32", "128", "--batch", "32", "--population", "8", "64"]
+    )
+    rows = bench.rows_from_args(args)
+    assert [(r.hidden, r.batch, r.population) for r in rows] == [
+        (32, 32, 8),
+        (32, 32, 64),
+        (128, 32, 8),
+        (128, 32, 64),
+    ]
+    with pytest.raises(SystemExit):
+        bench.rows_from_args(bench.build_parser().parse_args(["--hidden", "1", "2", "3"]))

@@ -1,0 +1,477 @@
+"""Benchmark: the engine against one-config-at-a-time training, on the same work.
+
+Each row trains the same model on MNIST-1D for the same steps, batch, data stream and optimizer
+(SGD with momentum and decoupled weight decay over the default experiment's search space) in
+three ways, in one process:
+
+  (a) engine: sweepjax with P members (`program_of`, `sample_hparams`, `init_population`,
+      `make_train_chunk`), trained in chunks of `--chunk` steps as `sweepjax.run` does.
+  (b) loop: one config at a time, a Python loop over steps calling a jitted Flax + Optax train
+      step (the Flax examples' and most Optuna objectives' way).
+  (c) scan: one config at a time, the whole run one jitted `lax.scan`.
+
+(b) and (c) time `--baseline-members` of the P members and report per member-step (they are
+independent, so the rate of a subset is the rate of the whole). They are given their best
+case: the hyperparameters are traced arguments (one compile serves every config), the train
+state is donated and the minibatches are gathered on the device before the clock starts.
+Compile time is measured apart (AOT `lower().compile()`); throughput excludes it.
+
+FLOPs of one member-step are XLA's cost analysis of one single-member train step (the same
+count serves all three ways); the peak is the best rate of a large float32 `jnp.dot` timed here.
+
+Run (CPU or GPU; the default rows are the issue's two targets):
+    PYTHONPATH=. python tools/bench.py
+    PYTHONPATH=. python tools/bench.py --hidden 32 128 512 --batch 32 --population 8 64 256
+    PYTHONPATH=. python tools/bench.py --model cnn1d --hidden 25 --batch 100 --json bench.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import itertools
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from sweepjax import Config, LogUniform, Uniform
+from sweepjax.data import Dataset, batch_indices, load_dataset
+from sweepjax.models import build_model
+from sweepjax.population import init_population, make_train_chunk
+from sweepjax.sweep import program_of, sample_hparams
+
+WAYS = ("engine", "loop", "scan")
+LABELS = {"engine": "(a) engine", "loop": "(b) loop", "scan": "(c) scan"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One benchmark setting; `hidden` is the width of each of `layers` hidden layers."""
+
+    model: str = "mlp"
+    hidden: int = 100
+    layers: int | None = None  # None: the model's default depth (mlp 2, cnn1d 3)
+    batch: int = 100
+    population: int = 64
+    steps: int = 1000
+
+    def name(self) -> str:
+        depth = "" if self.layers is None else f"x{self.layers}"
+        return f"{self.model} h{self.hidden}{depth} b{self.batch} P{self.population}"
+
+    def model_spec(self, num_classes: int = 10) -> dict[str, Any]:
+        key = {"mlp": "hidden", "cnn1d": "channels"}[self.model]
+        depth = self.layers or {"mlp": 2, "cnn1d": 3}[self.model]
+        return {"name": self.model, key: [self.hidden] * depth, "num_classes": num_classes}
+
+    def config(self, num_classes: int = 10) -> Config:
+        """The sweep: the default experiment's optimizer and space on this row's structure."""
+        return Config(
+            model=self.model_spec(num_classes),
+            optimizer="sgd",
+            space={
+                "learning_rate": LogUniform(1e-3, 1.0),
+                "weight_decay": LogUniform(1e-6, 1e-2),
+                "momentum": Uniform(0.0, 0.99),
+            },
+            search="quasi_random",
+            population=self.population,
+            steps=self.steps,
+            batch_size=self.batch,
+            out_dir=None,
+        )
+
+
+@dataclasses.dataclass
+class Timing:
+    """One way's measurement: `losses[step, i]` is the train loss of `members[i]`."""
+
+    way: str
+    members: list[int]
+    steps: int
+    seconds: float
+    compile_seconds: float
+    losses: np.ndarray
+
+    @property
+    def member_steps_per_second(self) -> float:
+        return len(self.members) * self.steps / self.seconds
+
+
+# ------------------------------------------------------------------------------------ (a)
+
+
+def run_engine(row: Row, data: Dataset, chunk: int = 100, repeats: int = 1) -> Timing:
+    """(a) The engine: every member, chunks of `chunk` steps, as `sweepjax.run` trains them.
+
+    The fastest of `repeats` timed runs counts (each from a fresh population).
+    """
+    config = row.config(data.num_classes)
+    program = program_of(config)
+    hparams = jax.device_put(sample_hparams(config))
+    x, y = jax.device_put(data.train_x), jax.device_put(data.train_y)
+    key = jax.random.key(config.seed)
+    lengths = [chunk] * (row.steps // chunk) + ([row.steps % chunk] if row.steps % chunk else [])
+
+    def fresh():
+        return jax.block_until_ready(init_population(program, hparams, x[: row.batch]))
+
+    pop = fresh()
+    start = time.perf_counter()
+    compiled = {
+        n: make_train_chunk(program, n).lower(pop, hparams, x, y, key).compile()
+        for n in sorted(set(lengths))
+    }
+    compile_seconds = time.perf_counter() - start
+    for n in compiled:  # warm-up: first-call allocations stay off the clock
+        pop, losses = compiled[n](pop, hparams, x, y, key)
+        jax.block_until_ready(losses)
+
+    seconds = float("inf")
+    for _ in range(repeats):
+        pop = fresh()
+        chunks = []
+        start = time.perf_counter()
+        for n in lengths:
+            pop, losses = compiled[n](pop, hparams, x, y, key)
+            chunks.append(np.asarray(losses))  # the host reads losses per chunk, as sweeps do
+        jax.block_until_ready(pop)
+        seconds = min(seconds, time.perf_counter() - start)
+    return Timing(
+        "engine", list(range(row.population)), row.steps, seconds, compile_seconds,
+        np.concatenate(chunks),
+    )  # fmt: skip
+
+
+# ------------------------------------------------------------------------ (b) and (c)
+
+
+def _optimizer(hp: dict[str, jax.Array]) -> optax.GradientTransformation:
+    """SGD with momentum, then decoupled weight decay, scaled by the learning rate."""
+    return optax.chain(
+        optax.trace(decay=hp["momentum"]),
+        optax.add_decayed_weights(hp["weight_decay"]),
+        optax.scale_by_learning_rate(hp["learning_rate"]),
+    )
+
+
+def _member_hparams(hparams, member: int) -> tuple[dict[str, jax.Array], int]:
+    names = ("learning_rate", "momentum", "weight_decay")
+    hp = {k: jnp.float32(hparams[k][member]) for k in names}
+    return hp, int(hparams["seed"][member])
+
+
+def _init(module: nn.Module, seed: int, example: jax.Array, hp: dict[str, jax.Array]):
+    """Params as the engine initialises member `seed`: the first half of `key(seed)`."""
+    params_key, dropout_key = jax.random.split(jax.random.key(np.uint32(seed)))
+    params = module.init({"params": params_key, "dropout": dropout_key}, example)["params"]
+    return params, _optimizer(hp).init(params)
+
+
+def _loss_and_update(module: nn.Module, params, opt_state, hp, xb, yb):
+    def loss_fn(p):
+        logits = module.apply({"params": p}, xb)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
+
+    loss, grads = jax.value_and_grad(loss_fn)(params)
+    updates, opt_state = _optimizer(hp).update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+
+def make_loop_step(module: nn.Module):
+    """(b)'s jitted train step `(params, opt_state, hp, xb, yb) -> (params, opt_state, loss)`."""
+    return jax.jit(functools.partial(_loss_and_update, module), donate_argnums=(0, 1))
+
+
+def make_scan_train(module: nn.Module):
+    """(c)'s jitted run `(params, opt_state, hp, xs, ys) -> (params, losses)` over all steps."""
+
+    def train(params, opt_state, hp, xs, ys):
+        def step(carry, batch):
+            params, opt_state, loss = _loss_and_update(module, *carry, hp, *batch)
+            return (params, opt_state), loss
+
+        (params, _), losses = jax.lax.scan(step, (params, opt_state), (xs, ys))
+        return params, losses
+
+    return jax.jit(train)
+
+
+def shared_batches(row: Row, data: Dataset) -> tuple[jax.Array, jax.Array]:
+    """The engine's minibatch stream for every step, gathered on the device: `[steps, batch, ...]`."""
+    x, y = jax.device_put(data.train_x), jax.device_put(data.train_y)
+    key = jax.random.key(row.config(data.num_classes).seed)
+    steps = jnp.arange(row.steps)
+    idx = jax.jit(jax.vmap(lambda s: batch_indices(key, s, x.shape[0], row.batch)))(steps)
+    return jax.block_until_ready((x[idx], y[idx]))
+
+
+def run_baseline(
+    way: str, row: Row, data: Dataset, members: Sequence[int], repeats: int = 1
+) -> Timing:
+    """(b) `way="loop"` or (c) `way="scan"`: the given members one after another.
+
+    Each member's fastest of `repeats` timed runs counts.
+    """
+    config = row.config(data.num_classes)
+    hparams = sample_hparams(config)
+    module = build_model(config.model)
+    xs, ys = shared_batches(row, data)
+    hp0, seed0 = _member_hparams(hparams, members[0])
+    params, opt_state = _init(module, seed0, xs[0], hp0)
+
+    start = time.perf_counter()
+    if way == "loop":
+        fn = make_loop_step(module).lower(params, opt_state, hp0, xs[0], ys[0]).compile()
+    else:
+        fn = make_scan_train(module).lower(params, opt_state, hp0, xs, ys).compile()
+    compile_seconds = time.perf_counter() - start
+    if way == "loop":
+        batches = [(xs[t], ys[t]) for t in range(row.steps)]
+        warm = fn(params, opt_state, hp0, *batches[0])
+    else:
+        warm = fn(params, opt_state, hp0, xs, ys)
+    jax.block_until_ready(warm)
+
+    seconds, all_losses = 0.0, []
+    for member in members:
+        hp, seed = _member_hparams(hparams, member)
+        best = float("inf")
+        for _ in range(repeats):
+            params, opt_state = jax.block_until_ready(_init(module, seed, xs[0], hp))
+            start = time.perf_counter()
+            if way == "loop":
+                losses = []
+                for xb, yb in batches:
+                    params, opt_state, loss = fn(params, opt_state, hp, xb, yb)
+                    losses.append(loss)
+                jax.block_until_ready(losses)
+            else:
+                params, losses = jax.block_until_ready(fn(params, opt_state, hp, xs, ys))
+            best = min(best, time.perf_counter() - start)
+        seconds += best
+        all_losses.append(np.asarray(jnp.stack(losses) if way == "loop" else losses))
+    return Timing(way, list(members), row.steps, seconds, compile_seconds, np.stack(all_losses, 1))
+
+
+# ----------------------------------------------------------------------- FLOPs and peak
+
+
+def step_flops(row: Row, data: Dataset) -> tuple[float, str]:
+    """FLOPs of one member's train step: XLA's cost analysis, else 6 * weights * batch (MLP)."""
+    config = row.config(data.num_classes)
+    module = build_model(config.model)
+    hp, seed = _member_hparams(sample_hparams(config), 0)
+    xb = jnp.asarray(data.train_x[: row.batch])
+    yb = jnp.asarray(data.train_y[: row.batch])
+    params, opt_state = _init(module, seed, xb, hp)
+    step = jax.jit(functools.partial(_loss_and_update, module))
+    cost = step.lower(params, opt_state, hp, xb, yb).compile().cost_analysis()
+    if isinstance(cost, list):  # older jax returns one dict per device
+        cost = cost[0] if cost else {}
+    flops = float((cost or {}).get("flops", 0.0))
+    if flops > 0:
+        return flops, "xla"
+    weights = sum(p.size for p in jax.tree.leaves(params) if p.ndim > 1)
+    return 6.0 * weights * row.batch, "6*weights*batch"
+
+
+def matmul_peak(size: int | None = None, repeats: int = 5) -> float:
+    """The best float32 FLOP/s of an `size x size` matrix product on the default device."""
+    if size is None:
+        size = 2048 if jax.default_backend() == "cpu" else 8192
+    a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
+    b = jax.random.normal(jax.random.key(1), (size, size), jnp.float32)
+    dot = jax.jit(jnp.dot)
+    jax.block_until_ready(dot(a, b))
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(dot(a, b))
+        best = min(best, time.perf_counter() - start)
+    return 2.0 * size**3 / best
+
+
+# ------------------------------------------------------------------------------- driver
+
+
+def bench_row(
+    row: Row,
+    data: Dataset,
+    ways: Sequence[str] = WAYS,
+    baseline_members: int = 4,
+    chunk: int = 100,
+    peak: float | None = None,
+    repeats: int = 1,
+) -> dict[str, Any]:
+    """Measure one row in every way; return the JSON-able record (timings and ratios)."""
+    members = list(range(min(baseline_members, row.population)))
+    timings = {}
+    for way in ways:
+        if way == "engine":
+            timings[way] = run_engine(row, data, chunk, repeats)
+        else:
+            timings[way] = run_baseline(way, row, data, members, repeats)
+    flops, flops_source = step_flops(row, data)
+    record: dict[str, Any] = {
+        "row": dataclasses.asdict(row),
+        "name": row.name(),
+        "flops_per_member_step": flops,
+        "flops_source": flops_source,
+        "ways": {},
+    }
+    for way, t in timings.items():
+        rate = t.member_steps_per_second
+        record["ways"][way] = {
+            "members_timed": len(t.members),
+            "seconds": t.seconds,
+            "compile_seconds": t.compile_seconds,
+            "member_steps_per_second": rate,
+            "flops_per_second": rate * flops,
+            "percent_of_peak": 100.0 * rate * flops / peak if peak else None,
+        }
+    if "engine" in timings:
+        engine_rate = timings["engine"].member_steps_per_second
+        for way in ways:
+            if way != "engine":
+                rate = timings[way].member_steps_per_second
+                record[f"engine_over_{way}"] = engine_rate / rate
+    record["max_loss_difference"] = loss_difference(timings)
+    return record
+
+
+def loss_difference(timings: dict[str, Timing]) -> float | None:
+    """The largest |loss| difference between ways on the members they share (finite values)."""
+    ways = list(timings.values())
+    worst = None
+    for a, b in itertools.combinations(ways, 2):
+        shared = [m for m in a.members if m in b.members]
+        la = a.losses[:, [a.members.index(m) for m in shared]]
+        lb = b.losses[:, [b.members.index(m) for m in shared]]
+        both = np.isfinite(la) & np.isfinite(lb)
+        if both.any():
+            diff = float(np.abs(la - lb)[both].max())
+            worst = diff if worst is None else max(worst, diff)
+    return worst
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    device = jax.devices()[0]
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "device": f"{device.platform}: {device.device_kind}",
+        "cpu": cpu,
+        "cpu_cores": cores,
+        "jax": jax.__version__,
+        "python": sys.version.split()[0],
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+    }
+
+
+def _si(value: float) -> str:
+    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g} {unit}"
+    return f"{value:.3g} "
+
+
+def markdown(records: Sequence[dict[str, Any]], info: dict[str, Any]) -> str:
+    """The results as a markdown table, one line per row and way."""
+    lines = [
+        f"Device: {info['device']} ({info['cpu']}, {info['cpu_cores']} cores), jax {info['jax']}; "
+        f"measured float32 matmul peak {_si(info['peak_flops'])}FLOP/s.",
+        "",
+        "| row | way | members timed | member-steps/s | engine speed-up | compile s "
+        "| FLOP/s | % of peak |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for record in records:
+        for way, w in record["ways"].items():
+            ratio = "1" if way == "engine" else record.get(f"engine_over_{way}")
+            ratio = ratio if isinstance(ratio, str) else ("" if ratio is None else f"{ratio:.1f}x")
+            pct = w["percent_of_peak"]
+            lines.append(
+                f"| {record['name']} | {LABELS[way]} | {w['members_timed']} "
+                f"| {w['member_steps_per_second']:,.0f} | {ratio} | {w['compile_seconds']:.2f} "
+                f"| {_si(w['flops_per_second'])} | {'' if pct is None else f'{pct:.1f}%'} |"
+            )
+    return "\n".join(lines)
+
+
+def rows_from_args(args: argparse.Namespace) -> list[Row]:
+    """The rows the flags ask for: `--hidden` zipped with `--batch`, crossed with the rest."""
+    batches = args.batch if len(args.batch) > 1 else args.batch * len(args.hidden)
+    if len(batches) != len(args.hidden):
+        raise SystemExit("--batch: give one value or one per --hidden value.")
+    return [
+        Row(model, hidden, args.layers, batch, population, args.steps)
+        for model in args.model
+        for hidden, batch in zip(args.hidden, batches, strict=True)
+        for population in args.population
+    ]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", nargs="+", default=["mlp"], choices=["mlp", "cnn1d"])
+    parser.add_argument("--hidden", nargs="+", type=int, default=[100, 32], help="layer widths")
+    parser.add_argument("--layers", type=int, default=None, help="hidden layers (model default)")
+    parser.add_argument("--batch", nargs="+", type=int, default=[100, 32])
+    parser.add_argument("--population", nargs="+", type=int, default=[64])
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--chunk", type=int, default=100, help="engine steps per device call")
+    parser.add_argument("--baseline-members", type=int, default=4, help="members (b), (c) time")
+    parser.add_argument("--repeats", type=int, default=3, help="the fastest of these counts")
+    parser.add_argument("--ways", nargs="+", default=list(WAYS), choices=WAYS)
+    parser.add_argument("--peak-size", type=int, default=None, help="matmul size for the peak")
+    parser.add_argument("--json", metavar="OUT", default=None, help="write the records here")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    args = build_parser().parse_args(argv)
+
+    data = load_dataset("mnist1d", Config().val_size)
+    info = machine()
+    info["peak_flops"] = matmul_peak(args.peak_size)
+    records = []
+    for row in rows_from_args(args):
+        record = bench_row(
+            row,
+            data,
+            args.ways,
+            args.baseline_members,
+            args.chunk,
+            info["peak_flops"],
+            args.repeats,
+        )
+        records.append(record)
+        print(f"done: {row.name()}", file=sys.stderr, flush=True)
+    print(markdown(records, info))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": info, "rows": records}, f, indent=2)
+    return records
+
+
+if __name__ == "__main__":
+    main()
