@@ -33,6 +33,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 FORMAT = 1
+_TMP_MARK = ".orbax-checkpoint-tmp"  # Orbax's suffix of a step folder not yet committed
 CHECKPOINT_DIR = "checkpoints"
 # Config keys that may differ between a checkpoint and the run that resumes it: they change
 # where or how often things are written or evaluated, never what a member trains on.
@@ -195,8 +196,11 @@ def save_error(manager: ocp.CheckpointManager, err: BaseException) -> Checkpoint
         if good is not None
         else "no earlier checkpoint exists"
     )
+    torn = sorted(p.name.split(".")[0] for p in Path(manager.directory).glob(f"*{_TMP_MARK}*"))
+    which = f" (step {', '.join(torn)} not committed)" if torn else ""
     return CheckpointError(
-        f"could not save a checkpoint in {manager.directory}: {type(err).__name__}: {err} ({kept})."
+        f"could not save a checkpoint in {manager.directory}{which}: "
+        f"{type(err).__name__}: {err}; {kept}."
     )
 
 

@@ -307,11 +307,14 @@ def _train(
                 steps=[int(s) for s in arrays["steps"]],
                 **{k: list(v) for k, v in arrays.items() if k != "steps"},
             )
-            print(
-                f"sweepjax: resuming {out_dir} from the checkpoint at step {snapshot.step} "
-                f"of {config.steps}",
-                file=sys.stderr,
-            )
+            if snapshot.step < config.steps:
+                note = f"resuming {out_dir} from the checkpoint at step {snapshot.step} of {config.steps}"
+            else:
+                note = (
+                    f"{out_dir} holds this sweep finished at step {snapshot.step}; rewriting its "
+                    "results (raise steps to extend it, or --overwrite to start again)"
+                )
+            print(f"sweepjax: {note}", file=sys.stderr)
         else:
             hparams = sample_hparams(config)
             pop = init_population(program, jax.device_put(hparams), example_x)
