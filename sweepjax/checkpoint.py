@@ -299,7 +299,10 @@ def restore_latest(
             )
         return snapshot, [s for s, _ in bad]
     detail = "; ".join(f"step {s}: {r}" for s, r in bad) or "none was found"
-    raise CheckpointError(f"no readable checkpoint in {manager.directory} ({detail}).")
+    raise CheckpointError(
+        f"no readable checkpoint in {manager.directory} ({detail}); to start the sweep again, "
+        "pass --overwrite (overwrite=True)."
+    )
 
 
 def _restore_step(manager: ocp.CheckpointManager, step: int, target) -> Snapshot:

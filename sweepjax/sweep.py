@@ -476,10 +476,11 @@ def resume(
 
     >>> import tempfile
     >>> from sweepjax.config import Config
-    >>> out = tempfile.mkdtemp()
-    >>> _ = run(Config(population=2, steps=20, eval_every=10, out_dir=out), quiet=True)
-    >>> resume(out, overrides=["steps=30"], quiet=True).summary["steps_done"]
+    >>> out = tempfile.TemporaryDirectory()
+    >>> _ = run(Config(population=4, steps=20, eval_every=10, out_dir=out.name), quiet=True)
+    >>> resume(out.name, overrides=["steps=30"], quiet=True).summary["steps_done"]
     30
+    >>> out.cleanup()
     """
     out_dir = os.fspath(out_dir)
     if config is None:

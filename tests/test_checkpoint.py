@@ -7,6 +7,7 @@ import errno
 import hashlib
 import json
 import shutil
+import signal
 from pathlib import Path
 
 import jax
@@ -16,7 +17,7 @@ import pytest
 from orbax.checkpoint._src.path import atomicity
 
 import sweepjax
-from sweepjax import checkpoint, cli
+from sweepjax import checkpoint, cli, sweep
 from sweepjax.models import build_model
 from sweepjax.results import read_rows
 from sweepjax.sweep import _restore_target, program_of
@@ -220,3 +221,50 @@ def test_checkpoint_keys_are_validated(tiny_config):
     with pytest.raises(ValueError, match="keep_checkpoints: 0 must be a positive integer"):
         sweepjax.validate(tiny_config.replace(keep_checkpoints=0))
     sweepjax.validate(tiny_config.replace(checkpoint_every=20))
+
+
+def test_sigint_in_process_raises_interrupted_after_saving(
+    tiny_config, tiny_data, tmp_path, monkeypatch
+):
+    config = _config(tiny_config, tmp_path, steps=30)
+    make_train_chunk = sweep.make_train_chunk
+
+    def interrupting(program, length):
+        chunk = make_train_chunk(program, length)
+
+        def run(pop, *args):
+            pop, losses = chunk(pop, *args)
+            if int(pop.step) == 20:
+                signal.raise_signal(signal.SIGINT)
+            return pop, losses
+
+        return run
+
+    monkeypatch.setattr(sweep, "make_train_chunk", interrupting)
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.raises(sweepjax.Interrupted, match="SIGINT at step 20 of 30") as stop:
+        sweepjax.run(config, quiet=True, dataset=tiny_data)
+    assert signal.getsignal(signal.SIGINT) is handler
+    assert stop.value.step == 20 and checkpoint.saved_steps(tmp_path) == [10, 20]
+    assert sweepjax.read_result(tmp_path).summary["interrupted"]
+
+    monkeypatch.setattr(sweep, "make_train_chunk", make_train_chunk)
+    resumed = sweepjax.run(config, quiet=True, dataset=tiny_data)
+    straight = sweepjax.run(config.replace(out_dir=None), quiet=True, dataset=tiny_data)
+    assert resumed.rows == straight.rows and not resumed.summary["interrupted"]
+
+
+def test_cli_refuses_another_sweep_overwrites_and_extends(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    sets = ["population=4", "steps=40", "eval_every=20", "model.hidden=[16]"]
+    run = ["run", *sum((["--set", o] for o in sets), []), "--out", out, "--quiet"]
+    assert cli.main(run) == 0
+    assert cli.main([*run, "--set", "space.momentum=0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "holds a checkpoint (step 40) of a different sweep: space.momentum:" in err
+    assert cli.main([*run, "--set", "space.momentum=0.5", "--overwrite"]) == 0
+    assert "overwriting" in capsys.readouterr().err
+    assert cli.main(["resume", out, "--set", "steps=60", "--quiet"]) == 0
+    assert "resuming" in capsys.readouterr().err
+    assert sweepjax.read_result(out).summary["steps_done"] == 60
+    assert cli.main(["resume", str(tmp_path / "nothing")]) == 2
