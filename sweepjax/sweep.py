@@ -300,7 +300,8 @@ def _train(
             )
             for step in bad:
                 manager.delete(step)
-            hparams = HParams(dict(snapshot.state["hparams"]))
+            saved_hparams = snapshot.state["hparams"]  # Orbax returns dicts key-sorted
+            hparams = HParams({k: saved_hparams[k] for k in snapshot.meta["hparams"]})
             pop = snapshot.state["population"]
             arrays = snapshot.state["curves"]
             curves = _Curves(
@@ -321,7 +322,6 @@ def _train(
             curves = _Curves()
         device_hparams = jax.device_put(hparams)
         first_step = step = int(pop.step)
-        saved = step if manager is not None and step in manager.all_steps() else None
         every = config.checkpoint_every or config.eval_every
 
         show = not quiet and sys.stderr.isatty()
@@ -333,7 +333,7 @@ def _train(
             desc="sweep",
             leave=False,
         )
-        with _StopOnSignal(enabled=manager is not None) as stop:
+        with bar, _StopOnSignal(enabled=manager is not None) as stop:
             while step < config.steps:
                 length = min(config.eval_every - step % config.eval_every, config.steps - step)
                 pop, losses = make_train_chunk(program, length)(
@@ -350,7 +350,6 @@ def _train(
                 ):
                     meta = _meta(config, data, hparams, curves, step)
                     checkpoint.save(manager, step, _state(pop, hparams, curves), meta)
-                    saved = step
                 alive = np.asarray(pop.alive)
                 bar.update(length)
                 best = np.max(np.where(alive, curves.val_accuracy[-1], -np.inf), initial=-np.inf)
@@ -359,14 +358,6 @@ def _train(
                 )
                 if stop.received:
                     break
-        bar.close()
-        if manager is not None and saved != step:
-            checkpoint.save(
-                manager,
-                step,
-                _state(pop, hparams, curves),
-                _meta(config, data, hparams, curves, step),
-            )
 
         test_loss, test_acc = evaluate(
             pop, jax.device_put(dataset.test_x), jax.device_put(dataset.test_y)

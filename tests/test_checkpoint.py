@@ -70,11 +70,14 @@ def _tree_bytes(folder: Path) -> dict[str, str]:
 def test_run_stopped_at_n_and_resumed_to_2n_is_bitwise_the_straight_run(
     tiny_config, tiny_data, tmp_path, capsys
 ):
-    straight = _config(tiny_config, tmp_path / "straight")
+    # Space keys out of alphabetical order: the results.csv columns must keep this order.
+    space = {"momentum": tiny_config.space["momentum"], **tiny_config.space}
+    straight = _config(tiny_config, tmp_path / "straight", space=space)
     sweepjax.run(straight, quiet=True, dataset=tiny_data)
     assert checkpoint.saved_steps(straight.out_dir) == [40, 50, 60]  # keep_checkpoints=3
+    assert (tmp_path / "straight" / "results.csv").read_text().startswith("member,momentum,")
 
-    half = _config(tiny_config, tmp_path / "half")
+    half = straight.replace(out_dir=str(tmp_path / "half"))
     sweepjax.run(half.replace(steps=30), quiet=True, dataset=tiny_data)
     capsys.readouterr()
     sweepjax.run(half, quiet=True, dataset=tiny_data)  # same sweep, same out_dir: resumes
