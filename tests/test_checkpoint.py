@@ -96,7 +96,9 @@ def test_run_stopped_at_n_and_resumed_to_2n_is_bitwise_the_straight_run(
     assert extended.summary["steps_done"] == 70 and extended.curves["steps"][-1] == 70
 
 
-@pytest.mark.parametrize("damage", ["overwrite", "truncate"])
+# Orbax's failed read of a truncated file can leave a callback for an event loop it closed.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("damage", ["overwrite", "truncate", "checksum"])
 def test_damaged_latest_checkpoint_falls_back_to_the_previous_one(
     damage, tiny_config, tiny_data, tmp_path
 ):
@@ -107,9 +109,16 @@ def test_damaged_latest_checkpoint_falls_back_to_the_previous_one(
     for name in ("results.csv", "curves.npz", "sweep.json"):
         shutil.copy(tmp_path / name, reference / name)
 
-    files = [p for p in (tmp_path / "checkpoints" / "30" / "state").rglob("*") if p.is_file()]
-    data_files = [p for p in files if p.parent.name == "d"]
+    step_dir = tmp_path / "checkpoints" / "30"
+    data_files = [
+        p for p in (step_dir / "state").rglob("*") if p.is_file() and p.parent.name == "d"
+    ]
     assert data_files
+    if damage == "checksum":  # arrays that read back fine but are not what was saved
+        meta = json.loads((step_dir / "meta" / "metadata").read_text())
+        meta["checksum"] = "0" * 64
+        (step_dir / "meta" / "metadata").write_text(json.dumps(meta))
+        data_files = []
     for path in data_files:
         raw = bytearray(path.read_bytes())
         if damage == "overwrite":
@@ -119,7 +128,9 @@ def test_damaged_latest_checkpoint_falls_back_to_the_previous_one(
             raw = raw[: len(raw) // 2]
         path.write_bytes(bytes(raw))
 
-    with pytest.warns(checkpoint.CheckpointWarning, match=r"step 30 .* falling back .* step 20"):
+    reason = "checksum mismatch" if damage == "checksum" else ""
+    match = rf"step 30 .*{reason}.* falling back .* step 20"
+    with pytest.warns(checkpoint.CheckpointWarning, match=match):
         sweepjax.resume(tmp_path, config=config, quiet=True, dataset=tiny_data)
     assert_same_results(reference, tmp_path)
     assert checkpoint.saved_steps(tmp_path) == [10, 20, 30]
