@@ -373,7 +373,8 @@ def export_member(out_dir: str | os.PathLike, member: int, to: str | os.PathLike
     checkpointer.save(to / "checkpoint", variables)
     checkpointer.wait_until_finished()
     checkpointer.close()
-    hparams = {k: np.asarray(v)[member].item() for k, v in snapshot.state["hparams"].items()}
+    saved = snapshot.state["hparams"]
+    hparams = {k: np.asarray(saved[k])[member].item() for k in snapshot.meta["hparams"]}
     info = {
         "member": member,
         "step": snapshot.step,
