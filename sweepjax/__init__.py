@@ -8,6 +8,10 @@
 """
 
 from sweepjax import data as datasets
+from sweepjax.checkpoint import CheckpointError as CheckpointError
+from sweepjax.checkpoint import CheckpointMismatch as CheckpointMismatch
+from sweepjax.checkpoint import CheckpointWarning as CheckpointWarning
+from sweepjax.checkpoint import export_member as export_member
 from sweepjax.config import Config as Config
 from sweepjax.config import apply_overrides as apply_overrides
 from sweepjax.config import validate as validate
@@ -39,9 +43,17 @@ from sweepjax.space import IntUniform as IntUniform
 from sweepjax.space import LogUniform as LogUniform
 from sweepjax.space import SearchSpace as SearchSpace
 from sweepjax.space import Uniform as Uniform
+from sweepjax.sweep import EXIT_INTERRUPTED as EXIT_INTERRUPTED
+from sweepjax.sweep import Interrupted as Interrupted
+from sweepjax.sweep import resume as resume
 from sweepjax.sweep import run as run
 
 __all__ = [
+    "EXIT_INTERRUPTED",
+    "CheckpointError",
+    "CheckpointMismatch",
+    "CheckpointWarning",
+    "Interrupted",
     "CNN1D",
     "CNN2D",
     "ResNet",
@@ -64,6 +76,7 @@ __all__ = [
     "as_model",
     "datasets",
     "divergence_boundary",
+    "export_member",
     "from_arrays",
     "init_population",
     "load_dataset",
@@ -71,6 +84,7 @@ __all__ = [
     "make_train_chunk",
     "read_result",
     "read_sweep",
+    "resume",
     "run",
     "sweep_status",
     "validate",

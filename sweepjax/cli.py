@@ -1,8 +1,14 @@
 """The `sweepjax` command.
 
-sweepjax run [EXPERIMENT] [--set key=value ...] [--out DIR] [--quiet]
+sweepjax run [EXPERIMENT] [--set key=value ...] [--out DIR] [--quiet] [--overwrite]
+sweepjax resume OUT_DIR [--set key=value ...] [--quiet]
+sweepjax export OUT_DIR --member I --to DIR
 sweepjax show OUT_DIR [--top N]
 sweepjax report OUT_DIR [--top N]
+
+Exit codes: 0 done, 1 a checkpoint could not be saved or read, 2 a bad config or a checkpoint
+of another sweep in OUT_DIR, 75 interrupted by SIGTERM or SIGINT after saving a checkpoint
+(resumable: `sweepjax resume OUT_DIR`).
 """
 
 from __future__ import annotations
@@ -33,6 +39,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--out", help="output directory (overrides out_dir)")
     run.add_argument("--quiet", action="store_true", help="no progress bar or leaderboard")
+    run.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="discard the checkpoints and results of another sweep in the output directory",
+    )
+    _add_checkpoint_commands(commands)
 
     show = commands.add_parser("show", help="print the status and leaderboard of a sweep directory")
     show.add_argument("out_dir")
@@ -46,16 +58,59 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def _add_checkpoint_commands(commands) -> None:
+    resume = commands.add_parser(
+        "resume", help="continue a sweep from its latest good checkpoint (raise steps to extend)"
+    )
+    resume.add_argument("out_dir")
+    resume.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change steps, eval_every, eval_batch, checkpoint_every or keep_checkpoints",
+    )
+    resume.add_argument("--quiet", action="store_true", help="no progress bar or leaderboard")
+
+    export = commands.add_parser(
+        "export", help="write one member as a plain Orbax checkpoint of Flax parameters"
+    )
+    export.add_argument("out_dir")
+    export.add_argument("--member", type=int, required=True, help="the member's index")
+    export.add_argument("--to", required=True, help="a new (or empty) directory")
+
+
+def _run_checkpointed(args) -> int:
+    """`run`, `resume` and `export`; exceptions of the checkpoint layer become exit codes."""
+    from sweepjax.checkpoint import CheckpointError, export_member
+    from sweepjax.sweep import EXIT_INTERRUPTED, Interrupted, resume, run
+
     try:
         if args.command == "run":
-            from sweepjax.sweep import run
-
             config = apply_overrides(load_experiment(args.experiment), args.overrides)
             if args.out:
                 config = config.replace(out_dir=args.out)
-            run(config, quiet=args.quiet)
+            run(config, quiet=args.quiet, overwrite=args.overwrite)
+        elif args.command == "resume":
+            resume(args.out_dir, overrides=args.overrides, quiet=args.quiet)
+        else:
+            to = export_member(args.out_dir, args.member, args.to)
+            print(f"member {args.member} exported to {to}/ (checkpoint/ and hparams.json)")
+    except Interrupted as stop:
+        print(f"sweepjax: {stop}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except CheckpointError as err:
+        print(f"sweepjax: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command in ("run", "resume", "export"):
+            return _run_checkpointed(args)
         elif args.command == "show":
             from sweepjax.report import show
 

@@ -65,6 +65,8 @@ class Config:
     seed: int = 0
     out_dir: str | None = "runs/default"  # None: write nothing
     tensorboard: bool = False  # TensorBoard logs in out_dir/tensorboard (needs tensorboardX)
+    checkpoint_every: int | None = None  # steps between checkpoints; None: every eval_every
+    keep_checkpoints: int = 3  # the newest checkpoints kept in out_dir/checkpoints
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
@@ -99,6 +101,8 @@ _FIELD_TYPES = {
     "seed": int,
     "out_dir": (str, type(None)),
     "tensorboard": bool,
+    "checkpoint_every": (int, type(None)),
+    "keep_checkpoints": int,
 }
 
 
@@ -211,9 +215,23 @@ def validate(config: Config) -> Config:
                 k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,))
             )
             raise ValueError(f"{name}: {value!r} must be of type {allowed}.")
-    for name in ("population", "steps", "batch_size", "eval_every", "eval_batch"):
+    for name in (
+        "population",
+        "steps",
+        "batch_size",
+        "eval_every",
+        "eval_batch",
+        "keep_checkpoints",
+    ):
         if getattr(config, name) < 1:
             raise ValueError(f"{name}: {getattr(config, name)} must be a positive integer.")
+    every = config.checkpoint_every
+    if every is not None and (every < 1 or every % config.eval_every):
+        raise ValueError(
+            f"checkpoint_every: {every} must be a positive multiple of eval_every "
+            f"({config.eval_every}), since checkpoints are taken between chunks; allowed: "
+            f"{config.eval_every}, {2 * config.eval_every}, ... or None (every eval_every steps)."
+        )
     if config.val_size < 1:
         raise ValueError(f"val_size: {config.val_size} must be a positive integer.")
     if config.search not in space_lib.METHODS:
@@ -238,7 +256,13 @@ def validate(config: Config) -> Config:
                 "tensorboard: True needs the tensorboardX package; install it with "
                 "`pip install tensorboardX` (or sweepjax[tensorboard]), or set tensorboard=False."
             )
-    space_lib.SearchSpace(config.space)  # validates every distribution
+    space = space_lib.SearchSpace(config.space)  # validates every distribution
+    if config.search == "grid" and space.grid_size(config.population) != config.population:
+        size = space.grid_size(config.population)
+        raise ValueError(
+            f"population: {config.population} does not match the grid's {size} points; "
+            f"allowed: population={size}, or set `num` on the continuous dimensions."
+        )
     allowed = allowed_hyperparameters(config)
     for name, value in config.space.items():
         if name not in allowed:

@@ -244,7 +244,9 @@ class SearchSpace:
         return getattr(self.dimensions.get(name), "log_scale", False)
 
     def grid_size(self, n: int | None = None) -> int:
-        return len(self._grid_points(n)[0])
+        """Points of the grid `sample(n, "grid")` would draw."""
+        _, columns = self._grid_points(n)
+        return len(columns[0]) if columns else 1
 
     def sample(self, n: int, method: str = "quasi_random", seed: int = 0) -> HParams:
         """Draw a population of n members.
@@ -264,7 +266,7 @@ class SearchSpace:
         dims = dict(self.dimensions)
         if method == "grid":
             names, columns = self._grid_points(n)
-            size = len(columns[0]) if columns else 1
+            size = self.grid_size(n)
             if size != n:
                 raise ValueError(
                     f"population: {n} does not match the grid's {size} points; "

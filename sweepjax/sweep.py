@@ -8,10 +8,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.metadata
+import os
+import signal
 import sys
+import threading
 import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -19,7 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from sweepjax.config import Config, allowed_hyperparameters, validate
+from sweepjax import checkpoint
+from sweepjax.config import Config, allowed_hyperparameters, apply_overrides, validate
 from sweepjax.data import Dataset, load_dataset
 from sweepjax.models import Model, model_of
 from sweepjax.optim import Optimizer
@@ -135,95 +142,370 @@ def _chunk_mean(losses: np.ndarray) -> np.ndarray:
     return np.where(alive_steps > 0, total / np.maximum(alive_steps, 1), np.nan)
 
 
-def run(config: Config, *, quiet: bool = False, dataset: Dataset | None = None) -> Result:
-    """Train every member of `config`'s sweep as one compiled program and return the `Result`.
+EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: interrupted by a signal after saving; resumable
+RESULT_FILES = ("results.csv", "curves.npz", "sweep.json")
 
-    Args:
-      config: the sweep. Validated before anything compiles.
-      quiet: no progress bar and no leaderboard on the terminal.
-      dataset: arrays to train on instead of `config.dataset` (see `sweepjax.data.from_arrays`).
 
-    Returns:
-      The `Result`; its files are in `config.out_dir` unless that is None.
+class Interrupted(Exception):
+    """SIGTERM or SIGINT stopped a sweep between chunks; a checkpoint and partial results exist.
+
+    Attributes:
+      step: the step the checkpoint holds.
+      out_dir: the sweep's output directory (`resume(out_dir)` continues it).
+      result: the partial `Result` written there.
     """
-    validate(config)
-    dataset = dataset or load_dataset(config.dataset, config.val_size, config.normalize)
-    program = program_of(config)
-    hparams = sample_hparams(config)
-    _check_data(config, dataset, program.model)
+
+    def __init__(self, message: str, *, step: int, out_dir: str, result: Result):
+        super().__init__(message)
+        self.step, self.out_dir, self.result = step, out_dir, result
+
+
+class _StopOnSignal:
+    """While active, the first SIGTERM or SIGINT is recorded instead of stopping the process.
+
+    The training loop polls `received` between chunks. A second signal restores the previous
+    handlers and re-raises, so a user can still stop at once. Handlers are installed only in the
+    main thread and only when `enabled`; the previous ones are restored on exit.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.received: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopOnSignal:
+        if self.enabled:
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.received is not None:
+            self._restore()
+            signal.raise_signal(signum)
+            return
+        self.received = signal.Signals(signum).name
+        print(
+            f"\nsweepjax: {self.received} received; finishing the current chunk and saving a "
+            "checkpoint (send it again to stop at once).",
+            file=sys.stderr,
+        )
+
+    def _restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        self._previous = {}
+
+    def __exit__(self, *exc: Any) -> None:
+        self._restore()
+
+
+def _check_out_dir(
+    config: Config, data: dict[str, str], *, overwrite: bool, must_resume: bool
+) -> None:
+    """Refuse a checkpoint of another sweep in `config.out_dir`; reads only, touches nothing."""
+    meta = None if overwrite else checkpoint.read_meta(config.out_dir)
+    if meta is None:
+        if must_resume:
+            raise ValueError(f"resume: {config.out_dir} holds no readable checkpoint.")
+        return
+    diffs = checkpoint.differences(meta, config.to_json(), data)
+    if diffs:
+        raise checkpoint.CheckpointMismatch(
+            f"{config.out_dir} holds a checkpoint (step {meta['step']}) of a different sweep: "
+            + "; ".join(diffs)
+            + ". Nothing was changed; pass --overwrite (overwrite=True) to discard it, or "
+            "choose another out_dir."
+        )
+    if meta["step"] > config.steps:
+        raise ValueError(
+            f"steps: {config.steps} is below the checkpoint's step {meta['step']} in "
+            f"{config.out_dir}; a sweep resumes forward only (set steps >= {meta['step']})."
+        )
+
+
+def _restore_target(config: Config, program: Program, example_x: jax.Array):
+    """Builds the abstract restore target from a checkpoint's metadata, on this device."""
+
+    def target(meta: dict[str, Any]) -> dict[str, Any]:
+        size, points = config.population, meta["curve_points"]
+        hparams = {k: np.zeros(size, np.dtype(d)) for k, d in meta["hparams"].items()}
+        abstract = HParams({k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in hparams.items()})
+        population = jax.eval_shape(lambda hp: init_population(program, hp, example_x), abstract)
+        curves = {
+            k: np.zeros((points,) if k == "steps" else (points, size), v.dtype)
+            for k, v in _Curves().arrays().items()
+        }
+        return {
+            "population": checkpoint.on_device(population),
+            "hparams": hparams,
+            "curves": curves,
+        }
+
+    return target
+
+
+def _meta(config: Config, data: dict[str, str], hparams: HParams, curves: _Curves, step: int):
+    return {
+        "config": config.to_json(),
+        "data": data,
+        "data_stream": {"seed": config.seed, "step": step},
+        "hparams": {k: str(np.asarray(v).dtype) for k, v in hparams.values.items()},
+        "curve_points": len(curves.steps),
+    }
+
+
+def _train(
+    config: Config,
+    dataset: Dataset,
+    program: Program,
+    *,
+    quiet: bool,
+    overwrite: bool,
+    must_resume: bool,
+) -> Result:
+    """Start or resume `config`'s sweep in its out_dir, train to `config.steps`, write results."""
+    out_dir = config.out_dir
+    data = checkpoint.data_identity(dataset) if out_dir is not None else {}
+    if out_dir is not None:
+        _check_out_dir(config, data, overwrite=overwrite, must_resume=must_resume)
     compile_before = _compile_seconds[0]
     start = time.perf_counter()
 
     train_x, train_y = jax.device_put(dataset.train_x), jax.device_put(dataset.train_y)
     val_x, val_y = jax.device_put(dataset.val_x), jax.device_put(dataset.val_y)
-    device_hparams = jax.device_put(hparams)
     data_key = jax.random.key(config.seed)
-    pop = init_population(program, device_hparams, train_x[: config.batch_size])
     evaluate = make_evaluate(program, config.eval_batch)
-    curves = _Curves()
+    example_x = train_x[: config.batch_size]
 
-    show = not quiet and sys.stderr.isatty()
-    bar = tqdm(total=config.steps, disable=not show, unit="step", desc="sweep", leave=False)
-    logs = TensorBoardLog(config, hparams) if config.tensorboard else None
-    chunk_start, best = time.perf_counter(), -np.inf  # best: validation accuracy so far
-    while int(pop.step) < config.steps:
-        length = min(config.eval_every, config.steps - int(pop.step))
-        pop, losses = make_train_chunk(program, length)(
-            pop, device_hparams, train_x, train_y, data_key
-        )
-        val_loss, val_acc = evaluate(pop, val_x, val_y)
-        curves.steps.append(int(pop.step))
-        curves.train_loss.append(_chunk_mean(np.asarray(losses)))
-        curves.val_loss.append(np.asarray(val_loss))
-        curves.val_accuracy.append(np.asarray(val_acc))
-        alive = np.asarray(pop.alive)
-        bar.update(length)
-        best = np.max(np.where(alive, curves.val_accuracy[-1], -np.inf), initial=best)
-        now = time.perf_counter()
-        rate = config.population * length / max(now - chunk_start, 1e-9)  # of the last chunk
-        chunk_start = now
-        bar.set_postfix(
-            {
-                "alive": int(alive.sum()),
-                "diverged": int((~alive).sum()),
-                "best_val": f"{best:.3f}",
-                "member-steps/s": f"{rate:,.0f}",
-            }
-        )
-        if logs is not None:
-            logs.write(
-                curves.steps[-1],
-                curves.train_loss[-1],
-                curves.val_loss[-1],
-                curves.val_accuracy[-1],
-                alive,
+    manager = None
+    if out_dir is not None:
+        if overwrite and checkpoint.saved_steps(out_dir):
+            print(f"sweepjax: overwriting the sweep in {out_dir}", file=sys.stderr)
+        if overwrite:
+            checkpoint.remove_checkpoints(out_dir)
+            for name in RESULT_FILES:
+                Path(out_dir, name).unlink(missing_ok=True)
+        manager = checkpoint.open_manager(out_dir, config.keep_checkpoints)
+    try:
+        if manager is not None and manager.all_steps():
+            snapshot, bad = checkpoint.restore_latest(
+                manager, _restore_target(config, program, example_x)
             )
-    bar.close()
-    if logs is not None:
-        logs.close()
+            for step in bad:
+                manager.delete(step)
+            saved_hparams = snapshot.state["hparams"]  # Orbax returns dicts key-sorted
+            hparams = HParams({k: saved_hparams[k] for k in snapshot.meta["hparams"]})
+            pop = snapshot.state["population"]
+            arrays = snapshot.state["curves"]
+            curves = _Curves(
+                steps=[int(s) for s in arrays["steps"]],
+                **{k: list(v) for k, v in arrays.items() if k != "steps"},
+            )
+            if snapshot.step < config.steps:
+                note = f"resuming {out_dir} from the checkpoint at step {snapshot.step} of {config.steps}"
+            else:
+                note = (
+                    f"{out_dir} holds this sweep finished at step {snapshot.step}; rewriting its "
+                    "results (raise steps to extend it, or --overwrite to start again)"
+                )
+            print(f"sweepjax: {note}", file=sys.stderr)
+        else:
+            hparams = sample_hparams(config)
+            pop = init_population(program, jax.device_put(hparams), example_x)
+            curves = _Curves()
+        device_hparams = jax.device_put(hparams)
+        first_step = step = int(pop.step)
+        every = config.checkpoint_every or config.eval_every
 
-    test_loss, test_acc = evaluate(
-        pop, jax.device_put(dataset.test_x), jax.device_put(dataset.test_y)
-    )
-    jax.block_until_ready(test_acc)
+        show = not quiet and sys.stderr.isatty()
+        bar = tqdm(
+            total=config.steps,
+            initial=step,
+            disable=not show,
+            unit="step",
+            desc="sweep",
+            leave=False,
+        )
+        logs = TensorBoardLog(config, hparams) if config.tensorboard else None
+        chunk_start, best = time.perf_counter(), -np.inf  # best: validation accuracy so far
+        with bar, _StopOnSignal(enabled=manager is not None) as stop:
+            while step < config.steps:
+                length = min(config.eval_every - step % config.eval_every, config.steps - step)
+                pop, losses = make_train_chunk(program, length)(
+                    pop, device_hparams, train_x, train_y, data_key
+                )
+                val_loss, val_acc = evaluate(pop, val_x, val_y)
+                step = int(pop.step)
+                curves.steps.append(step)
+                curves.train_loss.append(_chunk_mean(np.asarray(losses)))
+                curves.val_loss.append(np.asarray(val_loss))
+                curves.val_accuracy.append(np.asarray(val_acc))
+                if manager is not None and (
+                    step % every == 0 or step == config.steps or stop.received
+                ):
+                    meta = _meta(config, data, hparams, curves, step)
+                    checkpoint.save(manager, step, _state(pop, hparams, curves), meta)
+                alive = np.asarray(pop.alive)
+                bar.update(length)
+                best = np.max(np.where(alive, curves.val_accuracy[-1], -np.inf), initial=best)
+                now = time.perf_counter()
+                rate = config.population * length / max(now - chunk_start, 1e-9)  # last chunk
+                chunk_start = now
+                bar.set_postfix(
+                    {
+                        "alive": int(alive.sum()),
+                        "diverged": int((~alive).sum()),
+                        "best_val": f"{best:.3f}",
+                        "member-steps/s": f"{rate:,.0f}",
+                    }
+                )
+                if logs is not None:
+                    logs.write(
+                        step,
+                        curves.train_loss[-1],
+                        curves.val_loss[-1],
+                        curves.val_accuracy[-1],
+                        alive,
+                    )
+                if stop.received:
+                    break
+        if logs is not None:
+            logs.close()
+
+        test_loss, test_acc = evaluate(
+            pop, jax.device_put(dataset.test_x), jax.device_put(dataset.test_y)
+        )
+        jax.block_until_ready(test_acc)
+        if manager is not None:
+            checkpoint.wait(manager)
+    finally:
+        if manager is not None:
+            with contextlib.suppress(Exception):  # a failed save was already reported
+                manager.close()
     wall = time.perf_counter() - start
     compile_seconds = _compile_seconds[0] - compile_before
     result = _result(config, hparams, pop, curves, np.asarray(test_acc))
     train_seconds = max(wall - compile_seconds, 1e-9)
+    interrupted = step < config.steps
     result.summary.update(
+        interrupted=interrupted,
         compile_seconds=round(compile_seconds, 3),
         train_seconds=round(train_seconds, 3),
-        member_steps_per_second=round(config.population * config.steps / train_seconds, 1),
+        member_steps_per_second=round(config.population * (step - first_step) / train_seconds, 1),
         dataset=dataset.describe(),
         **_environment(),
     )
-    if config.out_dir is not None:
-        write_result(result, config.out_dir)
+    if out_dir is not None:
+        write_result(result, out_dir)
+    if interrupted:
+        raise Interrupted(
+            f"interrupted by {stop.received} at step {step} of {config.steps}; the checkpoint "
+            f"and partial results are in {out_dir}. Resume with: sweepjax resume {out_dir}",
+            step=step,
+            out_dir=out_dir,
+            result=result,
+        )
     if not quiet:
         print(result.leaderboard(), file=sys.stderr)
-        if config.out_dir is not None:
-            print(f"results in {config.out_dir}/", file=sys.stderr)
+        if out_dir is not None:
+            print(f"results in {out_dir}/", file=sys.stderr)
     return result
+
+
+def _state(pop: Population, hparams: HParams, curves: _Curves) -> dict[str, Any]:
+    return {"population": pop, "hparams": dict(hparams.values), "curves": curves.arrays()}
+
+
+def run(
+    config: Config,
+    *,
+    quiet: bool = False,
+    dataset: Dataset | None = None,
+    overwrite: bool = False,
+) -> Result:
+    """Train every member of `config`'s sweep as one compiled program and return the `Result`.
+
+    When `config.out_dir` already holds a checkpoint of the same sweep, the run resumes from it
+    (and says so); a checkpoint of a different sweep is refused with a `CheckpointMismatch`
+    naming the differing keys, before any file is touched, unless `overwrite`.
+
+    Args:
+      config: the sweep. Validated before anything compiles.
+      quiet: no progress bar and no leaderboard on the terminal.
+      dataset: arrays to train on instead of `config.dataset` (see `sweepjax.data.from_arrays`).
+      overwrite: discard the checkpoints and results already in `config.out_dir`.
+
+    Returns:
+      The `Result`; its files are in `config.out_dir` unless that is None.
+
+    Raises:
+      Interrupted: SIGTERM or SIGINT stopped training; a checkpoint and partial results were
+        written and the sweep is resumable.
+      CheckpointError: a checkpoint could not be saved (the previous one stays usable).
+    """
+    validate(config)
+    dataset = dataset or load_dataset(config.dataset, config.val_size, config.normalize)
+    program = program_of(config)
+    _check_data(config, dataset, program.model)
+    return _train(config, dataset, program, quiet=quiet, overwrite=overwrite, must_resume=False)
+
+
+def resume(
+    out_dir: str | os.PathLike,
+    *,
+    overrides: Sequence[str] = (),
+    config: Config | None = None,
+    quiet: bool = False,
+    dataset: Dataset | None = None,
+) -> Result:
+    """Continue the sweep checkpointed in `out_dir` from its latest good checkpoint.
+
+    The sweep continues exactly as if it had never stopped, to `steps` of its config; raise
+    `steps` (an override `steps=N`) to extend a finished sweep.
+
+    Args:
+      out_dir: the sweep's output directory.
+      overrides: `key=value` changes to the saved config; only keys that leave the sweep the
+        same may change (`steps`, `eval_every`, `eval_batch`, `checkpoint_every`,
+        `keep_checkpoints`).
+      config: the config to continue with instead of the saved one (needed when the model is
+        a user module, which a checkpoint records only by its repr).
+      quiet: no progress bar and no leaderboard on the terminal.
+      dataset: the arrays the sweep was trained on, if not `config.dataset`.
+
+    Returns:
+      The `Result` of the whole sweep.
+
+    Example (the checkpoint of a finished 20-step sweep, extended to 30 steps):
+
+    >>> import tempfile
+    >>> from sweepjax.config import Config
+    >>> out = tempfile.TemporaryDirectory()
+    >>> _ = run(Config(population=4, steps=20, eval_every=10, out_dir=out.name), quiet=True)
+    >>> resume(out.name, overrides=["steps=30"], quiet=True).summary["steps_done"]
+    30
+    >>> out.cleanup()
+    """
+    out_dir = os.fspath(out_dir)
+    if config is None:
+        meta = checkpoint.read_meta(out_dir)
+        if meta is None:
+            raise ValueError(f"resume: {out_dir} holds no checkpoint to resume.")
+        if not isinstance(meta["config"]["model"], Mapping):
+            raise ValueError(
+                f"resume: the checkpoint's model is a user module ({meta['config']['model']}); "
+                "pass its config: sweepjax.resume(out_dir, config=...)."
+            )
+        config = Config.from_json(meta["config"])
+    config = apply_overrides(config, overrides).replace(out_dir=out_dir)
+    validate(config)
+    dataset = dataset or load_dataset(config.dataset, config.val_size, config.normalize)
+    program = program_of(config)
+    _check_data(config, dataset, program.model)
+    return _train(config, dataset, program, quiet=quiet, overwrite=False, must_resume=True)
 
 
 def _result(config: Config, hparams: HParams, pop: Population, curves: _Curves, test_acc) -> Result:
