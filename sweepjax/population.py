@@ -51,7 +51,7 @@ class Program:
 
     model: Model
     optimizer: Optimizer
-    schedule: str
+    schedule: str | tuple[str, ...]  # the family, or the families members choose from
     batch_size: int
 
 

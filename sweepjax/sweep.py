@@ -20,7 +20,15 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from sweepjax.config import Config, allowed_hyperparameters, validate
+from sweepjax.config import (
+    FAMILY_KEYS,
+    Config,
+    allowed_hyperparameters,
+    effective_space,
+    families,
+    family_parameters,
+    validate,
+)
 from sweepjax.data import Dataset, load_dataset
 from sweepjax.models import Model, as_model, build_model
 from sweepjax.optim import Optimizer
@@ -58,22 +66,65 @@ def model_of(config: Config) -> Model:
 
 
 def sample_hparams(config: Config) -> HParams:
-    """Sample the space; hyperparameters the space leaves out get their defaults as columns."""
-    hparams = SearchSpace(config.space).sample(config.population, config.search, config.seed)
+    """Sample the space; hyperparameters the space leaves out get their defaults as columns.
+
+    A per-member family choice (`schedule`, `optimizer`) becomes an int32 index column into
+    `families(config, kind)`; a parameter left out gets, member by member, the default of that
+    member's own family. Every other column is float32, so the dtypes (and thus the compiled
+    program) do not depend on how a value was given.
+    """
+    space = effective_space(config)
+    hparams = SearchSpace(space).sample(config.population, config.search, config.seed)
     values = dict(hparams.values)
-    for name, default in allowed_hyperparameters(config).items():
-        if name not in values:
-            values[name] = np.full(config.population, default, np.float32)
+    member_families = {}
+    for kind in FAMILY_KEYS:
+        names = families(config, kind)
+        chosen = values.pop(kind, None)
+        if chosen is None:
+            index = np.zeros(config.population, np.int32)
+        else:
+            index = np.asarray([names.index(str(v)) for v in chosen], np.int32)
+        if len(names) > 1:
+            values[kind] = index
+        member_families[kind] = [names[i] for i in index]
+    union = allowed_hyperparameters(config)
+    for name, default in union.items():
+        if name in values:
+            continue
+        column = np.full(config.population, default, np.float64)
+        for kind, chosen in member_families.items():
+            tables = {f: family_parameters(config, kind, f) for f in set(chosen)}
+            for i, family in enumerate(chosen):
+                if name in tables[family]:
+                    column[i] = tables[family][name]
+        values[name] = column
+    for name, column in values.items():
+        if name not in (*FAMILY_KEYS, "seed"):
+            values[name] = np.asarray(column, np.float32)
     return HParams(values)
 
 
+def family_names(config: Config, hparams: HParams, kind: str) -> np.ndarray:
+    """The readable `kind` family of every member (from its index column, or the only one)."""
+    names = families(config, kind)
+    if kind in hparams:
+        return np.asarray(names)[np.asarray(hparams[kind])]
+    return np.full(hparams.size, names[0])
+
+
 def program_of(config: Config) -> Program:
-    """The static structure of a config's sweep: it keys the compiled programs."""
+    """The static structure of a config's sweep: it keys the compiled programs.
+
+    Family sets and the set of swept names enter it; no hyperparameter value does.
+    """
     names = frozenset(config.space)
+    optimizers = families(config, "optimizer")
     return Program(
         model=model_of(config),
-        optimizer=Optimizer(config.optimizer, names, config.nesterov),
-        schedule=config.schedule,
+        optimizer=Optimizer(
+            optimizers[0] if len(optimizers) == 1 else optimizers, names, config.nesterov
+        ),
+        schedule=families(config, "schedule"),
         batch_size=config.batch_size,
     )
 
@@ -226,6 +277,9 @@ def _result(config: Config, hparams: HParams, pop: Population, curves: _Curves, 
         "test_accuracy": test_acc,
     }
     shown = {k: v for k, v in hparams.values.items() if k in config.space or k == "seed"}
+    for kind in FAMILY_KEYS:
+        if kind in hparams:
+            shown[kind] = family_names(config, hparams, kind)
     rows = member_rows(shown, metrics)
     summary = {"config": config.to_json(), "steps_done": int(pop.step), **summarize(rows)}
     return Result(rows, arrays, summary)
