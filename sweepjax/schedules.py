@@ -124,7 +124,8 @@ def _noisy_linear_cosine(step, hp):
     t, linear, cosine = _linear_cosine_parts(step, hp)
     std = jnp.sqrt(hp["initial_variance"] / (1.0 + t) ** hp["variance_decay"])
     noisy = linear + std * schedule_noise(hp.get("seed", 0), step)
-    return hp["learning_rate"] * ((hp["alpha"] + noisy) * cosine + hp["beta"])
+    # TF's formula can turn negative under large noise; a negative step size never helps.
+    return jnp.maximum(hp["learning_rate"] * ((hp["alpha"] + noisy) * cosine + hp["beta"]), 0.0)
 
 
 def _cyclic(step, hp):
