@@ -2,6 +2,7 @@
 
 sweepjax run [EXPERIMENT] [--set key=value ...] [--out DIR] [--quiet]
 sweepjax show OUT_DIR
+sweepjax bench-schedules [EXPERIMENT] [--set key=value ...] [--out DIR] [--target ACC] [--quiet]
 """
 
 from __future__ import annotations
@@ -33,6 +34,19 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="output directory (overrides out_dir)")
     run.add_argument("--quiet", action="store_true", help="no progress bar or leaderboard")
 
+    bench = commands.add_parser(
+        "bench-schedules", help="benchmark schedule families (experiments/schedules.py)"
+    )
+    bench.add_argument(
+        "experiment", nargs="?", default="schedules", help="name or path (default: schedules)"
+    )
+    bench.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    bench.add_argument("--out", help="output directory (overrides out_dir)")
+    bench.add_argument(
+        "--target", type=float, default=0.5, help="validation accuracy for steps-to-target"
+    )
+    bench.add_argument("--quiet", action="store_true", help="print nothing")
+
     show = commands.add_parser("show", help="print the leaderboard of a sweep directory")
     show.add_argument("out_dir")
     show.add_argument("--top", type=int, default=10)
@@ -49,6 +63,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.out:
                 config = config.replace(out_dir=args.out)
             run(config, quiet=args.quiet)
+        elif args.command == "bench-schedules":
+            from sweepjax.benchmark import bench_schedules
+
+            config = apply_overrides(load_experiment(args.experiment), args.overrides)
+            if args.out:
+                config = config.replace(out_dir=args.out)
+            bench_schedules(config, target=args.target, quiet=args.quiet)
         elif args.command == "show":
             from sweepjax.results import leaderboard, read_rows
 
