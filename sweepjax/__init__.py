@@ -8,6 +8,7 @@
 """
 
 from sweepjax import data as datasets
+from sweepjax.benchmark import bench_schedules as bench_schedules
 from sweepjax.config import Config as Config
 from sweepjax.config import apply_overrides as apply_overrides
 from sweepjax.config import validate as validate
@@ -26,6 +27,9 @@ from sweepjax.population import make_evaluate as make_evaluate
 from sweepjax.population import make_train_chunk as make_train_chunk
 from sweepjax.results import Result as Result
 from sweepjax.results import read_result as read_result
+from sweepjax.schedules import learning_rate_at as learning_rate_at
+from sweepjax.schedules import register_schedule as register_schedule
+from sweepjax.schedules import schedule_parameters as schedule_parameters
 from sweepjax.space import Choice as Choice
 from sweepjax.space import HParams as HParams
 from sweepjax.space import IntUniform as IntUniform
@@ -52,13 +56,17 @@ __all__ = [
     "Uniform",
     "apply_overrides",
     "as_model",
+    "bench_schedules",
     "datasets",
     "from_arrays",
     "init_population",
+    "learning_rate_at",
     "load_dataset",
     "make_evaluate",
     "make_train_chunk",
     "read_result",
+    "register_schedule",
     "run",
+    "schedule_parameters",
     "validate",
 ]

@@ -214,13 +214,10 @@ def bench_schedules(
       The sweep's `Result` and the leaderboard, best family first. With `out_dir` set, the
       leaderboard and the plots are written there.
 
-    >>> from sweepjax.space import Choice
-    >>> config = Config(population=4, steps=20, eval_every=10, out_dir=None, search="grid",
-    ...                 space={"schedule": Choice(["constant", "cosine"]),
-    ...                        "learning_rate": Choice([0.05, 0.1])})
-    >>> _, scores = bench_schedules(config, quiet=True)
-    >>> sorted(s.family for s in scores)
-    ['constant', 'cosine']
+    >>> score = FamilyScore("cosine", 0.1, 0.71, 0.01, 3, 800.0, 3, 0)
+    >>> print(leaderboard_text([score], target=0.6))
+    family  best_lr  val_acc_mean  val_acc_std  seeds  steps_to_0.6
+    cosine      0.1        0.7100       0.0100      3     800 (3/3)
     """
     result = run(config, quiet=True, dataset=dataset)
     scores = score_families(config, result, target)
