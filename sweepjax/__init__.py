@@ -8,6 +8,7 @@
 """
 
 from sweepjax import data as datasets
+from sweepjax.benchmark import bench_schedules as bench_schedules
 from sweepjax.checkpoint import CheckpointError as CheckpointError
 from sweepjax.checkpoint import CheckpointMismatch as CheckpointMismatch
 from sweepjax.checkpoint import CheckpointWarning as CheckpointWarning
@@ -37,6 +38,9 @@ from sweepjax.report import sweep_status as sweep_status
 from sweepjax.report import write_report as write_report
 from sweepjax.results import Result as Result
 from sweepjax.results import read_result as read_result
+from sweepjax.schedules import learning_rate_at as learning_rate_at
+from sweepjax.schedules import register_schedule as register_schedule
+from sweepjax.schedules import schedule_parameters as schedule_parameters
 from sweepjax.space import Choice as Choice
 from sweepjax.space import HParams as HParams
 from sweepjax.space import IntUniform as IntUniform
@@ -74,11 +78,13 @@ __all__ = [
     "Uniform",
     "apply_overrides",
     "as_model",
+    "bench_schedules",
     "datasets",
     "divergence_boundary",
     "export_member",
     "from_arrays",
     "init_population",
+    "learning_rate_at",
     "load_dataset",
     "make_evaluate",
     "make_train_chunk",
@@ -87,6 +93,8 @@ __all__ = [
     "resume",
     "run",
     "sweep_status",
+    "register_schedule",
+    "schedule_parameters",
     "validate",
     "write_report",
 ]

@@ -17,7 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from sweepjax.config import Config, allowed_hyperparameters
+from sweepjax.config import (
+    FAMILY_KEYS,
+    Config,
+    allowed_hyperparameters,
+    effective_space,
+    families,
+    family_parameters,
+)
 from sweepjax.results import Result, summarize
 from sweepjax.space import Choice, HParams, SearchSpace
 
@@ -40,12 +47,40 @@ class Bucket:
     hparams: HParams
 
 
-def with_defaults(config: Config, hparams: HParams) -> HParams:
-    """Add a column for every hyperparameter the config takes but the space leaves out."""
-    values = dict(hparams.values)
+def complete_hparams(config: Config, values: Mapping[str, np.ndarray]) -> HParams:
+    """Sampled columns made ready for the device.
+
+    A per-member family choice (`schedule`, `optimizer`) becomes an int32 index column into
+    `families(config, kind)`; a parameter the space leaves out gets, member by member, the
+    default of that member's own family. Every other column is float32 (`seed` stays int32), so
+    the dtypes, and thus the compiled program, do not depend on how a value was given.
+    """
+    values = dict(values)
+    size = len(next(iter(values.values())))
+    member_families = {}
+    for kind in FAMILY_KEYS:
+        names = families(config, kind)
+        chosen = values.pop(kind, None)
+        if chosen is None:
+            index = np.zeros(size, np.int32)
+        else:
+            index = np.asarray([names.index(str(v)) for v in chosen], np.int32)
+        if len(names) > 1:
+            values[kind] = index
+        member_families[kind] = [names[i] for i in index]
     for name, default in allowed_hyperparameters(config).items():
-        if name not in values:
-            values[name] = np.full(hparams.size, default, np.asarray(default).dtype)
+        if name in values:
+            continue
+        column = np.full(size, default, np.float64)
+        for kind, chosen in member_families.items():
+            tables = {f: family_parameters(config, kind, f) for f in set(chosen)}
+            for i, family in enumerate(chosen):
+                if name in tables[family]:
+                    column[i] = tables[family][name]
+        values[name] = column
+    for name, column in values.items():
+        if name not in (*FAMILY_KEYS, "seed"):
+            values[name] = np.asarray(column, np.float32)
     return HParams(values)
 
 
@@ -60,12 +95,12 @@ def plan_buckets(config: Config) -> list[Bucket]:
     keys = structural_keys(config)
     space = {
         k: Choice(range(len(v.values))) if k in keys and isinstance(v, Choice) else v
-        for k, v in config.space.items()
+        for k, v in effective_space(config).items()
     }
     sample = SearchSpace(space).sample(config.population, config.search, config.seed)
-    numeric = {k: v for k, v in sample.values.items() if k not in keys}
     if not keys:
-        return [Bucket("", config, np.arange(config.population), with_defaults(config, sample))]
+        hparams = complete_hparams(config, sample.values)
+        return [Bucket("", config, np.arange(config.population), hparams)]
 
     def value(key: str, i: int) -> Any:
         raw = np.asarray(sample[key])[i].item()
@@ -90,8 +125,8 @@ def plan_buckets(config: Config) -> list[Bucket]:
             if config.out_dir is None
             else str(Path(config.out_dir, "buckets", f"{index:02d}")),
         )
-        hparams = HParams({k: np.asarray(v)[members] for k, v in numeric.items()})
-        buckets.append(Bucket(label, sub, np.asarray(members), with_defaults(sub, hparams)))
+        numeric = {k: np.asarray(v)[members] for k, v in sample.values.items() if k not in keys}
+        buckets.append(Bucket(label, sub, np.asarray(members), complete_hparams(sub, numeric)))
     return buckets
 
 

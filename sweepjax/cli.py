@@ -5,6 +5,7 @@ sweepjax resume OUT_DIR [--set key=value ...] [--quiet]
 sweepjax export OUT_DIR --member I --to DIR
 sweepjax show OUT_DIR [--top N]
 sweepjax report OUT_DIR [--top N]
+sweepjax bench-schedules [EXPERIMENT] [--set key=value ...] [--out DIR] [--target ACC] [--quiet]
 
 Exit codes: 0 done, 1 a checkpoint could not be saved or read, 2 a bad config or a checkpoint
 of another sweep in OUT_DIR, 75 interrupted by SIGTERM or SIGINT after saving a checkpoint
@@ -45,6 +46,19 @@ def _parser() -> argparse.ArgumentParser:
         help="discard the checkpoints and results of another sweep in the output directory",
     )
     _add_checkpoint_commands(commands)
+
+    bench = commands.add_parser(
+        "bench-schedules", help="benchmark schedule families (experiments/schedules.py)"
+    )
+    bench.add_argument(
+        "experiment", nargs="?", default="schedules", help="name or path (default: schedules)"
+    )
+    bench.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    bench.add_argument("--out", help="output directory (overrides out_dir)")
+    bench.add_argument(
+        "--target", type=float, default=0.5, help="validation accuracy for steps-to-target"
+    )
+    bench.add_argument("--quiet", action="store_true", help="print nothing")
 
     show = commands.add_parser("show", help="print the status and leaderboard of a sweep directory")
     show.add_argument("out_dir")
@@ -111,6 +125,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command in ("run", "resume", "export"):
             return _run_checkpointed(args)
+        elif args.command == "bench-schedules":
+            from sweepjax.benchmark import bench_schedules
+
+            config = apply_overrides(load_experiment(args.experiment), args.overrides)
+            if args.out:
+                config = config.replace(out_dir=args.out)
+            bench_schedules(config, target=args.target, quiet=args.quiet)
         elif args.command == "show":
             from sweepjax.report import show
 

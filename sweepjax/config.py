@@ -17,8 +17,8 @@ from typing import Any
 
 from sweepjax import space as space_lib
 from sweepjax.models import MODELS, build_model, model_of, model_options
-from sweepjax.optim import hyperparameter_names
-from sweepjax.schedules import schedule_parameters
+from sweepjax.optim import FAMILIES, hyperparameter_names
+from sweepjax.schedules import PIECES, SCHEDULES, schedule_parameters
 
 # Per-member hyperparameters with a bounded range: name -> (low, high, low_inclusive, high_inclusive).
 RANGES: dict[str, tuple[float, float, bool, bool]] = {
@@ -32,8 +32,40 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "alpha": (0.0, 1.0, True, True),
     "decay_steps": (0.0, math.inf, False, False),
     "warmup_steps": (0.0, math.inf, True, False),
+    # optimizers
+    "decay": (0.0, 1.0, True, True),
+    "rho": (0.0, 1.0, True, True),
+    "initial_scale": (0.0, math.inf, True, False),
+    "initial_accumulator_value": (0.0, math.inf, True, False),
+    "clip_norm": (0.0, math.inf, False, False),
+    "clip_value": (0.0, math.inf, False, False),
+    # schedules
+    "decay_rate": (0.0, math.inf, True, False),
+    "staircase": (0.0, 1.0, True, True),
+    "cycle": (0.0, 1.0, True, True),
+    "end_learning_rate": (0.0, math.inf, True, False),
+    "min_learning_rate": (0.0, math.inf, True, False),
+    "power": (0.0, math.inf, False, False),
+    "num_periods": (0.0, math.inf, True, False),
+    "beta": (0.0, math.inf, True, False),
+    "initial_variance": (0.0, math.inf, True, False),
+    "variance_decay": (0.0, math.inf, True, False),
+    "step_size": (0.0, math.inf, False, False),
+    "cycle_decay": (0.0, math.inf, False, False),
+    "gamma": (0.0, math.inf, False, False),
+    "T_0": (0.0, math.inf, False, False),
+    "T_mult": (1.0, math.inf, True, False),
+    "restart_decay": (0.0, math.inf, True, False),
+    "pct_start": (0.0, 1.0, True, True),
+    "pct_final": (0.0, 1.0, True, True),
+    "div_factor": (0.0, math.inf, False, False),
+    "final_div_factor": (0.0, math.inf, False, False),
+    **{f"boundary_{i}": (0.0, math.inf, True, False) for i in range(PIECES)},
+    **{f"scale_{i}": (0.0, math.inf, True, False) for i in range(PIECES)},
     "dropout": (0.0, 1.0, True, False),
 }
+# Space entries that pick a family per member; on the device they are int32 indices.
+FAMILY_KEYS = ("schedule", "optimizer")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,9 +82,9 @@ class Config:
     val_size: int = 500
     normalize: str = "standard"
     model: Any = dataclasses.field(default_factory=lambda: {"name": "mlp"})
-    optimizer: str = "sgd"
+    optimizer: str | tuple[str, ...] = "sgd"
     nesterov: bool = False
-    schedule: str = "constant"
+    schedule: str | tuple[str, ...] = "constant"
     space: Mapping[str, Any] = dataclasses.field(
         default_factory=lambda: {"learning_rate": space_lib.LogUniform(1e-3, 1.0)}
     )
@@ -68,6 +100,12 @@ class Config:
     checkpoint_every: int | None = None  # steps between checkpoints; None: every eval_every
     keep_checkpoints: int = 3  # the newest checkpoints kept in out_dir/checkpoints
 
+    def __post_init__(self):
+        for name in FAMILY_KEYS:
+            value = getattr(self, name)
+            if isinstance(value, list):
+                object.__setattr__(self, name, tuple(value))
+
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
 
@@ -76,6 +114,9 @@ class Config:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["model"] = dict(self.model) if isinstance(self.model, Mapping) else repr(self.model)
         out["space"] = {k: space_lib.to_json(v) for k, v in self.space.items()}
+        for name in FAMILY_KEYS:
+            if isinstance(out[name], tuple):
+                out[name] = list(out[name])
         return out
 
     @classmethod
@@ -89,9 +130,9 @@ _FIELD_TYPES = {
     "dataset": str,
     "val_size": int,
     "normalize": str,
-    "optimizer": str,
+    "optimizer": (str, tuple),
     "nesterov": bool,
-    "schedule": str,
+    "schedule": (str, tuple),
     "search": str,
     "population": int,
     "steps": int,
@@ -186,20 +227,61 @@ def _check_range(name: str, value: Any) -> None:
             raise ValueError(f"space.{name}: {v!r} is out of range; allowed: {allowed}.")
 
 
-def allowed_hyperparameters(config: Config) -> dict[str, float]:
-    """Every per-member hyperparameter this config's optimizer, schedule and model take.
+_REGISTRIES = {"schedule": SCHEDULES, "optimizer": FAMILIES}
 
-    Besides the optimizer's and the schedule's: `seed`, `batch_size` (per member, at most the
-    config's `batch_size`) and `dropout` where the model takes a dropout rate.
+
+def families(config: Config, kind: str) -> tuple[str, ...]:
+    """The `kind` ("schedule" or "optimizer") families of a sweep, in the registry's order.
+
+    `space[kind]` (a name or a `Choice` of names) takes precedence over `config.<kind>`. The
+    order is canonical, so the same set of families always gives the same program.
+
+    >>> families(Config(space={"schedule": space_lib.Choice(["sgdr", "cosine"])}), "schedule")
+    ('cosine', 'sgdr')
     """
+    value = config.space.get(kind, getattr(config, kind))
+    if isinstance(value, space_lib.Choice):
+        value = value.values
+    names = (value,) if isinstance(value, str) else tuple(value)
+    registry = _REGISTRIES[kind]
+    for name in names:
+        if not isinstance(name, str) or name not in registry:
+            where = f"space.{kind}" if kind in config.space else kind
+            raise ValueError(f"{where}: unknown family {name!r}; allowed: {sorted(registry)}.")
+    if not names:
+        raise ValueError(f"{kind}: no family given; allowed: {sorted(registry)}.")
+    return tuple(name for name in registry if name in names)
+
+
+def effective_space(config: Config) -> dict[str, Any]:
+    """The space to sample: a tuple of families in `config` becomes a `Choice` dimension."""
+    space = dict(config.space)
+    for kind in FAMILY_KEYS:
+        if kind not in space and not isinstance(getattr(config, kind), str):
+            space[kind] = space_lib.Choice(families(config, kind))
+    return space
+
+
+def family_parameters(config: Config, kind: str, family: str) -> dict[str, float]:
+    """The per-member parameters (with defaults) of one schedule or optimizer family."""
+    if kind == "schedule":
+        return schedule_parameters(family, config.steps)
+    return hyperparameter_names(family)
+
+
+def allowed_hyperparameters(config: Config) -> dict[str, float]:
+    """Every per-member hyperparameter this config's optimizers, schedules and model take.
+
+    With several families, the union of their parameters (the first family's default wins).
+    Besides those: `seed`, `batch_size` (per member, at most the config's `batch_size`) and
+    `dropout` where the model takes a dropout rate.
+    """
+    out: dict[str, float] = {}
+    for kind in ("optimizer", "schedule"):
+        for family in reversed(families(config, kind)):
+            out.update(family_parameters(config, kind, family))
     model = {"dropout": 0.0} if model_of(config.model).takes_dropout else {}
-    return {
-        **hyperparameter_names(config.optimizer),
-        **schedule_parameters(config.schedule, config.steps),
-        **model,
-        "seed": 0,
-        "batch_size": config.batch_size,
-    }
+    return {**out, **model, "seed": 0, "batch_size": config.batch_size}
 
 
 def validate(config: Config) -> Config:
@@ -225,13 +307,6 @@ def validate(config: Config) -> Config:
     ):
         if getattr(config, name) < 1:
             raise ValueError(f"{name}: {getattr(config, name)} must be a positive integer.")
-    every = config.checkpoint_every
-    if every is not None and (every < 1 or every % config.eval_every):
-        raise ValueError(
-            f"checkpoint_every: {every} must be a positive multiple of eval_every "
-            f"({config.eval_every}), since checkpoints are taken between chunks; allowed: "
-            f"{config.eval_every}, {2 * config.eval_every}, ... or None (every eval_every steps)."
-        )
     if config.val_size < 1:
         raise ValueError(f"val_size: {config.val_size} must be a positive integer.")
     if config.search not in space_lib.METHODS:
@@ -248,6 +323,13 @@ def validate(config: Config) -> Config:
                 raise ValueError(
                     f"model.{key}: {value!r} is not an option of {name!r}; allowed: {sorted(allowed)}."
                 )
+    every = config.checkpoint_every
+    if every is not None and (every < 1 or every % config.eval_every):
+        raise ValueError(
+            f"checkpoint_every: {every} must be a positive multiple of eval_every "
+            f"({config.eval_every}), since checkpoints are taken between chunks; allowed: "
+            f"{config.eval_every}, {2 * config.eval_every}, ... or None (every eval_every steps)."
+        )
     if config.tensorboard:
         if config.out_dir is None:
             raise ValueError("tensorboard: True needs an out_dir to write the logs into.")
@@ -263,19 +345,42 @@ def validate(config: Config) -> Config:
             f"population: {config.population} does not match the grid's {size} points; "
             f"allowed: population={size}, or set `num` on the continuous dimensions."
         )
-    allowed = allowed_hyperparameters(config)
+    optimizers, schedules = families(config, "optimizer"), families(config, "schedule")
+    allowed = {**allowed_hyperparameters(config), **dict.fromkeys(FAMILY_KEYS)}
     for name, value in config.space.items():
         if name.startswith("model."):
             _check_structural(config, name, value)
             continue
         if name not in allowed:
             raise ValueError(
-                f"space.{name}: {value!r} is not a hyperparameter of optimizer {config.optimizer!r} "
-                f"with schedule {config.schedule!r}; allowed: {sorted(allowed)}."
+                f"space.{name}: {value!r} is not a hyperparameter of optimizer "
+                f"{_names(optimizers)} with schedule {_names(schedules)}; "
+                f"allowed: {sorted(allowed)}."
             )
         _check_range(name, value)
+    _check_warmup(config)
     _check_member_batch_sizes(config)
     return config
+
+
+def _names(names: tuple[str, ...]) -> str:
+    return repr(names[0]) if len(names) == 1 else repr(list(names))
+
+
+def _check_warmup(config: Config) -> None:
+    value = config.space.get("warmup_steps")
+    if isinstance(value, space_lib.Choice):
+        values = list(value.values)
+    elif isinstance(value, space_lib.LogUniform | space_lib.Uniform | space_lib.IntUniform):
+        values = [value.high]
+    else:
+        values = [] if value is None else [value]
+    for v in values:
+        if v > config.steps:
+            raise ValueError(
+                f"space.warmup_steps: {v!r} is longer than the run (steps={config.steps}); "
+                f"allowed: 0 <= warmup_steps <= steps."
+            )
 
 
 def _check_structural(config: Config, name: str, value: Any) -> None:

@@ -51,7 +51,7 @@ class Program:
 
     model: Model
     optimizer: Optimizer
-    schedule: str
+    schedule: str | tuple[str, ...]  # the family, or the families members choose from
     batch_size: int  # the shared batch; with `member_batch`, the largest member batch size
     dropout: bool = False  # the members' `dropout` hyperparameter reaches the model
     member_batch: bool = False  # member i averages its loss over the first `batch_size[i]` examples

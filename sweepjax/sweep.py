@@ -31,12 +31,19 @@ from sweepjax import checkpoint
 from sweepjax.buckets import (
     PLAN_FILE,
     Bucket,
+    complete_hparams,
     merge_results,
     plan_buckets,
     structural_keys,
-    with_defaults,
 )
-from sweepjax.config import Config, apply_overrides, validate
+from sweepjax.config import (
+    FAMILY_KEYS,
+    Config,
+    apply_overrides,
+    effective_space,
+    families,
+    validate,
+)
 from sweepjax.data import Dataset, load_dataset
 from sweepjax.models import Model, model_of
 from sweepjax.optim import Optimizer
@@ -68,18 +75,36 @@ jax.monitoring.register_event_duration_secs_listener(_count_compile_time)
 
 
 def sample_hparams(config: Config) -> HParams:
-    """Sample the space; hyperparameters the space leaves out get their defaults as columns."""
-    hparams = SearchSpace(config.space).sample(config.population, config.search, config.seed)
-    return with_defaults(config, hparams)
+    """Sample the space; hyperparameters the space leaves out get their defaults as columns.
+
+    See `sweepjax.buckets.complete_hparams` for family choices and per-family defaults.
+    """
+    space = effective_space(config)
+    hparams = SearchSpace(space).sample(config.population, config.search, config.seed)
+    return complete_hparams(config, hparams.values)
+
+
+def family_names(config: Config, hparams: HParams, kind: str) -> np.ndarray:
+    """The readable `kind` family of every member (from its index column, or the only one)."""
+    names = families(config, kind)
+    if kind in hparams:
+        return np.asarray(names)[np.asarray(hparams[kind])]
+    return np.full(hparams.size, names[0])
 
 
 def program_of(config: Config) -> Program:
-    """The static structure of a config's sweep: it keys the compiled programs."""
+    """The static structure of a config's sweep: it keys the compiled programs.
+
+    Family sets and the set of swept names enter it; no hyperparameter value does.
+    """
     names = frozenset(config.space)
+    optimizers = families(config, "optimizer")
     return Program(
         model=model_of(config.model),
-        optimizer=Optimizer(config.optimizer, names, config.nesterov),
-        schedule=config.schedule,
+        optimizer=Optimizer(
+            optimizers[0] if len(optimizers) == 1 else optimizers, names, config.nesterov
+        ),
+        schedule=families(config, "schedule"),
         batch_size=config.batch_size,
         dropout="dropout" in names,
         member_batch="batch_size" in names,
@@ -630,6 +655,9 @@ def _result(config: Config, hparams: HParams, pop: Population, curves: _Curves, 
         "test_accuracy": test_acc,
     }
     shown = {k: v for k, v in hparams.values.items() if k in config.space or k == "seed"}
+    for kind in FAMILY_KEYS:
+        if kind in hparams:
+            shown[kind] = family_names(config, hparams, kind)
     rows = member_rows(shown, metrics)
     summary = {"config": config.to_json(), "steps_done": int(pop.step), **summarize(rows)}
     return Result(rows, arrays, summary)
