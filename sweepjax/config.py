@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sweepjax import space as space_lib
-from sweepjax.models import MODELS, model_of, model_options
+from sweepjax.models import MODELS, build_model, model_of, model_options
 from sweepjax.optim import hyperparameter_names
 from sweepjax.schedules import schedule_parameters
 
@@ -265,6 +265,9 @@ def validate(config: Config) -> Config:
         )
     allowed = allowed_hyperparameters(config)
     for name, value in config.space.items():
+        if name.startswith("model."):
+            _check_structural(config, name, value)
+            continue
         if name not in allowed:
             raise ValueError(
                 f"space.{name}: {value!r} is not a hyperparameter of optimizer {config.optimizer!r} "
@@ -273,6 +276,32 @@ def validate(config: Config) -> Config:
         _check_range(name, value)
     _check_member_batch_sizes(config)
     return config
+
+
+def _check_structural(config: Config, name: str, value: Any) -> None:
+    """A `model.<option>` dimension: every value it can take must build a valid model."""
+    if not isinstance(config.model, Mapping):
+        raise ValueError(
+            f"space.{name}: the model is a user module; only built-in models (a spec dict) "
+            "take structural dimensions."
+        )
+    if isinstance(value, space_lib.LogUniform | space_lib.Uniform):
+        raise ValueError(
+            f"space.{name}: {value!r} is continuous; allowed for structure: Choice, IntUniform "
+            "or a fixed value."
+        )
+    if isinstance(value, space_lib.Choice):
+        candidates = list(value.values)
+    elif isinstance(value, space_lib.IntUniform):
+        candidates = list(range(value.low, value.high + 1))
+    else:
+        candidates = [value]
+    option = name.removeprefix("model.")
+    for candidate in candidates:
+        try:
+            build_model({**config.model, option: candidate})
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"space.{name}: {candidate!r} does not build a model: {err}") from err
 
 
 def _check_member_batch_sizes(config: Config) -> None:

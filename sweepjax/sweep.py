@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib.metadata
+import json
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -26,7 +28,15 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from sweepjax import checkpoint
-from sweepjax.config import Config, allowed_hyperparameters, apply_overrides, validate
+from sweepjax.buckets import (
+    PLAN_FILE,
+    Bucket,
+    merge_results,
+    plan_buckets,
+    structural_keys,
+    with_defaults,
+)
+from sweepjax.config import Config, apply_overrides, validate
 from sweepjax.data import Dataset, load_dataset
 from sweepjax.models import Model, model_of
 from sweepjax.optim import Optimizer
@@ -37,7 +47,7 @@ from sweepjax.population import (
     make_evaluate,
     make_train_chunk,
 )
-from sweepjax.results import Result, member_rows, summarize, write_result
+from sweepjax.results import Result, atomic_write, member_rows, summarize, write_result
 from sweepjax.space import HParams, SearchSpace
 from sweepjax.tensorboard_log import TensorBoardLog
 
@@ -60,11 +70,7 @@ jax.monitoring.register_event_duration_secs_listener(_count_compile_time)
 def sample_hparams(config: Config) -> HParams:
     """Sample the space; hyperparameters the space leaves out get their defaults as columns."""
     hparams = SearchSpace(config.space).sample(config.population, config.search, config.seed)
-    values = dict(hparams.values)
-    for name, default in allowed_hyperparameters(config).items():
-        if name not in values:
-            values[name] = np.full(config.population, default, np.asarray(default).dtype)
-    return HParams(values)
+    return with_defaults(config, hparams)
 
 
 def program_of(config: Config) -> Program:
@@ -265,8 +271,14 @@ def _train(
     quiet: bool,
     overwrite: bool,
     must_resume: bool,
+    hparams: HParams | None = None,
+    leaderboard: bool = True,
 ) -> Result:
-    """Start or resume `config`'s sweep in its out_dir, train to `config.steps`, write results."""
+    """Start or resume `config`'s sweep in its out_dir, train to `config.steps`, write results.
+
+    A fresh start trains `hparams` (sampled from the config when None); a resumed one the
+    hyperparameters its checkpoint holds.
+    """
     out_dir = config.out_dir
     data = checkpoint.data_identity(dataset) if out_dir is not None else {}
     if out_dir is not None:
@@ -313,7 +325,7 @@ def _train(
                 )
             print(f"sweepjax: {note}", file=sys.stderr)
         else:
-            hparams = sample_hparams(config)
+            hparams = hparams if hparams is not None else sample_hparams(config)
             pop = init_population(program, jax.device_put(hparams), example_x)
             curves = _Curves()
         device_hparams = jax.device_put(hparams)
@@ -408,7 +420,7 @@ def _train(
             out_dir=out_dir,
             result=result,
         )
-    if not quiet:
+    if not quiet and leaderboard:
         print(result.leaderboard(), file=sys.stderr)
         if out_dir is not None:
             print(f"results in {out_dir}/", file=sys.stderr)
@@ -448,9 +460,98 @@ def run(
     """
     validate(config)
     dataset = dataset or load_dataset(config.dataset, config.val_size, config.normalize)
-    program = program_of(config)
-    _check_data(config, dataset, program.model)
-    return _train(config, dataset, program, quiet=quiet, overwrite=overwrite, must_resume=False)
+    buckets = plan_buckets(config)
+    programs = [program_of(bucket.config) for bucket in buckets]
+    for bucket, program in zip(buckets, programs, strict=True):
+        _check_data(bucket.config, dataset, program.model)
+    if not structural_keys(config):
+        hparams = buckets[0].hparams
+        return _train(
+            config,
+            dataset,
+            programs[0],
+            quiet=quiet,
+            overwrite=overwrite,
+            must_resume=False,
+            hparams=hparams,
+        )
+    return _train_buckets(config, dataset, buckets, programs, quiet=quiet, overwrite=overwrite)
+
+
+def _train_buckets(
+    config: Config,
+    dataset: Dataset,
+    buckets: list[Bucket],
+    programs: list[Program],
+    *,
+    quiet: bool,
+    overwrite: bool,
+) -> Result:
+    """Train the buckets one after another (each resumes on its own) and merge their results."""
+    out_dir = config.out_dir
+    if out_dir is not None:
+        plan = {
+            "config": config.to_json(),
+            "data": checkpoint.data_identity(dataset),
+            "buckets": [{"label": b.label, "members": b.members.tolist()} for b in buckets],
+        }
+        plan_path = Path(out_dir, PLAN_FILE)
+        if plan_path.exists() and not overwrite:
+            diffs = checkpoint.differences(
+                json.loads(plan_path.read_text()), plan["config"], plan["data"]
+            )
+            if diffs:
+                raise checkpoint.CheckpointMismatch(
+                    f"{out_dir} holds a different bucketed sweep: "
+                    + "; ".join(diffs)
+                    + ". Nothing was changed; pass --overwrite (overwrite=True) to discard it."
+                )
+        if overwrite and Path(out_dir, "buckets").exists():
+            shutil.rmtree(Path(out_dir, "buckets"))
+        atomic_write(plan_path, lambda f: json.dump(plan, f, indent=2))
+    results: list[Result] = []
+    for index, (bucket, program) in enumerate(zip(buckets, programs, strict=True)):
+        if not quiet:
+            print(
+                f"sweepjax: bucket {index + 1}/{len(buckets)}: {bucket.label} "
+                f"({len(bucket.members)} members)",
+                file=sys.stderr,
+            )
+        try:
+            results.append(
+                _train(
+                    bucket.config,
+                    dataset,
+                    program,
+                    quiet=quiet,
+                    overwrite=overwrite,
+                    must_resume=False,
+                    hparams=bucket.hparams,
+                    leaderboard=False,
+                )
+            )
+        except Interrupted as stop:
+            results.append(stop.result)
+            merged = merge_results(config, buckets, results)
+            merged.summary["interrupted"] = True
+            if out_dir is not None:
+                write_result(merged, out_dir)
+            raise Interrupted(
+                f"interrupted in bucket {index + 1}/{len(buckets)} at step {stop.step}; the "
+                f"checkpoints and partial results are in {out_dir}. Resume with: "
+                f"sweepjax resume {out_dir}",
+                step=stop.step,
+                out_dir=out_dir,
+                result=merged,
+            ) from None
+    merged = merge_results(config, buckets, results)
+    if out_dir is not None:
+        write_result(merged, out_dir)
+    if not quiet:
+        print(merged.leaderboard(), file=sys.stderr)
+        if out_dir is not None:
+            print(f"results in {out_dir}/", file=sys.stderr)
+    return merged
 
 
 def resume(
@@ -490,6 +591,12 @@ def resume(
     >>> out.cleanup()
     """
     out_dir = os.fspath(out_dir)
+    plan_path = Path(out_dir, PLAN_FILE)
+    if config is None and plan_path.exists():
+        config = Config.from_json(json.loads(plan_path.read_text())["config"])
+    if config is not None and structural_keys(config):
+        config = apply_overrides(config, overrides).replace(out_dir=out_dir)
+        return run(config, quiet=quiet, dataset=dataset)
     if config is None:
         meta = checkpoint.read_meta(out_dir)
         if meta is None:
