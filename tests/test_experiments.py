@@ -29,9 +29,6 @@ STRUCTURAL = {
         "space.model.kernel=Choice([3, 5])",
     ],
 }
-BUCKETS_PENDING = pytest.mark.xfail(
-    strict=False, reason="needs bucketing by structural hyperparameters (model.<option>)"
-)
 
 
 def _run(name, out, *extra):
@@ -94,7 +91,6 @@ def test_batch_size_experiment_is_one_program_over_member_batch_sizes(tmp_path, 
     assert text.splitlines()[0].startswith("batch_size | learning_rate")
 
 
-@BUCKETS_PENDING
 @pytest.mark.parametrize("name", sorted(STRUCTURAL))
 def test_structural_experiments_bucket_by_model_option(name, tmp_path, capsys):
     _run(name, tmp_path / name, *STRUCTURAL[name])
