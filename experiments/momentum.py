@@ -12,8 +12,7 @@ Run (about 2 minutes on a 2-core CPU):
 """
 
 from sweepjax import Choice, Config, LogUniform
-from sweepjax.report import divergence_boundary
-from sweepjax.rules import best_line, by_value, fmt, rows_of
+from sweepjax.rules import best_line, by_value, fmt, healthy, learned, rows_of
 
 
 def get_config() -> Config:
@@ -41,10 +40,13 @@ def summarize(out_dir) -> str:
         by_value(rows, "momentum", "learning_rate"),
         best_line(rows, ["momentum", "learning_rate"]),
     ]
-    for b in divergence_boundary(rows):
-        setting = ", ".join(f"{k}={fmt(v)}" for k, v in b["setting"].items()) or "all"
+    for m in sorted({r["momentum"] for r in rows}):
+        group = [r for r in rows if r["momentum"] == m]
+        stable = [r["learning_rate"] for r in group if learned(r)]
+        bad = [r["learning_rate"] for r in group if not healthy(r)]
         lines.append(
-            f"{setting}: largest healthy learning rate {fmt(b['largest_healthy'])}, "
-            f"smallest diverged {fmt(b['smallest_diverged'])}"
+            f"momentum={fmt(m)}: largest learning rate that learned "
+            f"{fmt(max(stable)) if stable else 'none'}, smallest diverged "
+            f"{fmt(min(bad)) if bad else 'none'}"
         )
     return "\n".join(lines)

@@ -67,7 +67,7 @@ def test_rule_experiments_share_one_program_and_print_their_rule(tmp_path, capsy
     )
     assert "collapses" in _summary("weight_decay", tmp_path / "weight_decay", capsys=capsys)
     text = _summary("momentum", tmp_path / "momentum", capsys=capsys)
-    assert "largest healthy learning rate" in text
+    assert "largest learning rate that learned" in text
 
 
 def test_random_vs_grid_counts_distinct_values_of_the_important_dimension(tmp_path, capsys):

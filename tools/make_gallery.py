@@ -114,6 +114,14 @@ def make(name: str, runs: Path, docs: Path, steps: int) -> tuple[list[Path], str
     return _figures(name, runs / name, docs), module.summarize(runs / name)
 
 
+def _sections(path: Path) -> dict[str, str]:
+    """The per-experiment blocks of an existing summaries file (kept when `--only` runs a few)."""
+    if not path.is_file():
+        return {}
+    blocks = path.read_text().split("\n## ")[1:]
+    return {b.split(" ", 1)[0]: "## " + b.rstrip("\n") + "\n" for b in blocks}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=300, help="steps of every sweep")
@@ -123,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     runs, docs = Path(args.runs), Path(args.docs)
     docs.mkdir(parents=True, exist_ok=True)
-    sections, failed = [], []
+    sections, failed = _sections(docs / "summaries.md"), []
     start = time.perf_counter()
     for name in args.only:
         began = time.perf_counter()
@@ -135,14 +143,15 @@ def main(argv: list[str] | None = None) -> int:
             continue
         seconds = time.perf_counter() - began
         print(f"{name}: {seconds:.0f} s, {', '.join(str(p) for p in written)}", file=sys.stderr)
-        sections.append(f"## {name} ({args.steps} steps)\n\n```\n{text}\n```\n")
+        sections[name] = f"## {name} ({args.steps} steps, {seconds:.0f} s)\n\n```\n{text}\n```\n"
     total = time.perf_counter() - start
     header = (
-        "# Gallery summaries\n\nWritten by `tools/make_gallery.py --steps "
-        f"{args.steps}` in {total:.0f} s; each block is the experiment's `sweepjax summarize`.\n"
+        "# Gallery summaries\n\nWritten by `tools/make_gallery.py`; each block is what the "
+        "experiment's `summarize()` printed (`sweepjax summarize`).\n"
     )
-    (docs / "summaries.md").write_text("\n".join([header, *sections]))
-    print(f"gallery: {len(sections)} experiments in {total:.0f} s", file=sys.stderr)
+    ordered = [sections[n] for n in GALLERY if n in sections]
+    (docs / "summaries.md").write_text("\n".join([header, *ordered]))
+    print(f"gallery: {len(args.only) - len(failed)} experiments in {total:.0f} s", file=sys.stderr)
     for line in failed:
         print(f"failed: {line}", file=sys.stderr)
     return 1 if failed else 0
