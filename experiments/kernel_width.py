@@ -19,7 +19,8 @@ from sweepjax.rules import best_line, by_value, rows_of
 def get_config() -> Config:
     return Config(
         dataset="mnist1d",
-        model={"name": "cnn1d", "channels": [25, 25, 25], "kernel": 5},
+        # Two stride-2 layers: three would shrink a length-40 signal to nothing at kernel 7 and 9.
+        model={"name": "cnn1d", "channels": [25, 25], "kernel": 5},
         optimizer="sgd",
         space={
             "model.kernel": Choice([3, 5, 7, 9]),
