@@ -6,6 +6,7 @@ sweepjax export OUT_DIR --member I --to DIR
 sweepjax show OUT_DIR [--top N]
 sweepjax report OUT_DIR [--top N]
 sweepjax bench-schedules [EXPERIMENT] [--set key=value ...] [--out DIR] [--target ACC] [--quiet]
+sweepjax summarize EXPERIMENT OUT_DIR [OUT_DIR ...]
 
 Exit codes: 0 done, 1 a checkpoint could not be saved or read, 2 a bad config or a checkpoint
 of another sweep in OUT_DIR, 75 interrupted by SIGTERM or SIGINT after saving a checkpoint
@@ -69,6 +70,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     report.add_argument("out_dir")
     report.add_argument("--top", type=int, default=10, help="members in the leaderboard")
+
+    summarize = commands.add_parser(
+        "summarize", help="print what an experiment's finished sweep(s) show (its summarize())"
+    )
+    summarize.add_argument("experiment", help="name or path")
+    summarize.add_argument("out_dirs", nargs="+", metavar="OUT_DIR")
     return parser
 
 
@@ -140,6 +147,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from sweepjax.report import write_report
 
             print(write_report(args.out_dir, args.top))
+        elif args.command == "summarize":
+            from sweepjax.experiment import summarize
+
+            print(summarize(args.experiment, args.out_dirs))
     except ValueError as err:
         print(f"sweepjax: error: {err}", file=sys.stderr)
         return 2

@@ -1,14 +1,18 @@
 """Sweeps as code: find an experiment file and call its `get_config()`.
 
 An experiment is a Python file whose `get_config()` returns a `Config` and whose docstring gives
-its run command. `load_experiment("default")` looks for `experiments/default.py` under the
+its run command; it may also define `summarize(out_dir, ...)`, the text that shows what its
+finished sweep(s) found (`sweepjax summarize`). `load_experiment("default")` looks for `experiments/default.py` under the
 current directory, then beside the installed package (a source checkout).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import inspect
+from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 
 from sweepjax.config import Config
 
@@ -39,6 +43,34 @@ def find_experiment(name: str) -> Path:
     )
 
 
+def load_module(name: str) -> ModuleType:
+    """The module of experiment `name` (a path to a `.py` file, or a name in `experiments/`)."""
+    path = find_experiment(name)
+    spec = importlib.util.spec_from_file_location(f"sweepjax_experiment_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def summarize(name: str, out_dirs: Sequence[str]) -> str:
+    """The text of experiment `name`'s `summarize(*out_dirs)`: the rule its finished sweeps show.
+
+    Raises:
+      ValueError: if the experiment defines no `summarize`, or it takes other directories.
+    """
+    module = load_module(name)
+    if not hasattr(module, "summarize"):
+        raise ValueError(f"experiment: {name!r} has no summarize() function.")
+    try:
+        inspect.signature(module.summarize).bind(*out_dirs)
+    except TypeError as err:
+        raise ValueError(
+            f"experiment: {name!r}'s summarize{inspect.signature(module.summarize)} does not take "
+            f"{len(out_dirs)} sweep directories ({err})."
+        ) from err
+    return module.summarize(*out_dirs)
+
+
 def load_experiment(name: str = "default") -> Config:
     """The `Config` returned by the experiment's `get_config()`.
 
@@ -46,9 +78,7 @@ def load_experiment(name: str = "default") -> Config:
     64
     """
     path = find_experiment(name)
-    spec = importlib.util.spec_from_file_location(f"sweepjax_experiment_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_module(name)
     if not hasattr(module, "get_config"):
         raise ValueError(f"experiment: {path} has no get_config() function.")
     config = module.get_config()

@@ -1,0 +1,126 @@
+"""Every rule experiment in experiments/ runs end to end on a tiny budget and prints its rule."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+from conftest import count_compiles
+
+from sweepjax.cli import main
+from sweepjax.experiment import available_experiments, find_experiment, load_experiment
+
+# A tiny budget: the same structure for every experiment (model, optimizer hyperparameter names,
+# batch size, population), so they share one compiled program.
+TINY = [
+    "population=4",
+    "steps=20",
+    "eval_every=10",
+    "batch_size=32",
+    'model={"name": "mlp", "hidden": [8]}',
+    "search=random",
+]
+RULES = ["learning_rate", "lr_boundary", "weight_decay", "momentum", "random_vs_grid"]
+STRUCTURAL = {
+    "hidden_units": ["space.model.hidden=Choice([[4], [8]])"],
+    "kernel_width": [
+        'model={"name": "cnn1d", "channels": [4], "kernel": 3}',
+        "space.model.kernel=Choice([3, 5])",
+    ],
+}
+
+
+def _run(name, out, *extra):
+    args = sum((["--set", o] for o in [*TINY, *extra]), [])
+    assert main(["run", name, *args, "--out", str(out), "--quiet"]) == 0
+
+
+def _summary(name, *out_dirs, capsys):
+    capsys.readouterr()
+    assert main(["summarize", name, *map(str, out_dirs)]) == 0
+    return capsys.readouterr().out
+
+
+def test_every_experiment_loads_and_documents_its_run_command():
+    names = set(available_experiments())
+    assert {*RULES, *STRUCTURAL, "batch_size", "mnist1d_paper"} <= names
+    for name in names:
+        config = load_experiment(name)
+        spec = importlib.util.spec_from_file_location(name, find_experiment(name))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        assert "sweepjax run" in module.__doc__ or "python experiments/" in module.__doc__, name
+        assert config.dataset == "mnist1d"
+
+
+def test_rule_experiments_share_one_program_and_print_their_rule(tmp_path, capsys):
+    _run(RULES[0], tmp_path / "warm")  # compiles the shared program
+    with count_compiles() as compiles:
+        for name in RULES:
+            _run(name, tmp_path / name)
+    assert compiles[0] == 0  # same structure: every numeric hyperparameter is data
+
+    assert "under-fits" in _summary("learning_rate", tmp_path / "learning_rate", capsys=capsys)
+    assert "largest stable learning rate" in _summary(
+        "lr_boundary", tmp_path / "lr_boundary", capsys=capsys
+    )
+    assert "collapses" in _summary("weight_decay", tmp_path / "weight_decay", capsys=capsys)
+    text = _summary("momentum", tmp_path / "momentum", capsys=capsys)
+    assert "largest learning rate that learned" in text
+
+
+def test_random_vs_grid_counts_distinct_values_of_the_important_dimension(tmp_path, capsys):
+    grid = [
+        "space.learning_rate=LogUniform(1e-3, 1.0, num=2)",
+        "space.weight_decay=LogUniform(1e-6, 1e-4, num=2)",
+    ]
+    _run("random_vs_grid", tmp_path / "grid", *grid, "search=grid")
+    _run("random_vs_grid", tmp_path / "random", "search=random")
+    _run("random_vs_grid", tmp_path / "quasi", "search=quasi_random")
+    text = _summary(
+        "random_vs_grid", *(tmp_path / d for d in ("grid", "random", "quasi")), capsys=capsys
+    )
+    lines = {line.split(" | ")[0]: line.split(" | ") for line in text.splitlines()}
+    assert lines["grid"][2] == "2" and lines["random"][2] == "4" and lines["quasi_random"][2] == "4"
+
+
+def test_batch_size_experiment_is_one_program_over_member_batch_sizes(tmp_path, capsys):
+    _run("batch_size", tmp_path / "bs", "space.batch_size=Choice([8, 32])")
+    text = _summary("batch_size", tmp_path / "bs", capsys=capsys)
+    assert text.splitlines()[0].startswith("batch_size | learning_rate")
+
+
+@pytest.mark.parametrize("name", sorted(STRUCTURAL))
+def test_structural_experiments_bucket_by_model_option(name, tmp_path, capsys):
+    _run(name, tmp_path / name, *STRUCTURAL[name])
+    text = _summary(name, tmp_path / name, capsys=capsys)
+    assert text.splitlines()[0].startswith(f"model.{name.split('_')[0][:6]}")
+
+
+def test_mnist1d_paper_prints_the_paper_beside_ours(tmp_path, capsys):
+    module = _module("mnist1d_paper")
+    configs = module.get_configs()
+    assert configs["mlp"].model["name"] == "mlp" and configs["cnn"].model["name"] == "cnn1d"
+    overrides = sum((["--set", o] for o in TINY), [])
+    assert module.main(["--out", str(tmp_path), "--models", "mlp", "--quiet", *overrides]) == 0
+    text = capsys.readouterr().out
+    assert "| mlp | 68% |" in text
+    summary = json.loads((tmp_path / "mlp" / "sweep.json").read_text())
+    assert summary["steps_done"] == 20
+    both = _summary("mnist1d_paper", tmp_path / "mlp", tmp_path / "mlp", capsys=capsys)
+    assert "| cnn | 94% |" in both
+
+
+def test_summarize_rejects_an_experiment_without_it_or_wrong_dirs(tmp_path, capsys):
+    assert main(["summarize", "default", str(tmp_path)]) == 2
+    assert "has no summarize()" in capsys.readouterr().err
+    assert main(["summarize", "learning_rate", str(tmp_path), str(tmp_path)]) == 2
+    assert "does not take 2 sweep directories" in capsys.readouterr().err
+
+
+def _module(name):
+    spec = importlib.util.spec_from_file_location(name, find_experiment(name))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
