@@ -179,7 +179,7 @@ class Optimizer:
     >>> params = {"w": jnp.ones(3)}
     >>> state = opt.init(params, {"learning_rate": jnp.float32(0.1)})
     >>> updates, state = opt.update({"w": jnp.ones(3)}, state, params)
-    >>> updates["w"]
+    >>> updates["w"].round(6)
     Array([-0.1, -0.1, -0.1], dtype=float32)
     """
 

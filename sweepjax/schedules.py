@@ -80,7 +80,11 @@ def _inverse_time(step, hp):
 def _polynomial(step, hp):
     decay_steps = _safe(hp["decay_steps"])
     # cycle: stretch decay_steps to the first multiple of itself at or beyond the step.
-    cycled = decay_steps * jnp.maximum(jnp.ceil(step / decay_steps), 1.0)
+    cycles = jnp.ceil(step / decay_steps)
+    # A division may land just above a whole number (GPUs divide approximately); the products
+    # of whole numbers are exact, so step back one cycle where the previous one already fits.
+    cycles = jnp.where((cycles - 1.0) * decay_steps >= step, cycles - 1.0, cycles)
+    cycled = decay_steps * jnp.maximum(cycles, 1.0)
     decay_steps = jnp.where(hp["cycle"] > 0.5, cycled, decay_steps)
     frac = 1.0 - jnp.clip(step, 0.0, decay_steps) / decay_steps
     end = hp["end_learning_rate"]
