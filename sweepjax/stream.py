@@ -31,8 +31,7 @@ import numpy as np
 
 from sweepjax.config import PLACEMENTS
 from sweepjax.data import Dataset, chunk_indices
-from sweepjax.population import Population, Program, make_stream_chunk, make_train_chunk
-from sweepjax.space import HParams
+from sweepjax.population import Program
 
 FREE_FRACTION = 0.5  # `auto` streams a training set larger than this fraction of free memory
 CPU_STREAM_BYTES = 4 << 30  # `auto`'s threshold where neither device nor host report free memory
@@ -204,12 +203,16 @@ class Prefetcher:
 
 
 class TrainData:
-    """Trains the population chunk by chunk on the device-resident set or on streamed blocks."""
+    """The training arrays each chunk takes: the device-resident set, or the chunk's block.
+
+    With placement `device`, `arrays` is the whole set for `population.make_train_chunk`; with
+    `stream`, the chunk's prefetched `[K, batch, ...]` block for `population.make_stream_chunk`.
+    """
 
     def __init__(
         self, placement: str, dataset: Dataset, program: Program, data_key: jax.Array, plan
     ):
-        self.placement, self._program, self._key = placement, program, data_key
+        self.placement = placement
         self._prefetcher: Prefetcher | None = None
         if placement == "device":
             self._x, self._y = jax.device_put(dataset.train_x), jax.device_put(dataset.train_y)
@@ -219,15 +222,11 @@ class TrainData:
                 lambda start, length: host_block(x, y, data_key, start, length, batch), plan
             )
 
-    def train(
-        self, pop: Population, hparams: HParams, start: int, length: int
-    ) -> tuple[Population, jax.Array]:
-        """Run the chunk of `length` steps from `start` (the population's step)."""
+    def arrays(self, start: int, length: int) -> tuple[jax.Array, jax.Array]:
+        """The `(x, y)` the chunk of `length` steps from step `start` trains on."""
         if self._prefetcher is None:
-            chunk = make_train_chunk(self._program, length)
-            return chunk(pop, hparams, self._x, self._y, self._key)
-        block_x, block_y = self._prefetcher.get(start, length)
-        return make_stream_chunk(self._program, length)(pop, hparams, block_x, block_y, self._key)
+            return self._x, self._y
+        return self._prefetcher.get(start, length)
 
     def close(self) -> None:
         if self._prefetcher is not None:

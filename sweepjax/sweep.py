@@ -35,6 +35,8 @@ from sweepjax.population import (
     Program,
     init_population,
     make_evaluate,
+    make_stream_chunk,
+    make_train_chunk,
 )
 from sweepjax.results import Result, member_rows, summarize, write_result
 from sweepjax.space import HParams, SearchSpace
@@ -347,7 +349,11 @@ def _train(
         ):
             while step < config.steps:
                 length = min(config.eval_every - step % config.eval_every, config.steps - step)
-                pop, losses = train_data.train(pop, device_hparams, step, length)
+                make_chunk = make_train_chunk if placement == "device" else make_stream_chunk
+                train_x, train_y = train_data.arrays(step, length)
+                pop, losses = make_chunk(program, length)(
+                    pop, device_hparams, train_x, train_y, data_key
+                )
                 val_loss, val_acc = evaluate(pop, val_x, val_y)
                 step = int(pop.step)
                 curves.steps.append(step)
