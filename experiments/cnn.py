@@ -1,6 +1,7 @@
 """MNIST-1D with the paper's 1-D CNN: Adam over learning rate and decoupled weight decay.
 
-The MNIST-1D paper reports 94% test accuracy for this CNN.
+The MNIST-1D paper reports 94% test accuracy for this CNN; this sweep's best member (ranked by
+validation accuracy) reached 95.9% in about four minutes on a loaded 2-core CPU.
 
 Run:
     sweepjax run cnn

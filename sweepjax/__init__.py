@@ -16,6 +16,7 @@ from sweepjax.checkpoint import export_member as export_member
 from sweepjax.config import Config as Config
 from sweepjax.config import apply_overrides as apply_overrides
 from sweepjax.config import validate as validate
+from sweepjax.data import Augment as Augment
 from sweepjax.data import Dataset as Dataset
 from sweepjax.data import from_arrays as from_arrays
 from sweepjax.data import load_dataset as load_dataset
@@ -31,6 +32,7 @@ from sweepjax.population import Population as Population
 from sweepjax.population import Program as Program
 from sweepjax.population import init_population as init_population
 from sweepjax.population import make_evaluate as make_evaluate
+from sweepjax.population import make_stream_chunk as make_stream_chunk
 from sweepjax.population import make_train_chunk as make_train_chunk
 from sweepjax.report import divergence_boundary as divergence_boundary
 from sweepjax.report import read_sweep as read_sweep
@@ -63,6 +65,7 @@ __all__ = [
     "ResNet",
     "build_model",
     "MLP",
+    "Augment",
     "Choice",
     "Config",
     "Dataset",
@@ -87,6 +90,7 @@ __all__ = [
     "learning_rate_at",
     "load_dataset",
     "make_evaluate",
+    "make_stream_chunk",
     "make_train_chunk",
     "read_result",
     "read_sweep",

@@ -39,7 +39,15 @@ CHECKPOINT_DIR = "checkpoints"
 # Config keys that may differ between a checkpoint and the run that resumes it: they change
 # where or how often things are written or evaluated, never what a member trains on.
 RESUMABLE_KEYS = frozenset(
-    {"steps", "out_dir", "checkpoint_every", "keep_checkpoints", "eval_every", "eval_batch"}
+    {
+        "steps",
+        "out_dir",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "eval_every",
+        "eval_batch",
+        "data_placement",  # both placements train on identical batches
+    }
 )
 
 
@@ -250,6 +258,8 @@ def differences(
         if key.split(".")[0] in RESUMABLE_KEYS:
             continue
         a, b = old.get(key, "<absent>"), new.get(key, "<absent>")
+        if {_canonical(a), _canonical(b)} <= {'"<absent>"', "null"}:
+            continue  # a key added since the checkpoint, at its default None (e.g. `augment`)
         if _canonical(a) != _canonical(b):
             out.append(f"{key}: {_show(a)} (checkpoint) != {_show(b)} (now)")
     saved_data = saved.get("data", {})

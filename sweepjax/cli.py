@@ -90,7 +90,7 @@ def _add_checkpoint_commands(commands) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="change steps, eval_every, eval_batch, checkpoint_every or keep_checkpoints",
+        help="change steps, eval_every, eval_batch, checkpoint_every, keep_checkpoints or data_placement",
     )
     resume.add_argument("--quiet", action="store_true", help="no progress bar or leaderboard")
 

@@ -16,9 +16,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sweepjax import space as space_lib
+from sweepjax.data import augmentation_of
 from sweepjax.models import MODELS, build_model, model_of, model_options
 from sweepjax.optim import FAMILIES, hyperparameter_names
 from sweepjax.schedules import PIECES, SCHEDULES, schedule_parameters
+
+PLACEMENTS = ("auto", "device", "stream")  # values of `data_placement` (see sweepjax.stream)
 
 # Per-member hyperparameters with a bounded range: name -> (low, high, low_inclusive, high_inclusive).
 RANGES: dict[str, tuple[float, float, bool, bool]] = {
@@ -99,6 +102,12 @@ class Config:
     tensorboard: bool = False  # TensorBoard logs in out_dir/tensorboard (needs tensorboardX)
     checkpoint_every: int | None = None  # steps between checkpoints; None: every eval_every
     keep_checkpoints: int = 3  # the newest checkpoints kept in out_dir/checkpoints
+    # Where the training set lives: "device" (gathered inside the compiled chunk), "stream"
+    # (host-side blocks, prefetched), or "auto" (stream when it would not fit; sweepjax.stream).
+    data_placement: str = "auto"
+    # On-device image augmentation of the shared batch: None, True (crop with padding 4 and
+    # horizontal flip) or {"crop_padding": int, "flip": bool}; see sweepjax.data.Augment.
+    augment: Any = None
 
     def __post_init__(self):
         for name in FAMILY_KEYS:
@@ -144,6 +153,7 @@ _FIELD_TYPES = {
     "tensorboard": bool,
     "checkpoint_every": (int, type(None)),
     "keep_checkpoints": int,
+    "data_placement": str,
 }
 
 
@@ -184,7 +194,7 @@ def apply_overrides(config: Config, overrides: Sequence[str]) -> Config:
     changes: dict[str, Any] = {}
     model = dict(config.model) if isinstance(config.model, Mapping) else config.model
     space = dict(config.space)
-    valid = sorted([*_FIELD_TYPES, "model", "model.<option>", "space.<name>"])
+    valid = sorted([*_FIELD_TYPES, "augment", "model", "model.<option>", "space.<name>"])
     for item in overrides:
         key, sep, text = item.partition("=")
         key = key.strip()
@@ -202,7 +212,7 @@ def apply_overrides(config: Config, overrides: Sequence[str]) -> Config:
             space[rest] = value
         elif key == "model":
             model = value if isinstance(value, Mapping) else {"name": value}
-        elif key in _FIELD_TYPES:
+        elif key in _FIELD_TYPES or key == "augment":
             changes[key] = value
         else:
             raise ValueError(f"{key}: unknown key; valid keys: {valid}.")
@@ -307,6 +317,11 @@ def validate(config: Config) -> Config:
     ):
         if getattr(config, name) < 1:
             raise ValueError(f"{name}: {getattr(config, name)} must be a positive integer.")
+    if config.data_placement not in PLACEMENTS:
+        raise ValueError(
+            f"data_placement: unknown {config.data_placement!r}; allowed: {list(PLACEMENTS)}."
+        )
+    augmentation_of(config.augment)  # raises on a bad value
     if config.val_size < 1:
         raise ValueError(f"val_size: {config.val_size} must be a positive integer.")
     if config.search not in space_lib.METHODS:

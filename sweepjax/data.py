@@ -10,8 +10,10 @@ shared by every member, runs inside the compiled chunk, and resumes exactly from
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -86,6 +88,12 @@ def from_arrays(
         ):
             raise ValueError(f"dataset: {split} labels must be a 1-D array of integers >= 0.")
     num_classes = int(num_classes or max(train_y.max(initial=0), test_y.max(initial=0)) + 1)
+    for split, labels in (("train", train_y), ("test", test_y)):
+        if labels.size and labels.max() >= num_classes:
+            raise ValueError(
+                f"dataset: {name!r} {split} labels span [{int(labels.min())}, "
+                f"{int(labels.max())}]; allowed: 0 to {num_classes - 1} ({num_classes} classes)."
+            )
     if not 0 <= val_size < len(train_y):
         raise ValueError(
             f"val_size: {val_size} must be >= 0 and below the {len(train_y)} training examples."
@@ -252,3 +260,98 @@ def chunk_indices(
     epoch, position = jnp.divmod(steps, steps_per_epoch)
     columns = position[:, None] * batch_size + jnp.arange(batch_size)
     return orders[(epoch - first_epoch)[:, None], columns]
+
+
+@dataclasses.dataclass(frozen=True)
+class Augment:
+    """On-device image augmentation of the shared batch: random crop with padding, horizontal flip.
+
+    Each example of a `[batch, H, W, C]` batch is zero-padded by `crop_padding` pixels on every
+    side and cropped back to `H x W` at a random offset, then mirrored left-right with
+    probability 1/2 if `flip`. The randomness is derived from the data key and the step only
+    (`augment_key`), so every member sees the same augmented batch and a resumed sweep the same
+    augmentations.
+    """
+
+    crop_padding: int = 4
+    flip: bool = True
+
+
+AUGMENT_OPTIONS = {"crop_padding": int, "flip": bool}
+
+
+def augmentation_of(value: Any) -> Augment | None:
+    """The `Augment` a config's `augment` value asks for; None for no augmentation.
+
+    `None` or `False`: none; `True`: `Augment()` (crop with padding 4 and flip); a mapping with
+    some of `crop_padding` (int >= 0) and `flip` (bool) sets those.
+
+    >>> augmentation_of(True), augmentation_of({"flip": False}), augmentation_of(None)
+    (Augment(crop_padding=4, flip=True), Augment(crop_padding=4, flip=False), None)
+    """
+    if value is None or value is False:
+        return None
+    if value is True:
+        return Augment()
+    if not isinstance(value, Mapping):
+        raise ValueError(
+            f"augment: {value!r} is not allowed; allowed: None, False, True, or a dict with "
+            f"{sorted(AUGMENT_OPTIONS)} (e.g. {{'crop_padding': 4, 'flip': True}})."
+        )
+    for key, item in value.items():
+        kind = AUGMENT_OPTIONS.get(key)
+        if kind is None:
+            raise ValueError(
+                f"augment.{key}: {item!r} is not an option; allowed: {sorted(AUGMENT_OPTIONS)}."
+            )
+        if not isinstance(item, kind) or (kind is int and (isinstance(item, bool) or item < 0)):
+            allowed = "an integer >= 0" if kind is int else "true or false"
+            raise ValueError(f"augment.{key}: {item!r} is not allowed; allowed: {allowed}.")
+    augment = Augment(**value)
+    return augment if augment.crop_padding or augment.flip else None
+
+
+def check_augmentation(augment: Augment | None, feature_shape: tuple[int, ...], name: str) -> None:
+    """Refuse augmentation of features that are not images `[H, W, C]` (before anything compiles)."""
+    if augment is None:
+        return
+    if len(feature_shape) != 3:
+        raise ValueError(
+            f"augment: {dataclasses.asdict(augment)} needs image features [height, width, "
+            f"channels], but {name!r} has features of shape {tuple(feature_shape)}; allowed for "
+            "this data set: augment=None."
+        )
+
+
+# The augmentation stream's key is `fold_in(data_key, AUGMENT_STREAM)`; the shuffle uses
+# `fold_in(data_key, epoch)`, and no sweep reaches epoch 2**32 - 1, so the two never share a key.
+AUGMENT_STREAM = 2**32 - 1
+
+
+def augment_key(data_key: jax.Array, step: jax.Array) -> jax.Array:
+    """The key of step `step`'s augmentation: a pure function of the data key and the step."""
+    return jax.random.fold_in(jax.random.fold_in(data_key, AUGMENT_STREAM), step)
+
+
+def augment_batch(augment: Augment, x: jax.Array, key: jax.Array) -> jax.Array:
+    """Augment a batch of images `[batch, H, W, C]` with randomness from `key` (see `Augment`).
+
+    >>> x = jnp.arange(2 * 4 * 4 * 1.0).reshape(2, 4, 4, 1)
+    >>> augment_batch(Augment(crop_padding=1), x, jax.random.key(0)).shape
+    (2, 4, 4, 1)
+    """
+    crop_key, flip_key = jax.random.split(key)
+    batch, height, width, channels = x.shape
+    if augment.crop_padding:
+        p = augment.crop_padding
+        padded = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
+        offsets = jax.random.randint(crop_key, (batch, 2), 0, 2 * p + 1)
+        x = jax.vmap(
+            lambda image, o: jax.lax.dynamic_slice(
+                image, (o[0], o[1], 0), (height, width, channels)
+            )
+        )(padded, offsets)
+    if augment.flip:
+        flip = jax.random.bernoulli(flip_key, 0.5, (batch,))
+        x = jnp.where(flip[:, None, None, None], x[:, :, ::-1, :], x)
+    return x

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from sweepjax.data import chunk_indices
+from sweepjax.data import Augment, augment_batch, augment_key, chunk_indices
 from sweepjax.models import Model
 from sweepjax.optim import Optimizer
 from sweepjax.schedules import learning_rate_at
@@ -55,6 +55,7 @@ class Program:
     batch_size: int  # the shared batch; with `member_batch`, the largest member batch size
     dropout: bool = False  # the members' `dropout` hyperparameter reaches the model
     member_batch: bool = False  # member i averages its loss over the first `batch_size[i]` examples
+    augment: Augment | None = None  # on-device augmentation of the shared batch, once per step
 
 
 def _member_key(seed: jax.Array) -> jax.Array:
@@ -144,32 +145,57 @@ def _member_step(program: Program, state: tuple, hp: Mapping[str, jax.Array], x,
     return new_state, jnp.where(alive, loss, jnp.nan)
 
 
+def _scan_chunk(program: Program, pop: Population, hparams: HParams, data_key, xs, batch_of):
+    """Scan `vmap(member_step)` over `xs`; `batch_of(item)` gives the step's shared `(x, y)`."""
+    vmapped = jax.vmap(functools.partial(_member_step, program), in_axes=(0, 0, None, None, None))
+
+    def one_step(carry, item):
+        state, step = carry
+        x, y = batch_of(item)
+        if program.augment is not None:  # once per step, before vmap: shared by every member
+            x = augment_batch(program.augment, x, augment_key(data_key, step))
+        state, loss = vmapped(state, hparams.values, x, y, step)
+        return (state, step + 1), loss
+
+    state = (pop.params, pop.model_state, pop.opt_state, pop.alive, pop.diverged_at)
+    (state, step), losses = jax.lax.scan(one_step, (state, pop.step), xs)
+    params, model_state, opt_state, alive, diverged_at = state
+    return Population(step, params, model_state, opt_state, alive, diverged_at), losses
+
+
 @functools.lru_cache(maxsize=64)
 def make_train_chunk(program: Program, num_steps: int):
     """The compiled chunk `(population, hparams, train_x, train_y, data_key) -> (population, losses)`.
 
+    The training set lives on the device; each step gathers its minibatch inside the chunk.
     `losses` is `[num_steps, P]` train loss, NaN for members not alive at that step. The
     population argument is donated. Cached: the same program and length give the same function.
     """
 
     def train_chunk(pop: Population, hparams: HParams, train_x, train_y, data_key):
-        vmapped = jax.vmap(
-            functools.partial(_member_step, program), in_axes=(0, 0, None, None, None)
-        )
-
-        def one_step(carry, idx):
-            state, step = carry
-            state, loss = vmapped(state, hparams.values, train_x[idx], train_y[idx], step)
-            return (state, step + 1), loss
-
         # The chunk's minibatch indices up front: one permutation per epoch, not per step.
         indices = chunk_indices(data_key, pop.step, num_steps, train_x.shape[0], program.batch_size)
-        state = (pop.params, pop.model_state, pop.opt_state, pop.alive, pop.diverged_at)
-        (state, step), losses = jax.lax.scan(one_step, (state, pop.step), indices)
-        params, model_state, opt_state, alive, diverged_at = state
-        return Population(step, params, model_state, opt_state, alive, diverged_at), losses
+        batch_of = lambda idx: (train_x[idx], train_y[idx])  # noqa: E731
+        return _scan_chunk(program, pop, hparams, data_key, indices, batch_of)
 
     return jax.jit(train_chunk, donate_argnums=0)
+
+
+@functools.lru_cache(maxsize=64)
+def make_stream_chunk(program: Program, num_steps: int):
+    """The compiled chunk `(population, hparams, block_x, block_y, data_key) -> (population, losses)`.
+
+    The streaming variant of `make_train_chunk`: the chunk's minibatches arrive as one block,
+    `block_x [num_steps, batch, ...]` and `block_y [num_steps, batch]`, gathered on the host
+    (`sweepjax.stream`) with the same indices the device path computes, so both paths train
+    on identical batches. The population argument is donated; cached like `make_train_chunk`.
+    """
+
+    def stream_chunk(pop: Population, hparams: HParams, block_x, block_y, data_key):
+        batch_of = lambda item: item  # noqa: E731
+        return _scan_chunk(program, pop, hparams, data_key, (block_x, block_y), batch_of)
+
+    return jax.jit(stream_chunk, donate_argnums=0)
 
 
 @functools.lru_cache(maxsize=64)

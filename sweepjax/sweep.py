@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from sweepjax import checkpoint
+from sweepjax import checkpoint, stream
 from sweepjax.buckets import (
     PLAN_FILE,
     Bucket,
@@ -44,7 +44,7 @@ from sweepjax.config import (
     families,
     validate,
 )
-from sweepjax.data import Dataset, load_dataset
+from sweepjax.data import Dataset, augmentation_of, check_augmentation, load_dataset
 from sweepjax.models import Model, model_of
 from sweepjax.optim import Optimizer
 from sweepjax.population import (
@@ -52,6 +52,7 @@ from sweepjax.population import (
     Program,
     init_population,
     make_evaluate,
+    make_stream_chunk,
     make_train_chunk,
 )
 from sweepjax.results import Result, atomic_write, member_rows, summarize, write_result
@@ -108,10 +109,19 @@ def program_of(config: Config) -> Program:
         batch_size=config.batch_size,
         dropout="dropout" in names,
         member_batch="batch_size" in names,
+        augment=augmentation_of(config.augment),
     )
 
 
 def _check_data(config: Config, dataset: Dataset, model: Model) -> None:
+    for split in ("train", "val", "test"):
+        labels = np.asarray(getattr(dataset, f"{split}_y"))
+        if labels.size and (labels.min() < 0 or labels.max() >= dataset.num_classes):
+            raise ValueError(
+                f"dataset: {dataset.name!r} {split} labels span [{labels.min()}, {labels.max()}]; "
+                f"allowed: 0 to {dataset.num_classes - 1} ({dataset.num_classes} classes)."
+            )
+    check_augmentation(augmentation_of(config.augment), dataset.train_x.shape[1:], dataset.name)
     if config.batch_size > len(dataset.train_y):
         raise ValueError(
             f"batch_size: {config.batch_size} exceeds the {len(dataset.train_y)} training examples."
@@ -311,11 +321,11 @@ def _train(
     compile_before = _compile_seconds[0]
     start = time.perf_counter()
 
-    train_x, train_y = jax.device_put(dataset.train_x), jax.device_put(dataset.train_y)
+    placement = stream.choose_placement(config.data_placement, _train_bytes(dataset))
     val_x, val_y = jax.device_put(dataset.val_x), jax.device_put(dataset.val_y)
     data_key = jax.random.key(config.seed)
     evaluate = make_evaluate(program, config.eval_batch)
-    example_x = train_x[: config.batch_size]
+    example_x = jax.device_put(dataset.train_x[: config.batch_size])
 
     manager = None
     if out_dir is not None:
@@ -368,10 +378,17 @@ def _train(
         )
         logs = TensorBoardLog(config, hparams) if config.tensorboard else None
         chunk_start, best = time.perf_counter(), -np.inf  # best: validation accuracy so far
-        with bar, _StopOnSignal(enabled=manager is not None) as stop:
+        plan = stream.chunk_plan(step, config.steps, config.eval_every)
+        with (
+            bar,
+            _StopOnSignal(enabled=manager is not None) as stop,
+            stream.train_data(placement, dataset, program, data_key, plan) as train_data,
+        ):
             while step < config.steps:
                 length = min(config.eval_every - step % config.eval_every, config.steps - step)
-                pop, losses = make_train_chunk(program, length)(
+                make_chunk = make_train_chunk if placement == "device" else make_stream_chunk
+                train_x, train_y = train_data.arrays(step, length)
+                pop, losses = make_chunk(program, length)(
                     pop, device_hparams, train_x, train_y, data_key
                 )
                 val_loss, val_acc = evaluate(pop, val_x, val_y)
@@ -433,6 +450,7 @@ def _train(
         train_seconds=round(train_seconds, 3),
         member_steps_per_second=round(config.population * (step - first_step) / train_seconds, 1),
         dataset=dataset.describe(),
+        data_placement=placement,
         **_environment(),
     )
     if out_dir is not None:
@@ -450,6 +468,10 @@ def _train(
         if out_dir is not None:
             print(f"results in {out_dir}/", file=sys.stderr)
     return result
+
+
+def _train_bytes(dataset: Dataset) -> int:
+    return int(np.asarray(dataset.train_x).nbytes + np.asarray(dataset.train_y).nbytes)
 
 
 def _state(pop: Population, hparams: HParams, curves: _Curves) -> dict[str, Any]:
@@ -596,7 +618,7 @@ def resume(
       out_dir: the sweep's output directory.
       overrides: `key=value` changes to the saved config; only keys that leave the sweep the
         same may change (`steps`, `eval_every`, `eval_batch`, `checkpoint_every`,
-        `keep_checkpoints`).
+        `keep_checkpoints`, `data_placement`).
       config: the config to continue with instead of the saved one (needed when the model is
         a user module, which a checkpoint records only by its repr).
       quiet: no progress bar and no leaderboard on the terminal.

@@ -1,0 +1,249 @@
+"""Where the training set lives: on the device, or streamed from the host one chunk at a time.
+
+`device`: the whole training set is put on the device once and each chunk gathers its
+minibatches inside the compiled program (`population.make_train_chunk`). `stream`: the set stays
+in host memory; a background thread builds each chunk's `[K, batch, ...]` block with the same
+indices the device path computes (`data.chunk_indices` of the data key and the chunk's first
+step), puts it on the device while the current chunk trains, and the chunk takes the block
+(`population.make_stream_chunk`). Both give identical batches for the same data seed, and the
+stream is a pure function of the seed and the step, so a resumed sweep continues it exactly.
+
+`auto` streams when the training arrays take more than half of the device's free memory: the
+rest is left to the population state, the activations of every member, the evaluation splits
+and the two blocks in flight. On a backend without memory statistics (the CPU) the device is
+host memory, where the device path keeps a second copy of the training set next to the host's;
+there `auto` streams when the set takes more than half of the host's available memory, or
+`CPU_STREAM_BYTES` when that is unknown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+from sweepjax.config import PLACEMENTS
+from sweepjax.data import Dataset, chunk_indices
+from sweepjax.population import Program
+
+FREE_FRACTION = 0.5  # `auto` streams a training set larger than this fraction of free memory
+CPU_STREAM_BYTES = 4 << 30  # `auto`'s threshold where neither device nor host report free memory
+
+
+def free_memory(device: Any) -> int | None:
+    """Bytes free on `device` by its memory statistics (GPU, TPU); None where it reports none."""
+    try:
+        stats = device.memory_stats()
+    except Exception:  # backends without statistics raise or return None
+        return None
+    if not stats or "bytes_limit" not in stats:
+        return None
+    return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+
+
+def _available_host_memory() -> int | None:
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def choose_placement(setting: str, train_bytes: int, device: Any | None = None) -> str:
+    """`device` or `stream` for a training set of `train_bytes` under `data_placement=setting`.
+
+    >>> choose_placement("stream", 10), choose_placement("auto", 10)
+    ('stream', 'device')
+    """
+    if setting not in PLACEMENTS:
+        raise ValueError(f"data_placement: unknown {setting!r}; allowed: {list(PLACEMENTS)}.")
+    if setting != "auto":
+        return setting
+    device = device if device is not None else jax.devices()[0]
+    free = free_memory(device)
+    if free is None:
+        host = _available_host_memory()
+        limit = FREE_FRACTION * host if host else CPU_STREAM_BYTES
+    else:
+        limit = FREE_FRACTION * free
+    return "stream" if train_bytes > limit else "device"
+
+
+def chunk_plan(start: int, steps: int, eval_every: int) -> list[tuple[int, int]]:
+    """The `(first step, length)` of every chunk from `start` to `steps`: chunks end on evals.
+
+    >>> chunk_plan(150, 400, 100)
+    [(150, 50), (200, 100), (300, 100)]
+    """
+    plan, step = [], start
+    while step < steps:
+        length = min(eval_every - step % eval_every, steps - step)
+        plan.append((step, length))
+        step += length
+    return plan
+
+
+@functools.lru_cache(maxsize=64)
+def _indices_fn(num_steps: int, num_examples: int, batch_size: int):
+    return jax.jit(
+        lambda key, start: chunk_indices(key, start, num_steps, num_examples, batch_size)
+    )
+
+
+def host_block(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    data_key: jax.Array,
+    start: int,
+    num_steps: int,
+    batch_size: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The minibatches of steps `start .. start + num_steps - 1`, gathered on the host.
+
+    The indices are `data.chunk_indices`, as the device path computes them, so the block holds
+    exactly the batches the device path would gather: `[num_steps, batch, ...]` and
+    `[num_steps, batch]`.
+    """
+    fn = _indices_fn(num_steps, len(train_y), batch_size)
+    indices = np.asarray(fn(data_key, np.int32(start)))
+    return np.take(train_x, indices, axis=0), np.take(train_y, indices, axis=0)
+
+
+class _Failed(NamedTuple):
+    error: BaseException
+
+
+class Prefetcher:
+    """Builds the blocks of `plan` in a background thread, at most `depth` ahead, on the device.
+
+    `get(start, length)` returns the next block, which must be the plan's next chunk; an error
+    in the thread is raised there. `close()` (or leaving the `with` block, also on an error or
+    an interrupt) stops the thread and waits for it.
+    """
+
+    def __init__(
+        self,
+        make_block: Any,
+        plan: Sequence[tuple[int, int]],
+        depth: int = 1,
+        device: Any | None = None,
+    ):
+        self._make_block, self._plan = make_block, list(plan)
+        self._device = device
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._next = 0
+        self._thread = threading.Thread(target=self._work, name="sweepjax-prefetch", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _work(self) -> None:
+        try:
+            for start, length in self._plan:
+                if self._stop.is_set():
+                    return
+                block = jax.device_put(self._make_block(start, length), self._device)
+                if not self._put(((start, length), block)):
+                    return
+        except BaseException as err:  # handed to the consumer, raised in its thread
+            self._put(_Failed(err))
+
+    def get(self, start: int, length: int) -> Any:
+        """The block of the chunk `(start, length)`, waiting for the thread if need be."""
+        if self._next >= len(self._plan) or self._plan[self._next] != (start, length):
+            raise RuntimeError(
+                f"prefetch: chunk ({start}, {length}) requested, but the plan's next is "
+                f"{self._plan[self._next] if self._next < len(self._plan) else 'the end'}."
+            )
+        while True:
+            try:
+                item = self._queue.get(timeout=0.05)
+                break
+            except queue.Empty:
+                if not self._thread.is_alive() and self._queue.empty():
+                    raise RuntimeError("prefetch: the reader thread stopped early.") from None
+        if isinstance(item, _Failed):
+            raise RuntimeError(
+                f"prefetch: reading the chunk at step {start} failed"
+            ) from item.error
+        self._next += 1
+        return item[1]
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop the thread, drop the blocks it made, and wait for it to end."""
+        self._stop.set()
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._queue.get_nowait()
+        self._thread.join(timeout)
+
+    def __enter__(self) -> Prefetcher:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class TrainData:
+    """The training arrays each chunk takes: the device-resident set, or the chunk's block.
+
+    With placement `device`, `arrays` is the whole set for `population.make_train_chunk`; with
+    `stream`, the chunk's prefetched `[K, batch, ...]` block for `population.make_stream_chunk`.
+    """
+
+    def __init__(
+        self, placement: str, dataset: Dataset, program: Program, data_key: jax.Array, plan
+    ):
+        self.placement = placement
+        self._prefetcher: Prefetcher | None = None
+        if placement == "device":
+            self._x, self._y = jax.device_put(dataset.train_x), jax.device_put(dataset.train_y)
+        else:
+            x, y, batch = dataset.train_x, dataset.train_y, program.batch_size
+            self._prefetcher = Prefetcher(
+                lambda start, length: host_block(x, y, data_key, start, length, batch), plan
+            )
+
+    def arrays(self, start: int, length: int) -> tuple[jax.Array, jax.Array]:
+        """The `(x, y)` the chunk of `length` steps from step `start` trains on."""
+        if self._prefetcher is None:
+            return self._x, self._y
+        return self._prefetcher.get(start, length)
+
+    def close(self) -> None:
+        if self._prefetcher is not None:
+            self._prefetcher.close()
+
+
+@contextlib.contextmanager
+def train_data(
+    placement: str,
+    dataset: Dataset,
+    program: Program,
+    data_key: jax.Array,
+    plan: Sequence[tuple[int, int]],
+) -> Iterator[TrainData]:
+    """`TrainData` for `plan`'s chunks; a streaming reader is stopped on leaving, however left."""
+    data = TrainData(placement, dataset, program, data_key, plan)
+    try:
+        yield data
+    finally:
+        data.close()
