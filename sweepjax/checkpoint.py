@@ -39,7 +39,15 @@ CHECKPOINT_DIR = "checkpoints"
 # Config keys that may differ between a checkpoint and the run that resumes it: they change
 # where or how often things are written or evaluated, never what a member trains on.
 RESUMABLE_KEYS = frozenset(
-    {"steps", "out_dir", "checkpoint_every", "keep_checkpoints", "eval_every", "eval_batch"}
+    {
+        "steps",
+        "out_dir",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "eval_every",
+        "eval_batch",
+        "population_width",
+    }
 )
 
 

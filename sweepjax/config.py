@@ -67,6 +67,8 @@ class Config:
     tensorboard: bool = False  # TensorBoard logs in out_dir/tensorboard (needs tensorboardX)
     checkpoint_every: int | None = None  # steps between checkpoints; None: every eval_every
     keep_checkpoints: int = 3  # the newest checkpoints kept in out_dir/checkpoints
+    # Members vectorized together on one device: "auto" (probed and memory-planned) or an int.
+    population_width: int | str = "auto"
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
@@ -103,6 +105,7 @@ _FIELD_TYPES = {
     "tensorboard": bool,
     "checkpoint_every": (int, type(None)),
     "keep_checkpoints": int,
+    "population_width": (int, str),
 }
 
 
@@ -231,6 +234,12 @@ def validate(config: Config) -> Config:
             f"checkpoint_every: {every} must be a positive multiple of eval_every "
             f"({config.eval_every}), since checkpoints are taken between chunks; allowed: "
             f"{config.eval_every}, {2 * config.eval_every}, ... or None (every eval_every steps)."
+        )
+    width = config.population_width
+    if (isinstance(width, str) and width != "auto") or (isinstance(width, int) and width < 1):
+        raise ValueError(
+            f"population_width: {width!r} must be 'auto' or a positive integer (members "
+            "vectorized together on one device)."
         )
     if config.val_size < 1:
         raise ValueError(f"val_size: {config.val_size} must be a positive integer.")

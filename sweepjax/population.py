@@ -22,6 +22,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
+try:
+    from jax import shard_map
+except ImportError:  # older jax
+    from jax.experimental.shard_map import shard_map
+
 from sweepjax.data import chunk_indices
 from sweepjax.models import Model
 from sweepjax.optim import Optimizer
@@ -128,14 +133,17 @@ def _member_step(program: Program, state: tuple, hp: Mapping[str, jax.Array], x,
 
     (loss, new_model_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     updates, new_opt_state = program.optimizer.update(grads, opt_state, params)
-    new_params = optax.apply_updates(params, updates)
-    ok = alive & jnp.isfinite(loss) & _all_finite(new_params)
+    # The freeze is folded into the update: `params + where(ok, updates, 0)` is one fused pass,
+    # and `ok` needs only the loss and a finiteness reduction over the updates (computed anyway),
+    # not a second pass over the new parameters.
+    ok = alive & jnp.isfinite(loss) & _all_finite(updates)
+    new_params = jax.tree.map(lambda p, u: p + jnp.where(ok, u, jnp.zeros_like(u)), params, updates)
 
     def keep(new, old):
         return jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
 
     new_state = (
-        keep(new_params, params),
+        new_params,
         keep({**model_state, **new_model_state}, model_state),
         keep(new_opt_state, opt_state),
         ok,
@@ -144,28 +152,105 @@ def _member_step(program: Program, state: tuple, hp: Mapping[str, jax.Array], x,
     return new_state, jnp.where(alive, loss, jnp.nan)
 
 
+def _train_steps(program: Program, state: tuple, hp, train_x, train_y, indices, step):
+    """`len(indices)` steps of a vmapped group of members: `(state, step) -> (state, losses)`."""
+    vmapped = jax.vmap(functools.partial(_member_step, program), in_axes=(0, 0, None, None, None))
+
+    def one_step(carry, idx):
+        state, step = carry
+        state, loss = vmapped(state, hp, train_x[idx], train_y[idx], step)
+        return (state, step + 1), loss
+
+    (state, step), losses = jax.lax.scan(one_step, (state, step), indices)
+    return state, step, losses
+
+
+def _grouped(tree: Any, groups: int, width: int) -> Any:
+    """`[P, ...]` leaves to `[groups, width, ...]`, padding with copies of member 0."""
+
+    def split(leaf):
+        pad = groups * width - leaf.shape[0]
+        if pad:
+            leaf = jnp.concatenate([leaf, jnp.repeat(leaf[:1], pad, axis=0)])
+        return leaf.reshape(groups, width, *leaf.shape[1:])
+
+    return jax.tree.map(split, tree)
+
+
+def _ungrouped(tree: Any, size: int) -> Any:
+    return jax.tree.map(lambda leaf: leaf.reshape(-1, *leaf.shape[2:])[:size], tree)
+
+
+def train_members(
+    program: Program,
+    width: int | None,
+    state: tuple,
+    hp: Mapping[str, jax.Array],
+    train_x: jax.Array,
+    train_y: jax.Array,
+    indices: jax.Array,
+    step: jax.Array,
+) -> tuple[tuple, jax.Array, jax.Array]:
+    """Train the members in `state` (leading axis P) for `len(indices)` steps, `width` at a time.
+
+    With `width` None or >= P every member is in one `vmap`. Otherwise the population runs as
+    `G = ceil(P / width)` groups of `width` members, `vmap` inside a group and `lax.map` over the
+    groups, each group taking all the chunk's steps before the next starts (its state stays in
+    cache). Members are independent, so the result does not depend on `width`.
+
+    Returns:
+      `(state, step, losses)`, `losses` of shape `[len(indices), P]`.
+    """
+    size = jax.tree.leaves(state)[0].shape[0]
+    if width is None or width >= size:
+        return _train_steps(program, state, hp, train_x, train_y, indices, step)
+    groups = -(-size // width)
+
+    def one_group(group):
+        group_state, group_hp = group
+        new_state, _, losses = _train_steps(
+            program, group_state, group_hp, train_x, train_y, indices, step
+        )
+        return new_state, losses
+
+    states, losses = jax.lax.map(one_group, _grouped((state, dict(hp)), groups, width))
+    losses = jnp.moveaxis(losses, 0, 1).reshape(indices.shape[0], -1)[:, :size]
+    return _ungrouped(states, size), step + indices.shape[0], losses
+
+
 @functools.lru_cache(maxsize=64)
-def make_train_chunk(program: Program, num_steps: int):
+def make_train_chunk(program: Program, num_steps: int, width: int | None = None, mesh=None):
     """The compiled chunk `(population, hparams, train_x, train_y, data_key) -> (population, losses)`.
 
     `losses` is `[num_steps, P]` train loss, NaN for members not alive at that step. The
     population argument is donated. Cached: the same program and length give the same function.
+
+    Args:
+      program: the sweep's static structure.
+      num_steps: the chunk's length.
+      width: members vectorized together (`vmap`) on one device; None: all of them. See
+        `train_members`.
+      mesh: a `jax.sharding.Mesh` with one axis, `"population"`: the population axis is split
+        across its devices (`shard_map`), each training its share with no cross-device traffic.
+        None: the default device. The population size must be a multiple of the mesh size.
     """
 
     def train_chunk(pop: Population, hparams: HParams, train_x, train_y, data_key):
-        vmapped = jax.vmap(
-            functools.partial(_member_step, program), in_axes=(0, 0, None, None, None)
-        )
-
-        def one_step(carry, idx):
-            state, step = carry
-            state, loss = vmapped(state, hparams.values, train_x[idx], train_y[idx], step)
-            return (state, step + 1), loss
-
         # The chunk's minibatch indices up front: one permutation per epoch, not per step.
         indices = chunk_indices(data_key, pop.step, num_steps, train_x.shape[0], program.batch_size)
         state = (pop.params, pop.model_state, pop.opt_state, pop.alive, pop.diverged_at)
-        (state, step), losses = jax.lax.scan(one_step, (state, pop.step), indices)
+        run = functools.partial(train_members, program, width)
+        if mesh is not None:
+            from jax.sharding import PartitionSpec as P  # noqa: N817
+
+            shared, split = P(), P("population")
+            run = shard_map(
+                run,
+                mesh=mesh,
+                in_specs=(split, split, shared, shared, shared, shared),
+                out_specs=(split, shared, P(None, "population")),
+            )
+        state, step, losses = run(state, dict(hparams.values), train_x, train_y, indices, pop.step)
         params, model_state, opt_state, alive, diverged_at = state
         return Population(step, params, model_state, opt_state, alive, diverged_at), losses
 

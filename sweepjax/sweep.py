@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from sweepjax import checkpoint
+from sweepjax import checkpoint, placement
 from sweepjax.config import Config, allowed_hyperparameters, apply_overrides, validate
 from sweepjax.data import Dataset, load_dataset
 from sweepjax.models import Model, model_of
@@ -316,8 +316,23 @@ def _train(
             hparams = sample_hparams(config)
             pop = init_population(program, jax.device_put(hparams), example_x)
             curves = _Curves()
-        device_hparams = jax.device_put(hparams)
         first_step = step = int(pop.step)
+        # Several devices: the population axis is split across them (placement.py).
+        mesh = placement.population_mesh(config.population)
+        pop, device_hparams = placement.place((pop, jax.device_put(hparams)), mesh)
+        train_x, train_y = placement.replicate((train_x, train_y), mesh)
+        width = placement.choose_width(
+            config.population_width,
+            program,
+            pop,
+            device_hparams,
+            train_x,
+            train_y,
+            data_key,
+            mesh=mesh,
+            member_steps=config.population * (config.steps - step),
+            quiet=quiet,
+        )
         every = config.checkpoint_every or config.eval_every
 
         show = not quiet and sys.stderr.isatty()
@@ -334,7 +349,7 @@ def _train(
         with bar, _StopOnSignal(enabled=manager is not None) as stop:
             while step < config.steps:
                 length = min(config.eval_every - step % config.eval_every, config.steps - step)
-                pop, losses = make_train_chunk(program, length)(
+                pop, losses = make_train_chunk(program, length, width, mesh)(
                     pop, device_hparams, train_x, train_y, data_key
                 )
                 val_loss, val_acc = evaluate(pop, val_x, val_y)
@@ -395,6 +410,8 @@ def _train(
         compile_seconds=round(compile_seconds, 3),
         train_seconds=round(train_seconds, 3),
         member_steps_per_second=round(config.population * (step - first_step) / train_seconds, 1),
+        population_width=width,
+        population_devices=1 if mesh is None else mesh.size,
         dataset=dataset.describe(),
         **_environment(),
     )
