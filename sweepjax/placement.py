@@ -37,7 +37,7 @@ from sweepjax.space import HParams
 AXIS = "population"
 HEADROOM = 0.75  # plan to use at most this fraction of a device's memory
 PROBE_MIN_MEMBER_STEPS = 200_000  # shorter sweeps skip the width probe
-PROBE_STEPS = 8
+PROBE_STEPS = 20
 _widths: dict[tuple, int] = {}
 
 
@@ -167,10 +167,10 @@ def _candidates(members: int, limit: int) -> list[int]:
 
 
 def _probe(program, width, mesh, pop, hparams, train_x, train_y, data_key) -> float:
-    """Seconds per step of `width`, the best of two timed runs after a warm-up."""
+    """Seconds per step of `width`, the best of three timed runs after a warm-up."""
     fn = make_train_chunk(program, PROBE_STEPS, width, mesh)
     best = math.inf
-    for attempt in range(3):
+    for attempt in range(4):
         copy = jax.tree.map(jnp.copy, pop)  # the chunk donates its population
         start = time.perf_counter()
         jax.block_until_ready(fn(copy, hparams, train_x, train_y, data_key))
@@ -232,7 +232,7 @@ def choose_width(
         rates = {}
         for width in _candidates(share, fits):
             rates[width] = _probe(program, width, mesh, pop, hparams, train_x, train_y, data_key)
-            if rates[width] > min(rates.values()) / 0.7:
+            if rates[width] > min(rates.values()) / 0.5:
                 break  # much slower than the best: narrower widths will not win
         _widths[key] = min(rates, key=rates.get)
         _note(
