@@ -28,6 +28,7 @@ from sweepjax.models import ResNet as ResNet
 from sweepjax.models import as_model as as_model
 from sweepjax.models import build_model as build_model
 from sweepjax.optim import Optimizer as Optimizer
+from sweepjax.placement import DoesNotFit as DoesNotFit
 from sweepjax.population import Population as Population
 from sweepjax.population import Program as Program
 from sweepjax.population import init_population as init_population
@@ -59,6 +60,7 @@ __all__ = [
     "CheckpointError",
     "CheckpointMismatch",
     "CheckpointWarning",
+    "DoesNotFit",
     "Interrupted",
     "CNN1D",
     "CNN2D",

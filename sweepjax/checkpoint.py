@@ -47,6 +47,7 @@ RESUMABLE_KEYS = frozenset(
         "eval_every",
         "eval_batch",
         "data_placement",  # both placements train on identical batches
+        "population_width",
     }
 )
 

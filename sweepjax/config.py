@@ -108,6 +108,8 @@ class Config:
     # On-device image augmentation of the shared batch: None, True (crop with padding 4 and
     # horizontal flip) or {"crop_padding": int, "flip": bool}; see sweepjax.data.Augment.
     augment: Any = None
+    # Members vectorized together on one device: "auto" (probed and memory-planned) or an int.
+    population_width: int | str = "auto"
 
     def __post_init__(self):
         for name in FAMILY_KEYS:
@@ -154,6 +156,7 @@ _FIELD_TYPES = {
     "checkpoint_every": (int, type(None)),
     "keep_checkpoints": int,
     "data_placement": str,
+    "population_width": (int, str),
 }
 
 
@@ -322,6 +325,12 @@ def validate(config: Config) -> Config:
             f"data_placement: unknown {config.data_placement!r}; allowed: {list(PLACEMENTS)}."
         )
     augmentation_of(config.augment)  # raises on a bad value
+    width = config.population_width
+    if (isinstance(width, str) and width != "auto") or (isinstance(width, int) and width < 1):
+        raise ValueError(
+            f"population_width: {width!r} must be 'auto' or a positive integer (members "
+            "vectorized together on one device)."
+        )
     if config.val_size < 1:
         raise ValueError(f"val_size: {config.val_size} must be a positive integer.")
     if config.search not in space_lib.METHODS:

@@ -22,6 +22,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
+try:
+    from jax import shard_map
+except ImportError:  # older jax
+    from jax.experimental.shard_map import shard_map
+
 from sweepjax.data import Augment, augment_batch, augment_key, chunk_indices
 from sweepjax.models import Model
 from sweepjax.optim import Optimizer
@@ -129,14 +134,16 @@ def _member_step(program: Program, state: tuple, hp: Mapping[str, jax.Array], x,
 
     (loss, new_model_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     updates, new_opt_state = program.optimizer.update(grads, opt_state, params)
-    new_params = optax.apply_updates(params, updates)
-    ok = alive & jnp.isfinite(loss) & _all_finite(new_params)
+    candidate = optax.apply_updates(params, updates)
+    # Checking the candidate parameters (not only the updates) also catches a finite update that
+    # overflows a parameter, so a frozen member always holds its last finite state.
+    ok = alive & jnp.isfinite(loss) & _all_finite(candidate)
 
     def keep(new, old):
         return jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
 
     new_state = (
-        keep(new_params, params),
+        keep(candidate, params),
         keep({**model_state, **new_model_state}, model_state),
         keep(new_opt_state, opt_state),
         ok,
@@ -145,55 +152,156 @@ def _member_step(program: Program, state: tuple, hp: Mapping[str, jax.Array], x,
     return new_state, jnp.where(alive, loss, jnp.nan)
 
 
-def _scan_chunk(program: Program, pop: Population, hparams: HParams, data_key, xs, batch_of):
-    """Scan `vmap(member_step)` over `xs`; `batch_of(item)` gives the step's shared `(x, y)`."""
+def _device_batch(data: tuple, idx: jax.Array) -> tuple:
+    """The device path: `data` is the whole training set, `idx` one step's indices."""
+    train_x, train_y = data
+    return train_x[idx], train_y[idx]
+
+
+def _streamed_batch(data: tuple, item: tuple) -> tuple:
+    """The streaming path: the step's batch arrives whole in the block; `data` is empty."""
+    return item
+
+
+def _train_steps(program: Program, state: tuple, hp, data_key, data, xs, batch_of, step):
+    """`len(xs)` steps of a vmapped group of members: `(state, step) -> (state, losses)`.
+
+    `batch_of(data, x)` gives each step's shared `(x, y)` from the scanned item `x`.
+    """
     vmapped = jax.vmap(functools.partial(_member_step, program), in_axes=(0, 0, None, None, None))
 
     def one_step(carry, item):
         state, step = carry
-        x, y = batch_of(item)
+        x, y = batch_of(data, item)
         if program.augment is not None:  # once per step, before vmap: shared by every member
             x = augment_batch(program.augment, x, augment_key(data_key, step))
-        state, loss = vmapped(state, hparams.values, x, y, step)
+        state, loss = vmapped(state, hp, x, y, step)
         return (state, step + 1), loss
 
+    (state, step), losses = jax.lax.scan(one_step, (state, step), xs)
+    return state, step, losses
+
+
+def _grouped(tree: Any, groups: int, width: int) -> Any:
+    """`[P, ...]` leaves to `[groups, width, ...]`, padding with copies of member 0."""
+
+    def split(leaf):
+        pad = groups * width - leaf.shape[0]
+        if pad:
+            leaf = jnp.concatenate([leaf, jnp.repeat(leaf[:1], pad, axis=0)])
+        return leaf.reshape(groups, width, *leaf.shape[1:])
+
+    return jax.tree.map(split, tree)
+
+
+def _ungrouped(tree: Any, size: int) -> Any:
+    return jax.tree.map(lambda leaf: leaf.reshape(-1, *leaf.shape[2:])[:size], tree)
+
+
+def train_members(
+    program: Program,
+    width: int | None,
+    batch_of: Any,
+    state: tuple,
+    hp: Mapping[str, jax.Array],
+    data_key: jax.Array,
+    data: tuple,
+    xs: Any,
+    step: jax.Array,
+) -> tuple[tuple, jax.Array, jax.Array]:
+    """Train the members in `state` (leading axis P) for `len(xs)` steps, `width` at a time.
+
+    With `width` None or >= P every member is in one `vmap`. Otherwise the population runs as
+    `G = ceil(P / width)` groups of `width` members, `vmap` inside a group and `lax.map` over the
+    groups, each group taking all the chunk's steps before the next starts (its state stays in
+    cache). Members are independent, so the result does not depend on `width`.
+
+    Returns:
+      `(state, step, losses)`, `losses` of shape `[len(xs), P]`.
+    """
+    size = jax.tree.leaves(state)[0].shape[0]
+    steps = jax.tree.leaves(xs)[0].shape[0]
+    train = functools.partial(
+        _train_steps, program, data_key=data_key, data=data, xs=xs, batch_of=batch_of
+    )
+    if width is None or width >= size:
+        return train(state, hp, step=step)
+    groups = -(-size // width)
+
+    def one_group(group):
+        group_state, group_hp = group
+        new_state, _, losses = train(group_state, group_hp, step=step)
+        return new_state, losses
+
+    states, losses = jax.lax.map(one_group, _grouped((state, dict(hp)), groups, width))
+    losses = jnp.moveaxis(losses, 0, 1).reshape(steps, -1)[:, :size]
+    return _ungrouped(states, size), step + steps, losses
+
+
+def _run_chunk(
+    program, width, mesh, batch_of, pop: Population, hparams: HParams, data_key, data, xs
+):
+    """One chunk of every member, on one device or split across `mesh` (`shard_map`)."""
     state = (pop.params, pop.model_state, pop.opt_state, pop.alive, pop.diverged_at)
-    (state, step), losses = jax.lax.scan(one_step, (state, pop.step), xs)
+    run = functools.partial(train_members, program, width, batch_of)
+    if mesh is not None:
+        from jax.sharding import PartitionSpec as P  # noqa: N817
+
+        shared, split = P(), P("population")
+        run = shard_map(
+            run,
+            mesh=mesh,
+            in_specs=(split, split, shared, shared, shared, shared),
+            out_specs=(split, shared, P(None, "population")),
+        )
+    state, step, losses = run(state, dict(hparams.values), data_key, data, xs, pop.step)
     params, model_state, opt_state, alive, diverged_at = state
     return Population(step, params, model_state, opt_state, alive, diverged_at), losses
 
 
 @functools.lru_cache(maxsize=64)
-def make_train_chunk(program: Program, num_steps: int):
+def make_train_chunk(program: Program, num_steps: int, width: int | None = None, mesh=None):
     """The compiled chunk `(population, hparams, train_x, train_y, data_key) -> (population, losses)`.
 
     The training set lives on the device; each step gathers its minibatch inside the chunk.
     `losses` is `[num_steps, P]` train loss, NaN for members not alive at that step. The
     population argument is donated. Cached: the same program and length give the same function.
+
+    Args:
+      program: the sweep's static structure.
+      num_steps: the chunk's length.
+      width: members vectorized together (`vmap`) on one device; None: all of them. See
+        `train_members`.
+      mesh: a `jax.sharding.Mesh` with one axis, `"population"`: the population axis is split
+        across its devices (`shard_map`), each training its share with no cross-device traffic.
+        None: the default device. The population size must be a multiple of the mesh size.
     """
 
     def train_chunk(pop: Population, hparams: HParams, train_x, train_y, data_key):
         # The chunk's minibatch indices up front: one permutation per epoch, not per step.
         indices = chunk_indices(data_key, pop.step, num_steps, train_x.shape[0], program.batch_size)
-        batch_of = lambda idx: (train_x[idx], train_y[idx])  # noqa: E731
-        return _scan_chunk(program, pop, hparams, data_key, indices, batch_of)
+        return _run_chunk(
+            program, width, mesh, _device_batch, pop, hparams, data_key, (train_x, train_y), indices
+        )
 
     return jax.jit(train_chunk, donate_argnums=0)
 
 
 @functools.lru_cache(maxsize=64)
-def make_stream_chunk(program: Program, num_steps: int):
+def make_stream_chunk(program: Program, num_steps: int, width: int | None = None, mesh=None):
     """The compiled chunk `(population, hparams, block_x, block_y, data_key) -> (population, losses)`.
 
     The streaming variant of `make_train_chunk`: the chunk's minibatches arrive as one block,
     `block_x [num_steps, batch, ...]` and `block_y [num_steps, batch]`, gathered on the host
     (`sweepjax.stream`) with the same indices the device path computes, so both paths train
-    on identical batches. The population argument is donated; cached like `make_train_chunk`.
+    on identical batches. The population argument is donated; cached like `make_train_chunk`,
+    and `width` and `mesh` mean what they mean there.
     """
 
     def stream_chunk(pop: Population, hparams: HParams, block_x, block_y, data_key):
-        batch_of = lambda item: item  # noqa: E731
-        return _scan_chunk(program, pop, hparams, data_key, (block_x, block_y), batch_of)
+        return _run_chunk(
+            program, width, mesh, _streamed_batch, pop, hparams, data_key, (), (block_x, block_y)
+        )
 
     return jax.jit(stream_chunk, donate_argnums=0)
 

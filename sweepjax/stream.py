@@ -28,9 +28,11 @@ from typing import Any, NamedTuple
 
 import jax
 import numpy as np
+from jax.sharding import Mesh
 
 from sweepjax.config import PLACEMENTS
 from sweepjax.data import Dataset, chunk_indices
+from sweepjax.placement import replicate
 from sweepjax.population import Program
 
 FREE_FRACTION = 0.5  # `auto` streams a training set larger than this fraction of free memory
@@ -210,12 +212,19 @@ class TrainData:
     """
 
     def __init__(
-        self, placement: str, dataset: Dataset, program: Program, data_key: jax.Array, plan
+        self,
+        placement: str,
+        dataset: Dataset,
+        program: Program,
+        data_key: jax.Array,
+        plan,
+        mesh: Mesh | None = None,
     ):
         self.placement = placement
+        self._mesh = mesh
         self._prefetcher: Prefetcher | None = None
         if placement == "device":
-            self._x, self._y = jax.device_put(dataset.train_x), jax.device_put(dataset.train_y)
+            self._x, self._y = replicate((dataset.train_x, dataset.train_y), mesh)
         else:
             x, y, batch = dataset.train_x, dataset.train_y, program.batch_size
             self._prefetcher = Prefetcher(
@@ -226,7 +235,7 @@ class TrainData:
         """The `(x, y)` the chunk of `length` steps from step `start` trains on."""
         if self._prefetcher is None:
             return self._x, self._y
-        return self._prefetcher.get(start, length)
+        return replicate(self._prefetcher.get(start, length), self._mesh)
 
     def close(self) -> None:
         if self._prefetcher is not None:
@@ -240,9 +249,13 @@ def train_data(
     program: Program,
     data_key: jax.Array,
     plan: Sequence[tuple[int, int]],
+    mesh: Mesh | None = None,
 ) -> Iterator[TrainData]:
-    """`TrainData` for `plan`'s chunks; a streaming reader is stopped on leaving, however left."""
-    data = TrainData(placement, dataset, program, data_key, plan)
+    """`TrainData` for `plan`'s chunks; a streaming reader is stopped on leaving, however left.
+
+    With a `mesh`, every device of it gets the whole training set (or block).
+    """
+    data = TrainData(placement, dataset, program, data_key, plan, mesh)
     try:
         yield data
     finally:

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from sweepjax import checkpoint, stream
+from sweepjax import checkpoint, placement, stream
 from sweepjax.buckets import (
     PLAN_FILE,
     Bucket,
@@ -321,7 +321,7 @@ def _train(
     compile_before = _compile_seconds[0]
     start = time.perf_counter()
 
-    placement = stream.choose_placement(config.data_placement, _train_bytes(dataset))
+    data_placement = stream.choose_placement(config.data_placement, _train_bytes(dataset))
     val_x, val_y = jax.device_put(dataset.val_x), jax.device_put(dataset.val_y)
     data_key = jax.random.key(config.seed)
     evaluate = make_evaluate(program, config.eval_batch)
@@ -363,8 +363,10 @@ def _train(
             hparams = hparams if hparams is not None else sample_hparams(config)
             pop = init_population(program, jax.device_put(hparams), example_x)
             curves = _Curves()
-        device_hparams = jax.device_put(hparams)
         first_step = step = int(pop.step)
+        # Several devices: the population axis is split across them (placement.py).
+        mesh = placement.population_mesh(config.population)
+        pop, device_hparams = placement.place((pop, jax.device_put(hparams)), mesh)
         every = config.checkpoint_every or config.eval_every
 
         show = not quiet and sys.stderr.isatty()
@@ -382,13 +384,29 @@ def _train(
         with (
             bar,
             _StopOnSignal(enabled=manager is not None) as stop,
-            stream.train_data(placement, dataset, program, data_key, plan) as train_data,
+            stream.train_data(data_placement, dataset, program, data_key, plan, mesh) as train_data,
         ):
+            if data_placement == "device":
+                width = placement.choose_width(
+                    config.population_width,
+                    program,
+                    pop,
+                    device_hparams,
+                    *train_data.arrays(step, 0),
+                    data_key,
+                    mesh=mesh,
+                    member_steps=config.population * (config.steps - step),
+                    quiet=quiet,
+                )
+            else:  # no probe over streamed blocks: a fixed width, or every member at once
+                width = (
+                    config.population_width if isinstance(config.population_width, int) else None
+                )
+            make_chunk = make_train_chunk if data_placement == "device" else make_stream_chunk
             while step < config.steps:
                 length = min(config.eval_every - step % config.eval_every, config.steps - step)
-                make_chunk = make_train_chunk if placement == "device" else make_stream_chunk
                 train_x, train_y = train_data.arrays(step, length)
-                pop, losses = make_chunk(program, length)(
+                pop, losses = make_chunk(program, length, width, mesh)(
                     pop, device_hparams, train_x, train_y, data_key
                 )
                 val_loss, val_acc = evaluate(pop, val_x, val_y)
@@ -449,8 +467,10 @@ def _train(
         compile_seconds=round(compile_seconds, 3),
         train_seconds=round(train_seconds, 3),
         member_steps_per_second=round(config.population * (step - first_step) / train_seconds, 1),
+        population_width=width,
+        population_devices=1 if mesh is None else mesh.size,
         dataset=dataset.describe(),
-        data_placement=placement,
+        data_placement=data_placement,
         **_environment(),
     )
     if out_dir is not None:

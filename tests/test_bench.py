@@ -18,8 +18,10 @@ import bench  # noqa: E402
 TINY = bench.Row(hidden=8, batch=16, population=3, steps=12)
 
 
-def test_the_three_ways_train_the_same_members_to_the_same_losses(tiny_data):
+def test_the_ways_train_the_same_members_to_the_same_losses(tiny_data):
     engine = bench.run_engine(TINY, tiny_data, chunk=5)
+    grouped = bench.run_engine(TINY, tiny_data, chunk=5, width=2)
+    np.testing.assert_allclose(grouped.losses, engine.losses, rtol=1e-6, atol=1e-6)
     loop = bench.run_baseline("loop", TINY, tiny_data, members=[0, 2])
     scan = bench.run_baseline("scan", TINY, tiny_data, members=[0, 2])
     assert engine.losses.shape == (12, 3)
@@ -34,13 +36,14 @@ def test_the_three_ways_train_the_same_members_to_the_same_losses(tiny_data):
 
 def test_a_row_record_and_its_table(tiny_data):
     record = bench.bench_row(TINY, tiny_data, baseline_members=1, chunk=12, peak=1e9)
-    assert set(record["ways"]) == {"engine", "loop", "scan"}
-    assert record["engine_over_loop"] > 0 and record["engine_over_scan"] > 0
+    assert set(record["ways"]) == {"auto", "engine", "loop", "scan"}
+    assert record["engine_over_loop"] > 0 and record["auto_over_scan"] > 0
+    assert record["ways"]["auto"]["width"] in (1, 2, 3)
     assert record["flops_per_member_step"] > 0
     assert record["max_loss_difference"] < 1e-4
     info = {**bench.machine(), "peak_flops": 1e9}
     table = bench.markdown([record], info)
-    assert table.count("\n| mlp h8 b16 P3 |") == 3
+    assert table.count("\n| mlp h8 b16 P3 |") == 4
     json.dumps(record)  # the --json output is serialisable
 
 

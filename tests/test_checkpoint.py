@@ -243,8 +243,8 @@ def test_sigint_in_process_raises_interrupted_after_saving(
     config = _config(tiny_config, tmp_path, steps=30)
     make_train_chunk = sweep.make_train_chunk
 
-    def interrupting(program, length):
-        chunk = make_train_chunk(program, length)
+    def interrupting(program, length, *args):
+        chunk = make_train_chunk(program, length, *args)
 
         def run(pop, *args):
             pop, losses = chunk(pop, *args)

@@ -62,8 +62,8 @@ slow = float(os.environ.get("SLOW_CHUNK", 0))
 make_train_chunk = sweep.make_train_chunk
 
 
-def paused_make_train_chunk(program, length):
-    chunk = make_train_chunk(program, length)
+def paused_make_train_chunk(program, length, *args):
+    chunk = make_train_chunk(program, length, *args)
 
     def run(pop, *args):
         pop, losses = chunk(pop, *args)

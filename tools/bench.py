@@ -45,14 +45,19 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from sweepjax import Config, LogUniform, Uniform
+from sweepjax import Config, LogUniform, Uniform, placement
 from sweepjax.data import Dataset, batch_indices, load_dataset
 from sweepjax.models import build_model
 from sweepjax.population import init_population, make_train_chunk
 from sweepjax.sweep import program_of, sample_hparams
 
-WAYS = ("engine", "loop", "scan")
-LABELS = {"engine": "(a) engine", "loop": "(b) loop", "scan": "(c) scan"}
+WAYS = ("auto", "engine", "loop", "scan")
+LABELS = {
+    "auto": "(a) engine, auto width",
+    "engine": "(a') engine, full vmap",
+    "loop": "(b) loop",
+    "scan": "(c) scan",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +108,8 @@ class Timing:
     seconds: float
     compile_seconds: float
     losses: np.ndarray
+    width: int | None = None  # the engine's vectorization width
+    peak_bytes: int | None = None  # XLA's estimate for the engine's compiled chunk
 
     @property
     def member_steps_per_second(self) -> float:
@@ -112,25 +119,37 @@ class Timing:
 # ------------------------------------------------------------------------------------ (a)
 
 
-def run_engine(row: Row, data: Dataset, chunk: int = 100, repeats: int = 1) -> Timing:
+def run_engine(
+    row: Row, data: Dataset, chunk: int = 100, repeats: int = 1, width: int | str | None = None
+) -> Timing:
     """(a) The engine: every member, chunks of `chunk` steps, as `sweepjax.run` trains them.
 
-    The fastest of `repeats` timed runs counts (each from a fresh population).
+    `width`: None trains every member in one `vmap` (full vmap); `"auto"` (or an int) chooses
+    the vectorization width as `sweepjax.run` does, the probe's time counted as compile time.
+    With several devices the population is split across them, as `sweepjax.run` does. The
+    fastest of `repeats` timed runs counts (each from a fresh population).
     """
     config = row.config(data.num_classes)
     program = program_of(config)
-    hparams = jax.device_put(sample_hparams(config))
-    x, y = jax.device_put(data.train_x), jax.device_put(data.train_y)
+    mesh = placement.population_mesh(row.population)
+    hparams = placement.place(jax.device_put(sample_hparams(config)), mesh)
+    x, y = placement.replicate((jax.device_put(data.train_x), jax.device_put(data.train_y)), mesh)
     key = jax.random.key(config.seed)
     lengths = [chunk] * (row.steps // chunk) + ([row.steps % chunk] if row.steps % chunk else [])
 
     def fresh():
-        return jax.block_until_ready(init_population(program, hparams, x[: row.batch]))
+        pop = init_population(program, hparams, x[: row.batch])
+        return jax.block_until_ready(placement.place(pop, mesh))
 
     pop = fresh()
     start = time.perf_counter()
+    if width is not None:
+        width = placement.choose_width(
+            width, program, pop, hparams, x, y, key, mesh=mesh,
+            member_steps=row.population * row.steps,
+        )  # fmt: skip
     compiled = {
-        n: make_train_chunk(program, n).lower(pop, hparams, x, y, key).compile()
+        n: make_train_chunk(program, n, width, mesh).lower(pop, hparams, x, y, key).compile()
         for n in sorted(set(lengths))
     }
     compile_seconds = time.perf_counter() - start
@@ -148,10 +167,26 @@ def run_engine(row: Row, data: Dataset, chunk: int = 100, repeats: int = 1) -> T
             chunks.append(np.asarray(losses))  # the host reads losses per chunk, as sweeps do
         jax.block_until_ready(pop)
         seconds = min(seconds, time.perf_counter() - start)
-    return Timing(
-        "engine", list(range(row.population)), row.steps, seconds, compile_seconds,
-        np.concatenate(chunks),
+    timing = Timing(
+        "engine" if width is None else "auto", list(range(row.population)), row.steps, seconds,
+        compile_seconds, np.concatenate(chunks),
     )  # fmt: skip
+    timing.width = row.population // (1 if mesh is None else mesh.size) if width is None else width
+    timing.peak_bytes = _peak_bytes(compiled[lengths[0]])
+    return timing
+
+
+def _peak_bytes(compiled: Any) -> int | None:
+    """Arguments, outputs and temporaries of a compiled program (XLA's memory analysis)."""
+    analysis = compiled.memory_analysis()
+    if analysis is None:
+        return None
+    return int(
+        analysis.argument_size_in_bytes
+        + analysis.output_size_in_bytes
+        - analysis.alias_size_in_bytes
+        + analysis.temp_size_in_bytes
+    )
 
 
 # ------------------------------------------------------------------------ (b) and (c)
@@ -217,8 +252,21 @@ def shared_batches(row: Row, data: Dataset) -> tuple[jax.Array, jax.Array]:
     return jax.block_until_ready((x[idx], y[idx]))
 
 
+def step_indices(row: Row, data: Dataset) -> jax.Array:
+    """The engine's minibatch indices of every step: `[steps, batch]`."""
+    key = jax.random.key(row.config(data.num_classes).seed)
+    steps = jnp.arange(row.steps)
+    n = data.train_x.shape[0]
+    return jax.jit(jax.vmap(lambda s: batch_indices(key, s, n, row.batch)))(steps)
+
+
 def run_baseline(
-    way: str, row: Row, data: Dataset, members: Sequence[int], repeats: int = 1
+    way: str,
+    row: Row,
+    data: Dataset,
+    members: Sequence[int],
+    repeats: int = 1,
+    log_every: int = 100,
 ) -> Timing:
     """(b) `way="loop"` or (c) `way="scan"`: the given members one after another.
 
@@ -238,8 +286,11 @@ def run_baseline(
         fn = make_scan_train(module).lower(params, opt_state, hp0, xs, ys).compile()
     compile_seconds = time.perf_counter() - start
     if way == "loop":
-        batches = [(xs[t], ys[t]) for t in range(row.steps)]
-        warm = fn(params, opt_state, hp0, *batches[0])
+        # The Flax MNIST example's way: numpy arrays on the host, each step's batch indexed
+        # there and passed to the jitted step (the epoch permutation is computed beforehand).
+        host_x, host_y = np.asarray(data.train_x), np.asarray(data.train_y)
+        host_idx = np.asarray(step_indices(row, data))
+        warm = fn(params, opt_state, hp0, host_x[host_idx[0]], host_y[host_idx[0]])
     else:
         warm = fn(params, opt_state, hp0, xs, ys)
     jax.block_until_ready(warm)
@@ -252,10 +303,12 @@ def run_baseline(
             params, opt_state = jax.block_until_ready(_init(module, seed, xs[0], hp))
             start = time.perf_counter()
             if way == "loop":
-                losses = []
-                for xb, yb in batches:
-                    params, opt_state, loss = fn(params, opt_state, hp, xb, yb)
-                    losses.append(loss)
+                losses, logged = [], []
+                for t, idx in enumerate(host_idx):
+                    params, opt_state, loss = fn(params, opt_state, hp, host_x[idx], host_y[idx])
+                    losses.append(loss)  # a device value, read only at log points
+                    if (t + 1) % log_every == 0 or t + 1 == row.steps:
+                        logged.append(float(loss))
                 jax.block_until_ready(losses)
             else:
                 params, losses = jax.block_until_ready(fn(params, opt_state, hp, xs, ys))
@@ -319,8 +372,8 @@ def bench_row(
     members = list(range(min(baseline_members, row.population)))
     timings = {}
     for way in ways:
-        if way == "engine":
-            timings[way] = run_engine(row, data, chunk, repeats)
+        if way in ("engine", "auto"):
+            timings[way] = run_engine(row, data, chunk, repeats, "auto" if way == "auto" else None)
         else:
             timings[way] = run_baseline(way, row, data, members, repeats)
     flops, flops_source = step_flops(row, data)
@@ -340,13 +393,16 @@ def bench_row(
             "member_steps_per_second": rate,
             "flops_per_second": rate * flops,
             "percent_of_peak": 100.0 * rate * flops / peak if peak else None,
+            "width": t.width,
+            "peak_bytes": t.peak_bytes,
         }
-    if "engine" in timings:
-        engine_rate = timings["engine"].member_steps_per_second
-        for way in ways:
-            if way != "engine":
-                rate = timings[way].member_steps_per_second
-                record[f"engine_over_{way}"] = engine_rate / rate
+    for lead in ("auto", "engine"):
+        if lead in timings:
+            lead_rate = timings[lead].member_steps_per_second
+            for way in ways:
+                if way != lead:
+                    rate = timings[way].member_steps_per_second
+                    record[f"{lead}_over_{way}"] = lead_rate / rate
     record["max_loss_difference"] = loss_difference(timings)
     return record
 
@@ -400,19 +456,21 @@ def markdown(records: Sequence[dict[str, Any]], info: dict[str, Any]) -> str:
         f"Device: {info['device']} ({info['cpu']}, {info['cpu_cores']} cores), jax {info['jax']}; "
         f"measured float32 matmul peak {_si(info['peak_flops'])}FLOP/s.",
         "",
-        "| row | way | members timed | member-steps/s | engine speed-up | compile s "
-        "| FLOP/s | % of peak |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| row | way | width | members timed | member-steps/s | auto speed-up | compile s "
+        "| peak MiB | FLOP/s | % of peak |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for record in records:
+        lead = "auto" if "auto" in record["ways"] else "engine"
         for way, w in record["ways"].items():
-            ratio = "1" if way == "engine" else record.get(f"engine_over_{way}")
-            ratio = ratio if isinstance(ratio, str) else ("" if ratio is None else f"{ratio:.1f}x")
+            ratio = "1" if way == lead else record.get(f"{lead}_over_{way}")
+            ratio = ratio if isinstance(ratio, str) else ("" if ratio is None else f"{ratio:.2f}x")
             pct = w["percent_of_peak"]
+            mib = "" if w["peak_bytes"] is None else f"{w['peak_bytes'] / 2**20:.1f}"
             lines.append(
-                f"| {record['name']} | {LABELS[way]} | {w['members_timed']} "
+                f"| {record['name']} | {LABELS[way]} | {w['width'] or ''} | {w['members_timed']} "
                 f"| {w['member_steps_per_second']:,.0f} | {ratio} | {w['compile_seconds']:.2f} "
-                f"| {_si(w['flops_per_second'])} | {'' if pct is None else f'{pct:.1f}%'} |"
+                f"| {mib} | {_si(w['flops_per_second'])} | {'' if pct is None else f'{pct:.1f}%'} |"
             )
     return "\n".join(lines)
 
