@@ -110,6 +110,8 @@ def _start(files: Path, out: Path, args: list[str], **env: str) -> subprocess.Po
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        # the precision conftest sets in this process (it matters on GPUs, whose default is TF32)
+        "JAX_DEFAULT_MATMUL_PRECISION": "highest",
         "MARKER": str(out.parent / f"{out.name}.marker"),
         **env,
     }
