@@ -19,19 +19,16 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from sweepjax.config import apply_overrides
+from sweepjax.config import Config, apply_overrides
 from sweepjax.experiment import load_experiment
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sweepjax", description=__doc__.split("\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    run = commands.add_parser("run", help="run a sweep (an experiment in experiments/)")
-    run.add_argument(
-        "experiment", nargs="?", default="default", help="name or path (default: default)"
+def _add_experiment_arguments(command: argparse.ArgumentParser, default: str) -> None:
+    """EXPERIMENT, --set, --out and --quiet: what every command that starts a sweep takes."""
+    command.add_argument(
+        "experiment", nargs="?", default=default, help=f"name or path (default: {default})"
     )
-    run.add_argument(
+    command.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -39,8 +36,22 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a config key; dotted keys reach model options and space entries",
     )
-    run.add_argument("--out", help="output directory (overrides out_dir)")
-    run.add_argument("--quiet", action="store_true", help="no progress bar or leaderboard")
+    command.add_argument("--out", help="output directory (overrides out_dir)")
+    command.add_argument("--quiet", action="store_true", help="no progress bar or leaderboard")
+
+
+def _experiment_config(args: argparse.Namespace) -> Config:
+    """The experiment's config with the command line's overrides and output directory."""
+    config = apply_overrides(load_experiment(args.experiment), args.overrides)
+    return config.replace(out_dir=args.out) if args.out else config
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sweepjax", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run a sweep (an experiment in experiments/)")
+    _add_experiment_arguments(run, default="default")
     run.add_argument(
         "--overwrite",
         action="store_true",
@@ -51,15 +62,10 @@ def _parser() -> argparse.ArgumentParser:
     bench = commands.add_parser(
         "bench-schedules", help="benchmark schedule families (experiments/schedules.py)"
     )
-    bench.add_argument(
-        "experiment", nargs="?", default="schedules", help="name or path (default: schedules)"
-    )
-    bench.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    bench.add_argument("--out", help="output directory (overrides out_dir)")
+    _add_experiment_arguments(bench, default="schedules")
     bench.add_argument(
         "--target", type=float, default=0.5, help="validation accuracy for steps-to-target"
     )
-    bench.add_argument("--quiet", action="store_true", help="print nothing")
 
     show = commands.add_parser("show", help="print the status and leaderboard of a sweep directory")
     show.add_argument("out_dir")
@@ -109,10 +115,7 @@ def _run_checkpointed(args) -> int:
 
     try:
         if args.command == "run":
-            config = apply_overrides(load_experiment(args.experiment), args.overrides)
-            if args.out:
-                config = config.replace(out_dir=args.out)
-            run(config, quiet=args.quiet, overwrite=args.overwrite)
+            run(_experiment_config(args), quiet=args.quiet, overwrite=args.overwrite)
         elif args.command == "resume":
             resume(args.out_dir, overrides=args.overrides, quiet=args.quiet)
         else:
@@ -135,10 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "bench-schedules":
             from sweepjax.benchmark import bench_schedules
 
-            config = apply_overrides(load_experiment(args.experiment), args.overrides)
-            if args.out:
-                config = config.replace(out_dir=args.out)
-            bench_schedules(config, target=args.target, quiet=args.quiet)
+            bench_schedules(_experiment_config(args), target=args.target, quiet=args.quiet)
         elif args.command == "show":
             from sweepjax.report import show
 
