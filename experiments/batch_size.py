@@ -12,7 +12,7 @@ Run (about 2 minutes on a 2-core CPU):
 """
 
 from sweepjax import Choice, Config
-from sweepjax.rules import best_line, by_value, rows_of
+from sweepjax.rules import compare
 
 
 def get_config() -> Config:
@@ -36,10 +36,4 @@ def get_config() -> Config:
 
 
 def summarize(out_dir) -> str:
-    rows = rows_of(out_dir)
-    return "\n".join(
-        [
-            by_value(rows, "batch_size", "learning_rate"),
-            best_line(rows, ["batch_size", "learning_rate"]),
-        ]
-    )
+    return compare(out_dir, "batch_size", "learning_rate")

@@ -13,7 +13,7 @@ On an image set (where tensorflow-datasets has it):
 """
 
 from sweepjax import Choice, Config
-from sweepjax.rules import best_line, by_value, rows_of
+from sweepjax.rules import compare
 
 
 def get_config() -> Config:
@@ -38,10 +38,4 @@ def get_config() -> Config:
 
 
 def summarize(out_dir) -> str:
-    rows = rows_of(out_dir)
-    return "\n".join(
-        [
-            by_value(rows, "model.kernel", "learning_rate"),
-            best_line(rows, ["model.kernel", "learning_rate"]),
-        ]
-    )
+    return compare(out_dir, "model.kernel", "learning_rate")

@@ -13,7 +13,7 @@ On an image set (where tensorflow-datasets has it):
 """
 
 from sweepjax import Config, LogUniform
-from sweepjax.rules import best_line, by_value, rows_of
+from sweepjax.rules import compare
 
 
 def get_config() -> Config:
@@ -36,11 +36,9 @@ def get_config() -> Config:
 
 
 def summarize(out_dir) -> str:
-    rows = rows_of(out_dir)
     return "\n".join(
         [
             "Too low a learning rate under-fits; too high oscillates or diverges.",
-            by_value(rows, "learning_rate"),
-            best_line(rows, ["learning_rate"]),
+            compare(out_dir, "learning_rate"),
         ]
     )

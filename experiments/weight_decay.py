@@ -11,7 +11,7 @@ Run (about a minute on a 2-core CPU):
 """
 
 from sweepjax import Choice, Config
-from sweepjax.rules import best_line, by_value, rows_of
+from sweepjax.rules import compare
 
 
 def get_config() -> Config:
@@ -34,11 +34,9 @@ def get_config() -> Config:
 
 
 def summarize(out_dir) -> str:
-    rows = rows_of(out_dir)
     return "\n".join(
         [
             "Normal weight decay changes little; extremely large weight decay collapses learning.",
-            by_value(rows, "weight_decay"),
-            best_line(rows, ["weight_decay"]),
+            compare(out_dir, "weight_decay"),
         ]
     )

@@ -89,6 +89,13 @@ def best_line(rows: Sequence[Mapping[str, Any]], names: Sequence[str]) -> str:
     )
 
 
+def compare(out_dir: os.PathLike | str, name: str, then: str | None = None) -> str:
+    """`by_value` of a finished sweep's `name` (and `then`), and its best member's setting."""
+    rows = rows_of(out_dir)
+    names = [name] if then is None else [name, then]
+    return "\n".join([by_value(rows, name, then), best_line(rows, names)])
+
+
 def _mean(values: Sequence[float]) -> float:
     values = [v for v in values if isinstance(v, float | int) and math.isfinite(v)]
     return sum(values) / len(values) if values else float("nan")
