@@ -167,3 +167,18 @@ def test_user_modules_train(tiny_config, tiny_data, model):
     pop, _, _ = _train(config, tiny_data)
     first = jax.tree.leaves(pop.params)[0]
     assert not np.allclose(first[0], first[1])  # seeds give each member its own init
+
+
+def test_a_chunk_is_one_device_program_with_no_host_round_trip(tiny_config, tiny_data):
+    """Invariant 5: no host callback, infeed or outfeed inside a chunk, no implicit transfer."""
+    program = program_of(tiny_config)
+    hparams = jax.device_put(sample_hparams(tiny_config))
+    x, y = jax.device_put(tiny_data.train_x), jax.device_put(tiny_data.train_y)
+    pop = init_population(program, hparams, x[: tiny_config.batch_size])
+    key = jax.device_put(jax.random.key(0))
+    chunk = make_train_chunk(program, 5)
+    text = chunk.lower(pop, hparams, x, y, key).as_text().lower()
+    assert not any(word in text for word in ("callback", "infeed", "outfeed", "send", "recv"))
+    with jax.transfer_guard("disallow"):
+        pop, losses = chunk(pop, hparams, x, y, key)
+    assert losses.shape == (5, tiny_config.population)
