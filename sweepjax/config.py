@@ -22,6 +22,7 @@ from sweepjax.optim import FAMILIES, hyperparameter_names
 from sweepjax.schedules import PIECES, SCHEDULES, schedule_parameters
 
 PLACEMENTS = ("auto", "device", "stream")  # values of `data_placement` (see sweepjax.stream)
+PRECISIONS = ("float32", "bfloat16")  # values of `precision`
 
 # Per-member hyperparameters with a bounded range: name -> (low, high, low_inclusive, high_inclusive).
 RANGES: dict[str, tuple[float, float, bool, bool]] = {
@@ -110,6 +111,9 @@ class Config:
     augment: Any = None
     # Members vectorized together on one device: "auto" (probed and memory-planned) or an int.
     population_width: int | str = "auto"
+    # The dtype of the forward and backward pass: "float32", or "bfloat16" (mixed precision for
+    # GPUs: parameters, optimizer state and the loss stay float32).
+    precision: str = "float32"
 
     def __post_init__(self):
         for name in FAMILY_KEYS:
@@ -157,6 +161,7 @@ _FIELD_TYPES = {
     "keep_checkpoints": int,
     "data_placement": str,
     "population_width": (int, str),
+    "precision": str,
 }
 
 
@@ -324,6 +329,8 @@ def validate(config: Config) -> Config:
         raise ValueError(
             f"data_placement: unknown {config.data_placement!r}; allowed: {list(PLACEMENTS)}."
         )
+    if config.precision not in PRECISIONS:
+        raise ValueError(f"precision: unknown {config.precision!r}; allowed: {list(PRECISIONS)}.")
     augmentation_of(config.augment)  # raises on a bad value
     width = config.population_width
     if (isinstance(width, str) and width != "auto") or (isinstance(width, int) and width < 1):

@@ -63,7 +63,7 @@ class Dropout(nn.Module):
             return x
         keep = 1.0 - rate
         mask = jax.random.bernoulli(self.make_rng("dropout"), keep, x.shape)
-        return jnp.where(mask, x / keep, 0.0)
+        return jnp.where(mask, x / jnp.asarray(keep, x.dtype), 0.0).astype(x.dtype)
 
 
 class _Block(nn.Module):

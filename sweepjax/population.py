@@ -61,6 +61,32 @@ class Program:
     dropout: bool = False  # the members' `dropout` hyperparameter reaches the model
     member_batch: bool = False  # member i averages its loss over the first `batch_size[i]` examples
     augment: Augment | None = None  # on-device augmentation of the shared batch, once per step
+    compute_dtype: str = "float32"  # the forward/backward dtype; parameters stay float32
+
+
+def _cast_floats(tree: Any, dtype: Any) -> Any:
+    def cast(leaf):
+        return leaf.astype(dtype) if jnp.issubdtype(leaf.dtype, jnp.floating) else leaf
+
+    return jax.tree.map(cast, tree)
+
+
+def forward(program: Program, params, model_state, x, train: bool, rng, dropout_rate=None):
+    """One member's `(logits, updated model state)` in the program's compute dtype.
+
+    With `compute_dtype="bfloat16"` (mixed precision) the parameters and inputs are cast down
+    for the model, and the logits and model state come back in float32, so the loss, the
+    gradients reaching the float32 parameters and the optimizer stay in float32.
+    """
+    if program.compute_dtype != "float32":
+        params, x = _cast_floats((params, x), program.compute_dtype)
+    logits, new_state = program.model.apply(
+        {"params": params, **model_state}, x, train=train, rng=rng, dropout_rate=dropout_rate
+    )
+    if program.compute_dtype != "float32":
+        logits = logits.astype(jnp.float32)
+        new_state = jax.tree.map(lambda new, old: new.astype(old.dtype), new_state, model_state)
+    return logits, new_state
 
 
 def _member_key(seed: jax.Array) -> jax.Array:
@@ -119,12 +145,8 @@ def _member_step(program: Program, state: tuple, hp: Mapping[str, jax.Array], x,
     rng = jax.random.fold_in(_member_key(hp["seed"]), step)
 
     def loss_fn(p):
-        logits, new_model_state = program.model.apply(
-            {"params": p, **model_state},
-            x,
-            train=True,
-            rng=rng,
-            dropout_rate=hp["dropout"] if program.dropout else None,
+        logits, new_model_state = forward(
+            program, p, model_state, x, True, rng, hp["dropout"] if program.dropout else None
         )
         losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
         if not program.member_batch:
@@ -325,9 +347,7 @@ def make_evaluate(program: Program, eval_batch: int):
         mask = (jnp.arange(num_batches * eval_batch) < n).reshape(num_batches, eval_batch)
 
         def member_sums(params, model_state, xs, ys, ms):
-            logits, _ = program.model.apply(
-                {"params": params, **model_state}, xs, train=False, rng=jax.random.key(0)
-            )
+            logits, _ = forward(program, params, model_state, xs, False, jax.random.key(0))
             losses = optax.softmax_cross_entropy_with_integer_labels(logits, ys)
             correct = jnp.argmax(logits, -1) == ys
             return jnp.sum(losses * ms), jnp.sum(correct * ms)

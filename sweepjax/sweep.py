@@ -110,6 +110,7 @@ def program_of(config: Config) -> Program:
         dropout="dropout" in names,
         member_batch="batch_size" in names,
         augment=augmentation_of(config.augment),
+        compute_dtype=config.precision,
     )
 
 

@@ -56,6 +56,10 @@ from sweepjax.config import Config, apply_overrides, parse_value
             r"model: outputs 4 classes but 'tiny' has 3",
         ),
         (
+            {"precision": "float16"},
+            r"precision: unknown 'float16'; allowed: \['float32', 'bfloat16'\]",
+        ),
+        (
             {"dataset": "imagenet", "steps": 1},
             r"dataset: unknown data set 'imagenet'; allowed: the embedded",
         ),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -67,24 +69,39 @@ class _Linen(nn.Module):
 
 
 @pytest.mark.parametrize(
-    ("family", "space", "reference"),
+    ("family", "space", "reference", "precision"),
     [
-        ("sgd", {"learning_rate": 0.05, "momentum": 0.9}, lambda: optax.sgd(0.05, momentum=0.9)),
+        (
+            "sgd",
+            {"learning_rate": 0.05, "momentum": 0.9},
+            lambda: optax.sgd(0.05, momentum=0.9),
+            "float32",
+        ),
         (
             "adam",
             {"learning_rate": 3e-3, "b1": 0.8, "b2": 0.99, "eps": 1e-6},
             lambda: optax.adam(3e-3, b1=0.8, b2=0.99, eps=1e-6),
+            "float32",
         ),
         (
             "adamw",
             {"learning_rate": 3e-3, "weight_decay": 0.1},
             lambda: optax.adamw(3e-3, weight_decay=0.1),
+            "float32",
+        ),
+        (  # mixed precision: bfloat16 model, float32 parameters, loss and optimizer
+            "adamw",
+            {"learning_rate": 3e-3, "weight_decay": 0.1},
+            lambda: optax.adamw(3e-3, weight_decay=0.1),
+            "bfloat16",
         ),
     ],
 )
-def test_parity_with_a_plain_flax_optax_loop(tiny_config, tiny_data, family, space, reference):
+def test_parity_with_a_plain_flax_optax_loop(
+    tiny_config, tiny_data, family, space, reference, precision
+):
     config = tiny_config.replace(
-        model=_Linen(), optimizer=family, space=space, population=2, steps=25
+        model=_Linen(), optimizer=family, space=space, population=2, steps=25, precision=precision
     )
     pop, losses, hparams = _train(config, tiny_data)
 
@@ -93,13 +110,14 @@ def test_parity_with_a_plain_flax_optax_loop(tiny_config, tiny_data, family, spa
     x, y = jnp.asarray(tiny_data.train_x), jnp.asarray(tiny_data.train_y)
     params = module.init(jax.random.split(jax.random.key(1))[0], x[:16])["params"]
     opt_state = tx.init(params)
+    dtype = jnp.dtype(precision)
 
     @jax.jit
     def step(params, opt_state, xb, yb):
         def loss_fn(p):
-            return optax.softmax_cross_entropy_with_integer_labels(
-                module.apply({"params": p}, xb), yb
-            ).mean()
+            low = jax.tree.map(lambda a: a.astype(dtype), p)
+            logits = module.apply({"params": low}, xb.astype(dtype)).astype(jnp.float32)
+            return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
 
         loss, grads = jax.value_and_grad(loss_fn)(params)
         updates, opt_state = tx.update(grads, opt_state, params)
@@ -110,7 +128,29 @@ def test_parity_with_a_plain_flax_optax_loop(tiny_config, tiny_data, family, spa
         params, opt_state, loss = step(params, opt_state, x[idx], y[idx])
         np.testing.assert_allclose(losses[t, 1], loss, rtol=1e-5)
     for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(pop.params), strict=True):
+        assert b.dtype == jnp.float32  # master weights stay float32 under mixed precision
         np.testing.assert_allclose(b[1], a, rtol=1e-5, atol=1e-6)
+    floats = [a for a in jax.tree.leaves(pop.opt_state) if jnp.issubdtype(a.dtype, jnp.floating)]
+    assert all(leaf.dtype == jnp.float32 for leaf in floats)
+
+
+def test_mixed_precision_computes_in_bfloat16(tiny_config, tiny_data):
+    """The bfloat16 program's products are bfloat16, and it trains like the float32 one."""
+    hlo = {}
+    for precision in ("float32", "bfloat16"):
+        config = tiny_config.replace(precision=precision)
+        program = program_of(config)
+        x, y = jnp.asarray(tiny_data.train_x), jnp.asarray(tiny_data.train_y)
+        pop = init_population(program, sample_hparams(config), x[:16])
+        lowered = make_train_chunk(program, 5).lower(
+            pop, sample_hparams(config), x, y, jax.random.key(0)
+        )
+        hlo[precision] = lowered.as_text()
+    assert "bf16" not in hlo["float32"]
+    assert re.search(r"dot_general.*bf16", hlo["bfloat16"])
+    _, losses32, _ = _train(tiny_config, tiny_data)
+    _, losses16, _ = _train(tiny_config.replace(precision="bfloat16"), tiny_data)
+    np.testing.assert_allclose(losses16, losses32, rtol=0.05, atol=0.01)
 
 
 def test_a_diverged_member_is_quarantined(tiny_config, tiny_data):
