@@ -4,8 +4,11 @@ A sweep's checkpoints live in `out_dir/checkpoints/<step>/`, written by an Orbax
 `CheckpointManager` with asynchronous saves. Each step holds two items:
 
   * `state` (`ocp.args.StandardSave`): `{"population": Population, "hparams": {...},
-    "curves": {...}}` as host (numpy) arrays, so a checkpoint records no device and restores
-    onto whatever device the restoring process has;
+    "curves": {...}}`. In one process these are host (numpy) arrays, so a checkpoint records no
+    device. With several processes (`sweepjax.distributed`) the population stays a global
+    array and each process writes its members' shards into the same directory (Orbax's
+    multi-host saving; the primary process writes the metadata). Either way a checkpoint
+    restores onto whatever devices the restoring run has (`restore_latest`'s target);
   * `meta` (`ocp.args.JsonSave`): the step, the config, the data set's identity, the data
     stream's state (seed and step), the shapes needed to restore, and a `checksum` of every
     saved array.
@@ -33,7 +36,9 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-FORMAT = 1
+from sweepjax import distributed
+
+FORMAT = 2  # 2: the checksum digests each row's CRC-32 (1: each whole array's)
 _TMP_MARK = ".orbax-checkpoint-tmp"  # Orbax's suffix of a step folder not yet committed
 CHECKPOINT_DIR = "checkpoints"
 # Config keys that may differ between a checkpoint and the run that resumes it: they change
@@ -134,28 +139,76 @@ def _key_name(key: Any) -> str:
 
 
 def checksum(tree: Any) -> str:
-    """A digest of every array leaf of `tree`: its path, dtype, shape and the CRC-32 of its bytes.
+    """A digest of every array leaf of `tree`: its path, dtype, shape and the CRC-32 of each row.
 
     The path is spelled by names only, so a tree restored without a target (namedtuples as
-    dicts, tuples as lists) has the same checksum as the tree that was saved. CRC-32 detects
-    damaged bytes at several GB/s, so checkpointing a large population stays cheap.
+    dicts, tuples as lists) has the same checksum as the tree that was saved. A row is an
+    index of the leading axis (a member, for the population), so an array spread over several
+    processes is digested where it lies: each process takes the CRC-32 of its own rows and
+    only those small numbers travel (all processes must call it together). The digest is the
+    same however the rows are laid out, one process or many. CRC-32 detects damaged bytes at
+    several GB/s, so checkpointing a large population stays cheap.
 
     >>> checksum({"a": np.zeros(2)}) == checksum({"a": np.zeros(2)})
     True
     >>> checksum({"a": np.zeros(2)}) == checksum({"a": np.ones(2)})
     False
     """
-    leaves = []
-    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-        leaves.append(("/".join(_key_name(k) for k in path), np.asarray(leaf)))
-    return _digest(sorted(leaves, key=lambda item: item[0]))
+    leaves = dict(_named_leaves(tree))
+    spread = {k: v for k, v in leaves.items() if _spread(v)}
+    crcs = {k: _row_crcs(v) for k, v in leaves.items() if k not in spread}
+    crcs.update(distributed.process_sum({k: _row_crcs(v) for k, v in spread.items()}))
+    digest = hashlib.sha256()
+    for name in sorted(leaves):
+        leaf = leaves[name]
+        digest.update(f"{name}:{np.dtype(leaf.dtype)}:{tuple(leaf.shape)}:".encode())
+        digest.update(np.asarray(crcs[name], np.uint32).tobytes())
+    return digest.hexdigest()
+
+
+def _named_leaves(tree: Any) -> list[tuple[str, Any]]:
+    return [
+        ("/".join(_key_name(k) for k in path), leaf)
+        for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
+    ]
+
+
+def _spread(leaf: Any) -> bool:
+    return isinstance(leaf, jax.Array) and not leaf.is_fully_addressable
+
+
+def _crc(array: np.ndarray) -> int:
+    return zlib.crc32(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
+
+
+def _rows(array: np.ndarray) -> np.ndarray:
+    return array if array.ndim else array[None]
+
+
+def _row_crcs(leaf: Any) -> np.ndarray:
+    """CRC-32 of each row (a scalar is one row); of a spread array, those of the rows this
+    process holds (zero for the others'), from its shards that no other shard repeats."""
+    if not _spread(leaf):
+        return np.array([_crc(row) for row in _rows(np.asarray(leaf))], np.uint32)
+    crcs = np.zeros(leaf.shape[0] if leaf.ndim else 1, np.uint32)
+    for shard in leaf.addressable_shards:
+        if shard.replica_id == 0:
+            rows = _rows(np.asarray(shard.data))
+            start = (shard.index[0].start or 0) if leaf.ndim else 0
+            crcs[start : start + len(rows)] = [_crc(row) for row in rows]
+    return crcs
+
+
+def _whole_checksum(tree: Any) -> str:
+    """The checksum of format-1 checkpoints: the CRC-32 of each leaf's whole bytes."""
+    host = distributed.to_host(tree)
+    return _digest(sorted(_named_leaves(host), key=lambda item: item[0]))
 
 
 def _digest(named_arrays: Iterable[tuple[str, np.ndarray]]) -> str:
     digest = hashlib.sha256()
     for name, array in named_arrays:
-        crc = zlib.crc32(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
-        digest.update(f"{name}:{array.dtype}:{array.shape}:{crc};".encode())
+        digest.update(f"{name}:{array.dtype}:{array.shape}:{_crc(array)};".encode())
     return digest.hexdigest()
 
 
@@ -167,15 +220,15 @@ def save(
 ) -> None:
     """Save `state` (a pytree of arrays) and `meta` (JSON) at `step`, asynchronously.
 
-    The arrays are copied to the host first, so the caller may donate its device buffers right
-    away; the files are written in the background. A failure of the previous background save
-    surfaces here.
+    The arrays are copied to the host first (by Orbax, for arrays spread over several
+    processes), so the caller may donate its device buffers right away; the files are written
+    in the background. A failure of the previous background save surfaces here.
 
     Raises:
       CheckpointError: this save or the previous one failed; the message names the step and
         the last committed step.
     """
-    host = jax.device_get(dict(state))
+    host = jax.tree.map(lambda x: x if _spread(x) else np.asarray(x), dict(state))
     meta = {**meta, "format": FORMAT, "step": step, "checksum": checksum(host)}
     try:
         manager.save(
@@ -287,8 +340,9 @@ def restore_latest(
     Args:
       manager: the sweep's manager.
       target: builds the abstract restore target from a checkpoint's metadata (arrays as
-        `jax.ShapeDtypeStruct` with the sharding they should land on); None restores host
-        arrays in plain containers (dicts and lists).
+        `jax.ShapeDtypeStruct` with the sharding they should land on, see
+        `placement.abstract`); None restores arrays in plain containers (dicts and lists) on
+        this process's first device, whatever devices wrote them.
 
     Returns:
       The snapshot and the damaged steps that were skipped (newest first); a
@@ -321,29 +375,19 @@ def restore_latest(
 
 def _restore_step(manager: ocp.CheckpointManager, step: int, target) -> Snapshot:
     meta = dict(manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"])
-    if meta.get("format") != FORMAT or meta.get("step") != step:
+    if meta.get("format") not in (1, FORMAT) or meta.get("step") != step:
         raise CheckpointError(f"metadata of step {step} is not a sweepjax checkpoint: {meta}")
-    restore = ocp.args.StandardRestore(target(meta) if target is not None else None)
+    restore = ocp.args.StandardRestore(
+        target(meta) if target is not None else None,
+        fallback_sharding=jax.sharding.SingleDeviceSharding(jax.local_devices()[0]),
+    )
     state = manager.restore(step, args=ocp.args.Composite(state=restore))["state"]
-    found = checksum(jax.device_get(state))
+    found = (checksum if meta["format"] == FORMAT else _whole_checksum)(state)
     if found != meta["checksum"]:
         raise CheckpointError(f"checksum mismatch ({found[:12]} != {meta['checksum'][:12]})")
     if meta["data_stream"]["step"] != step:
         raise CheckpointError(f"data stream at step {meta['data_stream']['step']}, not {step}")
     return Snapshot(step, dict(state), meta)
-
-
-def on_device(tree: Any, device: jax.Device | None = None) -> Any:
-    """Abstract arrays (`jax.ShapeDtypeStruct`) of `tree` placed on `device` (default: the first).
-
-    Used as a restore target, so a checkpoint lands on this process's device whatever device
-    wrote it.
-
-    >>> on_device({"w": np.zeros((2, 3), np.float32)})["w"].sharding.device_set == {jax.devices()[0]}
-    True
-    """
-    sharding = jax.sharding.SingleDeviceSharding(device or jax.devices()[0])
-    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), tree)
 
 
 def remove_checkpoints(out_dir: str | os.PathLike) -> None:

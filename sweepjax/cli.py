@@ -1,12 +1,16 @@
 """The `sweepjax` command.
 
-sweepjax run [EXPERIMENT] [--set key=value ...] [--out DIR] [--quiet] [--overwrite]
-sweepjax resume OUT_DIR [--set key=value ...] [--quiet]
+sweepjax run [EXPERIMENT] [--set key=value ...] [--out DIR] [--quiet] [--overwrite] [HOSTS]
+sweepjax resume OUT_DIR [--set key=value ...] [--quiet] [HOSTS]
 sweepjax export OUT_DIR --member I --to DIR
 sweepjax show OUT_DIR [--top N]
 sweepjax report OUT_DIR [--top N]
 sweepjax bench-schedules [EXPERIMENT] [--set key=value ...] [--out DIR] [--target ACC] [--quiet]
 sweepjax summarize EXPERIMENT OUT_DIR [OUT_DIR ...]
+
+HOSTS, to run one sweep as several processes (one per host; see `sweepjax.distributed`):
+--coordinator HOST:PORT --num-processes N --process-id I, or --distributed to take them from
+the cluster (SLURM and the other environments `jax.distributed.initialize()` detects).
 
 Exit codes: 0 done, 1 a checkpoint could not be saved or read, 2 a bad config or a checkpoint
 of another sweep in OUT_DIR, 75 interrupted by SIGTERM or SIGINT after saving a checkpoint
@@ -46,6 +50,21 @@ def _experiment_config(args: argparse.Namespace) -> Config:
     return config.replace(out_dir=args.out) if args.out else config
 
 
+def _add_distributed_arguments(command: argparse.ArgumentParser) -> None:
+    """The flags that make this process one of several running the same sweep."""
+    hosts = command.add_argument_group(
+        "several hosts", "run one sweep as N processes: the same command on each host"
+    )
+    hosts.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0")
+    hosts.add_argument("--num-processes", type=int, metavar="N", help="processes in the sweep")
+    hosts.add_argument("--process-id", type=int, metavar="I", help="this process, 0 to N-1")
+    hosts.add_argument(
+        "--distributed",
+        action="store_true",
+        help="take the three settings from the cluster (SLURM, Open MPI, ...)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sweepjax", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -57,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="discard the checkpoints and results of another sweep in the output directory",
     )
+    _add_distributed_arguments(run)
     _add_checkpoint_commands(commands)
 
     bench = commands.add_parser(
@@ -99,6 +119,7 @@ def _add_checkpoint_commands(commands) -> None:
         help="change steps, eval_every, eval_batch, checkpoint_every, keep_checkpoints or data_placement",
     )
     resume.add_argument("--quiet", action="store_true", help="no progress bar or leaderboard")
+    _add_distributed_arguments(resume)
 
     export = commands.add_parser(
         "export", help="write one member as a plain Orbax checkpoint of Flax parameters"
@@ -110,6 +131,12 @@ def _add_checkpoint_commands(commands) -> None:
 
 def _run_checkpointed(args) -> int:
     """`run`, `resume` and `export`; exceptions of the checkpoint layer become exit codes."""
+    from sweepjax import distributed
+
+    if args.command in ("run", "resume"):  # before anything else touches JAX's devices
+        distributed.initialize(
+            args.coordinator, args.num_processes, args.process_id, detect=args.distributed
+        )
     from sweepjax.checkpoint import CheckpointError, export_member
     from sweepjax.sweep import EXIT_INTERRUPTED, Interrupted, resume, run
 

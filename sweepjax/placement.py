@@ -31,6 +31,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P  # noqa: N817
 
+from sweepjax import distributed
 from sweepjax.population import Population, Program, init_population, make_train_chunk
 from sweepjax.space import HParams
 
@@ -60,22 +61,43 @@ def population_mesh(size: int, devices: list[jax.Device] | None = None) -> Mesh 
     return Mesh(np.array(devices[:count]), (AXIS,))
 
 
-def place(tree: Any, mesh: Mesh | None) -> Any:
-    """Put `tree` on the mesh: leaves with a leading population axis split, scalars replicated."""
+def sharding(leaf: Any, mesh: Mesh | None) -> jax.sharding.Sharding:
+    """Where a population leaf lives: split on the mesh (scalars replicated), or the first
+    device of this process without a mesh."""
     if mesh is None:
-        return tree
+        return jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    return NamedSharding(mesh, P(AXIS) if np.ndim(leaf) >= 1 else P())
 
-    def put(leaf):
-        spec = P(AXIS) if np.ndim(leaf) >= 1 else P()
-        return jax.device_put(leaf, NamedSharding(mesh, spec))
 
-    return jax.tree.map(put, tree)
+def place(tree: Any, mesh: Mesh | None) -> Any:
+    """Put `tree` on the mesh: leaves with a leading population axis split, scalars replicated.
+
+    The leaves are host arrays, or arrays already on the mesh; with several processes, each
+    holds the same host values and keeps its own members' share.
+    """
+    if mesh is None:
+        return jax.device_put(tree)
+    return jax.tree.map(lambda leaf: jax.device_put(leaf, sharding(leaf, mesh)), tree)
+
+
+def abstract(tree: Any, mesh: Mesh | None) -> Any:
+    """Abstract arrays (`jax.ShapeDtypeStruct`) of `tree` placed as `place` would place them.
+
+    A restore target: a checkpoint lands where this run trains, whatever wrote it.
+
+    >>> abstract({"w": np.zeros((2, 3), np.float32)}, None)["w"].sharding.device_set == {
+    ...     jax.local_devices()[0]}
+    True
+    """
+    return jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding(a, mesh)), tree
+    )
 
 
 def replicate(tree: Any, mesh: Mesh | None) -> Any:
     """Put every leaf of `tree` whole on each device of the mesh (the training data)."""
     if mesh is None:
-        return tree
+        return jax.device_put(tree)
     return jax.device_put(tree, NamedSharding(mesh, P()))
 
 
@@ -207,18 +229,21 @@ def choose_width(
     """
     devices = 1 if mesh is None else mesh.size
     share = pop.size // devices
+    # Hosts may differ in memory and timing; every process takes process 0's choices, so all
+    # of them compile and run the same programs.
     plan = None
-    if (setting == "auto" and member_steps >= PROBE_MIN_MEMBER_STEPS) or _may_not_fit(pop, share):
+    probe = setting == "auto" and member_steps >= PROBE_MIN_MEMBER_STEPS
+    if distributed.from_primary(probe or _may_not_fit(pop, share)):
         plan = plan_memory(program, pop, hparams, train_x, train_y, devices=devices)
-        if plan.max_width(share) == 0:
-            raise DoesNotFit(
-                f"population: one member needs about {_mib(plan.bytes_at(share, 1))} on "
-                f"{jax.devices()[0].device_kind} with {share} members' state resident "
-                f"({_mib(plan.state_per_member)} each), over {HEADROOM:.0%} of its "
-                f"{_mib(plan.limit)}; use a smaller model or batch, fewer members per device, "
-                "or more devices."
-            )
-    fits = share if plan is None else plan.max_width(share)
+    fits = distributed.from_primary(share if plan is None else plan.max_width(share))
+    if fits == 0:
+        raise DoesNotFit(
+            f"population: one member needs about {_mib(plan.bytes_at(share, 1))} on "
+            f"{jax.devices()[0].device_kind} with {share} members' state resident "
+            f"({_mib(plan.state_per_member)} each), over {HEADROOM:.0%} of its "
+            f"{_mib(plan.limit)}; use a smaller model or batch, fewer members per device, "
+            "or more devices."
+        )
     if setting != "auto":
         width = min(int(setting), share)
         if width > fits:
@@ -231,7 +256,9 @@ def choose_width(
     if key not in _widths:
         rates = {}
         for width in _candidates(share, fits):
-            rates[width] = _probe(program, width, mesh, pop, hparams, train_x, train_y, data_key)
+            rates[width] = distributed.from_primary(
+                _probe(program, width, mesh, pop, hparams, train_x, train_y, data_key)
+            )
             if rates[width] > min(rates.values()) / 0.5:
                 break  # much slower than the best: narrower widths will not win
         _widths[key] = min(rates, key=rates.get)

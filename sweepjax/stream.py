@@ -30,6 +30,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
+from sweepjax import distributed
 from sweepjax.config import PLACEMENTS
 from sweepjax.data import Dataset, chunk_indices
 from sweepjax.placement import replicate
@@ -74,7 +75,8 @@ def choose_placement(setting: str, train_bytes: int, device: Any | None = None) 
         limit = FREE_FRACTION * host if host else CPU_STREAM_BYTES
     else:
         limit = FREE_FRACTION * free
-    return "stream" if train_bytes > limit else "device"
+    # With several processes, process 0 decides: all of them must compile the same programs.
+    return "stream" if distributed.from_primary(train_bytes > limit) else "device"
 
 
 def chunk_plan(start: int, steps: int, eval_every: int) -> list[tuple[int, int]]:

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from sweepjax import checkpoint, placement, stream
+from sweepjax import checkpoint, distributed, placement, stream
 from sweepjax.buckets import (
     PLAN_FILE,
     Bucket,
@@ -160,6 +160,7 @@ def _environment() -> dict[str, Any]:
         "python": sys.version.split()[0],
         "device": f"{device.platform}: {device.device_kind}",
         "device_count": jax.device_count(),
+        "process_count": jax.process_count(),
     }
 
 
@@ -268,8 +269,8 @@ def _check_out_dir(
         )
 
 
-def _restore_target(config: Config, program: Program, example_x: jax.Array):
-    """Builds the abstract restore target from a checkpoint's metadata, on this device."""
+def _restore_target(config: Config, program: Program, example_x: jax.Array, mesh):
+    """Builds the abstract restore target from a checkpoint's metadata, placed as it trains."""
 
     def target(meta: dict[str, Any]) -> dict[str, Any]:
         size, points = config.population, meta["curve_points"]
@@ -281,7 +282,7 @@ def _restore_target(config: Config, program: Program, example_x: jax.Array):
             for k, v in _Curves().arrays().items()
         }
         return {
-            "population": checkpoint.on_device(population),
+            "population": placement.abstract(population, mesh),
             "hparams": hparams,
             "curves": curves,
         }
@@ -313,9 +314,13 @@ def _train(
     """Start or resume `config`'s sweep in its out_dir, train to `config.steps`, write results.
 
     A fresh start trains `hparams` (sampled from the config when None); a resumed one the
-    hyperparameters its checkpoint holds.
+    hyperparameters its checkpoint holds. With several processes (`sweepjax.distributed`)
+    every process calls it alike; process 0 alone writes the result files and the terminal
+    output, and every process returns the whole `Result`.
     """
     out_dir = config.out_dir
+    primary = distributed.is_primary()
+    quiet = quiet or not primary
     data = checkpoint.data_identity(dataset) if out_dir is not None else {}
     if out_dir is not None:
         _check_out_dir(config, data, overwrite=overwrite, must_resume=must_resume)
@@ -323,24 +328,27 @@ def _train(
     start = time.perf_counter()
 
     data_placement = stream.choose_placement(config.data_placement, _train_bytes(dataset))
-    val_x, val_y = jax.device_put(dataset.val_x), jax.device_put(dataset.val_y)
+    # Several devices, of one process or many: the population axis is split across them.
+    mesh = placement.population_mesh(config.population)
+    val_x, val_y = placement.replicate((dataset.val_x, dataset.val_y), mesh)
     data_key = jax.random.key(config.seed)
     evaluate = make_evaluate(program, config.eval_batch)
     example_x = jax.device_put(dataset.train_x[: config.batch_size])
 
     manager = None
     if out_dir is not None:
-        if overwrite and checkpoint.saved_steps(out_dir):
+        if overwrite and primary and checkpoint.saved_steps(out_dir):
             print(f"sweepjax: overwriting the sweep in {out_dir}", file=sys.stderr)
-        if overwrite:
+        if overwrite and primary:
             checkpoint.remove_checkpoints(out_dir)
             for name in RESULT_FILES:
                 Path(out_dir, name).unlink(missing_ok=True)
+        distributed.barrier("sweepjax-out-dir")
         manager = checkpoint.open_manager(out_dir, config.keep_checkpoints)
     try:
         if manager is not None and manager.all_steps():
             snapshot, bad = checkpoint.restore_latest(
-                manager, _restore_target(config, program, example_x)
+                manager, _restore_target(config, program, example_x, mesh)
             )
             for step in bad:
                 manager.delete(step)
@@ -359,15 +367,14 @@ def _train(
                     f"{out_dir} holds this sweep finished at step {snapshot.step}; rewriting its "
                     "results (raise steps to extend it, or --overwrite to start again)"
                 )
-            print(f"sweepjax: {note}", file=sys.stderr)
+            if primary:
+                print(f"sweepjax: {note}", file=sys.stderr)
         else:
             hparams = hparams if hparams is not None else sample_hparams(config)
-            pop = init_population(program, jax.device_put(hparams), example_x)
+            pop = init_population(program, placement.place(hparams, mesh), example_x)
             curves = _Curves()
         first_step = step = int(pop.step)
-        # Several devices: the population axis is split across them (placement.py).
-        mesh = placement.population_mesh(config.population)
-        pop, device_hparams = placement.place((pop, jax.device_put(hparams)), mesh)
+        pop, device_hparams = placement.place((pop, hparams), mesh)
         every = config.checkpoint_every or config.eval_every
 
         show = not quiet and sys.stderr.isatty()
@@ -379,7 +386,7 @@ def _train(
             desc="sweep",
             leave=False,
         )
-        logs = TensorBoardLog(config, hparams) if config.tensorboard else None
+        logs = TensorBoardLog(config, hparams) if config.tensorboard and primary else None
         chunk_start, best = time.perf_counter(), -np.inf  # best: validation accuracy so far
         plan = stream.chunk_plan(step, config.steps, config.eval_every)
         with (
@@ -411,17 +418,18 @@ def _train(
                     pop, device_hparams, train_x, train_y, data_key
                 )
                 val_loss, val_acc = evaluate(pop, val_x, val_y)
+                losses, val_loss, val_acc, alive = distributed.to_host(
+                    (losses, val_loss, val_acc, pop.alive)
+                )
                 step = int(pop.step)
                 curves.steps.append(step)
-                curves.train_loss.append(_chunk_mean(np.asarray(losses)))
-                curves.val_loss.append(np.asarray(val_loss))
-                curves.val_accuracy.append(np.asarray(val_acc))
-                if manager is not None and (
-                    step % every == 0 or step == config.steps or stop.received
-                ):
+                curves.train_loss.append(_chunk_mean(losses))
+                curves.val_loss.append(val_loss)
+                curves.val_accuracy.append(val_acc)
+                stopping = distributed.any_process(stop.received is not None)
+                if manager is not None and (step % every == 0 or step == config.steps or stopping):
                     meta = _meta(config, data, hparams, curves, step)
                     checkpoint.save(manager, step, _state(pop, hparams, curves), meta)
-                alive = np.asarray(pop.alive)
                 bar.update(length)
                 best = np.max(np.where(alive, curves.val_accuracy[-1], -np.inf), initial=best)
                 now = time.perf_counter()
@@ -443,15 +451,15 @@ def _train(
                         curves.val_accuracy[-1],
                         alive,
                     )
-                if stop.received:
+                if stopping:
                     break
         if logs is not None:
             logs.close()
 
         test_loss, test_acc = evaluate(
-            pop, jax.device_put(dataset.test_x), jax.device_put(dataset.test_y)
+            pop, *placement.replicate((dataset.test_x, dataset.test_y), mesh)
         )
-        jax.block_until_ready(test_acc)
+        alive, diverged_at, test_acc = distributed.to_host((pop.alive, pop.diverged_at, test_acc))
         if manager is not None:
             checkpoint.wait(manager)
     finally:
@@ -460,7 +468,7 @@ def _train(
                 manager.close()
     wall = time.perf_counter() - start
     compile_seconds = _compile_seconds[0] - compile_before
-    result = _result(config, hparams, pop, curves, np.asarray(test_acc))
+    result = _result(config, hparams, curves, step, alive, diverged_at, test_acc)
     train_seconds = max(wall - compile_seconds, 1e-9)
     interrupted = step < config.steps
     result.summary.update(
@@ -474,12 +482,13 @@ def _train(
         data_placement=data_placement,
         **_environment(),
     )
-    if out_dir is not None:
+    if out_dir is not None and primary:
         write_result(result, out_dir)
     if interrupted:
         raise Interrupted(
-            f"interrupted by {stop.received} at step {step} of {config.steps}; the checkpoint "
-            f"and partial results are in {out_dir}. Resume with: sweepjax resume {out_dir}",
+            f"interrupted by {stop.received or 'a signal to another process'} at step {step} of "
+            f"{config.steps}; the checkpoint and partial results are in {out_dir}. Resume with: "
+            f"sweepjax resume {out_dir}",
             step=step,
             out_dir=out_dir,
             result=result,
@@ -557,6 +566,7 @@ def _train_buckets(
 ) -> Result:
     """Train the buckets one after another (each resumes on its own) and merge their results."""
     out_dir = config.out_dir
+    quiet = quiet or not distributed.is_primary()
     if out_dir is not None:
         plan = {
             "config": config.to_json(),
@@ -574,9 +584,11 @@ def _train_buckets(
                     + "; ".join(diffs)
                     + ". Nothing was changed; pass --overwrite (overwrite=True) to discard it."
                 )
-        if overwrite and Path(out_dir, "buckets").exists():
-            shutil.rmtree(Path(out_dir, "buckets"))
-        atomic_write(plan_path, lambda f: json.dump(plan, f, indent=2))
+        if distributed.is_primary():
+            if overwrite and Path(out_dir, "buckets").exists():
+                shutil.rmtree(Path(out_dir, "buckets"))
+            atomic_write(plan_path, lambda f: json.dump(plan, f, indent=2))
+        distributed.barrier("sweepjax-bucket-plan")
     results: list[Result] = []
     for index, (bucket, program) in enumerate(zip(buckets, programs, strict=True)):
         if not quiet:
@@ -602,7 +614,7 @@ def _train_buckets(
             results.append(stop.result)
             merged = merge_results(config, buckets, results)
             merged.summary["interrupted"] = True
-            if out_dir is not None:
+            if out_dir is not None and distributed.is_primary():
                 write_result(merged, out_dir)
             raise Interrupted(
                 f"interrupted in bucket {index + 1}/{len(buckets)} at step {stop.step}; the "
@@ -613,7 +625,7 @@ def _train_buckets(
                 result=merged,
             ) from None
     merged = merge_results(config, buckets, results)
-    if out_dir is not None:
+    if out_dir is not None and distributed.is_primary():
         write_result(merged, out_dir)
     if not quiet:
         print(merged.leaderboard(), file=sys.stderr)
@@ -683,14 +695,21 @@ def resume(
     return _train(config, dataset, program, quiet=quiet, overwrite=False, must_resume=True)
 
 
-def _result(config: Config, hparams: HParams, pop: Population, curves: _Curves, test_acc) -> Result:
+def _result(
+    config: Config,
+    hparams: HParams,
+    curves: _Curves,
+    step: int,
+    alive: np.ndarray,
+    diverged_at: np.ndarray,
+    test_acc: np.ndarray,
+) -> Result:
     arrays = curves.arrays()
-    alive = np.asarray(pop.alive)
     best_val = np.nanmax(arrays["val_accuracy"], axis=0)
     last_train = [_last_finite(arrays["train_loss"][:, i]) for i in range(alive.size)]
     metrics = {
         "status": np.where(alive, "ok", "diverged"),
-        "diverged_at_step": np.asarray(pop.diverged_at),
+        "diverged_at_step": diverged_at,
         "final_train_loss": np.asarray(last_train, np.float32),
         "final_val_loss": arrays["val_loss"][-1],
         "final_val_accuracy": arrays["val_accuracy"][-1],
@@ -702,7 +721,7 @@ def _result(config: Config, hparams: HParams, pop: Population, curves: _Curves, 
         if kind in hparams:
             shown[kind] = family_names(config, hparams, kind)
     rows = member_rows(shown, metrics)
-    summary = {"config": config.to_json(), "steps_done": int(pop.step), **summarize(rows)}
+    summary = {"config": config.to_json(), "steps_done": step, **summarize(rows)}
     return Result(rows, arrays, summary)
 
 
