@@ -25,6 +25,7 @@ from collections.abc import Sequence
 
 from sweepjax.config import Config, apply_overrides
 from sweepjax.experiment import load_experiment
+from sweepjax.placement import use_cpu_cores
 
 
 def _add_experiment_arguments(command: argparse.ArgumentParser, default: str) -> None:
@@ -137,6 +138,7 @@ def _run_checkpointed(args) -> int:
         distributed.initialize(
             args.coordinator, args.num_processes, args.process_id, detect=args.distributed
         )
+        use_cpu_cores()
     from sweepjax.checkpoint import CheckpointError, export_member
     from sweepjax.sweep import EXIT_INTERRUPTED, Interrupted, resume, run
 
@@ -165,6 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "bench-schedules":
             from sweepjax.benchmark import bench_schedules
 
+            use_cpu_cores()
             bench_schedules(_experiment_config(args), target=args.target, quiet=args.quiet)
         elif args.command == "show":
             from sweepjax.report import show

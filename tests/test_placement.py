@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import sweepjax
-from sweepjax import placement
+from sweepjax import cli, placement
 from sweepjax.population import init_population, make_train_chunk
 from sweepjax.sweep import program_of, sample_hparams
 
@@ -117,7 +117,7 @@ import json, sys
 import jax, numpy as np
 sys.path.insert(0, "tests")
 import sweepjax
-from sweepjax import placement
+from sweepjax import cli, placement
 from test_placement import _train, tiny
 data, config = tiny()
 assert jax.device_count() == 4
@@ -155,3 +155,40 @@ def test_several_devices_split_the_population_and_match_one_device():
     np.testing.assert_allclose(
         out["run"], [r["final_val_accuracy"] for r in alone.rows], rtol=1e-6, atol=1e-6
     )
+
+
+CORES = """
+import json, jax
+from sweepjax.placement import use_cpu_cores
+use_cpu_cores(3)
+before = jax.device_count()
+use_cpu_cores(5)  # JAX has started: nothing changes, nothing fails
+print(json.dumps([before, jax.device_count()]))
+"""
+
+
+@pytest.mark.parametrize(("xla_flags", "expected"), [("", [3, 3]), ("2", [2, 2])])
+def test_use_cpu_cores_makes_devices_before_jax_starts_and_respects_xla_flags(xla_flags, expected):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
+    env.pop("XLA_FLAGS", None)
+    if xla_flags:
+        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={xla_flags}"
+    proc = subprocess.run(
+        [sys.executable, "-c", CORES], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == expected
+    with pytest.raises(ValueError, match=r"use_cpu_cores: count=0; allowed: a positive integer"):
+        placement.use_cpu_cores(0)
+
+
+def test_the_command_line_uses_every_cpu_core(monkeypatch):
+    class Called(Exception):
+        pass
+
+    def use_cpu_cores():
+        raise Called
+
+    monkeypatch.setattr(cli, "use_cpu_cores", use_cpu_cores)
+    with pytest.raises(Called):
+        cli.main(["run", "--set", "steps=1"])

@@ -112,6 +112,9 @@ def _start(files: Path, out: Path, args: list[str], **env: str) -> subprocess.Po
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         # the precision conftest sets in this process (it matters on GPUs, whose default is TF32)
         "JAX_DEFAULT_MATMUL_PRECISION": "highest",
+        # one CPU device, as in this process: the command would split the population across the
+        # cores, and other shapes may round differently, which a bitwise comparison would see
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
         "MARKER": str(out.parent / f"{out.name}.marker"),
         **env,
     }
