@@ -42,6 +42,7 @@ def test_a_row_record_and_its_table(tiny_data):
     assert record["ways"]["auto"]["width"] in (1, 2, 3)
     assert record["flops_per_member_step"] > 0
     assert record["max_loss_difference"] < 1e-4
+    assert record["max_loss_difference_first_100_steps"] <= record["max_loss_difference"]
     info = {**bench.machine(), "peak_flops": 1e9}
     table = bench.markdown([record], info)
     assert table.count("\n| mlp h8 b16 P3 |") == len(bench.DEFAULT_WAYS)
