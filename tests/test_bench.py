@@ -1,4 +1,4 @@
-"""tools/bench.py keeps working, and its three ways train the same members to the same losses.
+"""tools/bench.py keeps working, and its ways train the same members to the same losses.
 
 A correctness check on a tiny size, not a timing check.
 """
@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 import bench  # noqa: E402
 
 TINY = bench.Row(hidden=8, batch=16, population=3, steps=12)
+TINY_CNN = bench.Row("cnn1d", hidden=4, layers=2, batch=16, population=3, steps=12)
 
 
 def test_the_ways_train_the_same_members_to_the_same_losses(tiny_data):
@@ -36,15 +37,34 @@ def test_the_ways_train_the_same_members_to_the_same_losses(tiny_data):
 
 def test_a_row_record_and_its_table(tiny_data):
     record = bench.bench_row(TINY, tiny_data, baseline_members=1, chunk=12, peak=1e9)
-    assert set(record["ways"]) == {"auto", "engine", "loop", "scan"}
+    assert set(record["ways"]) == set(bench.DEFAULT_WAYS)
     assert record["engine_over_loop"] > 0 and record["auto_over_scan"] > 0
     assert record["ways"]["auto"]["width"] in (1, 2, 3)
     assert record["flops_per_member_step"] > 0
     assert record["max_loss_difference"] < 1e-4
+    assert record["max_loss_difference_first_100_steps"] <= record["max_loss_difference"]
     info = {**bench.machine(), "peak_flops": 1e9}
     table = bench.markdown([record], info)
-    assert table.count("\n| mlp h8 b16 P3 |") == 4
+    assert table.count("\n| mlp h8 b16 P3 |") == len(bench.DEFAULT_WAYS)
     json.dumps(record)  # the --json output is serialisable
+
+
+@pytest.mark.parametrize("row", [TINY, TINY_CNN], ids=["mlp", "cnn1d"])
+def test_the_torch_ways_start_from_the_engines_members_and_track_its_losses(row, tiny_data):
+    pytest.importorskip("torch")
+    scan = bench.run_baseline("scan", row, tiny_data, members=[0, 2])
+    one = bench.run_torch("torch", row, tiny_data, members=[0, 2])
+    population = bench.run_torch("torch_vmap", row, tiny_data, members=[0])
+    assert one.losses.shape == (12, 2) and population.members == [0, 1, 2]
+    np.testing.assert_allclose(population.losses[:, [0, 2]], one.losses, rtol=1e-5)
+    np.testing.assert_allclose(one.losses, scan.losses, rtol=1e-4)
+    assert not np.allclose(population.losses[:, 0], population.losses[:, 1])
+
+
+def test_torch_ways_without_torch_stop_with_a_message(monkeypatch):
+    monkeypatch.setattr(bench, "HAS_TORCH", False)
+    with pytest.raises(SystemExit, match="need PyTorch"):
+        bench.main(["--ways", "scan", "torch"])
 
 
 def test_rows_from_flags():

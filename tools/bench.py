@@ -2,22 +2,32 @@
 
 Each row trains the same model on MNIST-1D for the same steps, batch, data stream and optimizer
 (SGD with momentum and decoupled weight decay over the default experiment's search space) in
-three ways, in one process:
+these ways, in one process:
 
   (a) engine: sweepjax with P members (`program_of`, `sample_hparams`, `init_population`,
       `make_train_chunk`), trained in chunks of `--chunk` steps as `sweepjax.run` does.
   (b) loop: one config at a time, a Python loop over steps calling a jitted Flax + Optax train
       step (the Flax examples' and most Optuna objectives' way).
   (c) scan: one config at a time, the whole run one jitted `lax.scan`.
+  (d) torch: one config at a time in eager PyTorch with `torch.optim.SGD` (CPU).
+  (e) torch_vmap: every member at once in eager PyTorch, `torch.func.vmap` over the stacked
+      models with per-member hyperparameters (CPU).
 
-(b) and (c) time `--baseline-members` of the P members and report per member-step (they are
-independent, so the rate of a subset is the rate of the whole). They are given their best
-case: the hyperparameters are traced arguments (one compile serves every config), the train
-state is donated and the minibatches are gathered on the device before the clock starts.
+(d) and (e) run only when PyTorch is installed (the `bench` extra); see `bench_torch.py`.
+They start every member from the engine's parameters, converted, so their losses track the
+JAX ways'. They use `--torch-threads` threads (default: the process's cores). Eager torch
+compiles nothing: their compile seconds are one untimed warm-up step. Their peak memory is
+not reported (torch keeps no peak-allocation count for CPU tensors).
+
+(b), (c) and (d) time `--baseline-members` of the P members and report per member-step (they
+are independent, so the rate of a subset is the rate of the whole). (b) and (c) are given
+their best case: the hyperparameters are traced arguments (one compile serves every config),
+the train state is donated and the minibatches are gathered on the device before the clock
+starts.
 Compile time is measured apart (AOT `lower().compile()`); throughput excludes it.
 
 FLOPs of one member-step are XLA's cost analysis of one single-member train step (the same
-count serves all three ways); the peak is the best rate of a large float32 `jnp.dot` timed here.
+count serves every way); the peak is the best rate of a large float32 `jnp.dot` timed here.
 
 Run (CPU or GPU; the default rows are the issue's two targets):
     PYTHONPATH=. python tools/bench.py
@@ -30,6 +40,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import importlib.util
 import itertools
 import json
 import os
@@ -51,13 +62,18 @@ from sweepjax.models import build_model
 from sweepjax.population import init_population, make_train_chunk
 from sweepjax.sweep import program_of, sample_hparams
 
-WAYS = ("auto", "engine", "loop", "scan")
+WAYS = ("auto", "engine", "loop", "scan", "torch", "torch_vmap")
+TORCH_WAYS = ("torch", "torch_vmap")
 LABELS = {
     "auto": "(a) engine, auto width",
     "engine": "(a') engine, full vmap",
     "loop": "(b) loop",
     "scan": "(c) scan",
+    "torch": "(d) PyTorch, one at a time",
+    "torch_vmap": "(e) PyTorch torch.func.vmap",
 }
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+DEFAULT_WAYS = WAYS if HAS_TORCH else tuple(w for w in WAYS if w not in TORCH_WAYS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -318,6 +334,29 @@ def run_baseline(
     return Timing(way, list(members), row.steps, seconds, compile_seconds, np.stack(all_losses, 1))
 
 
+# ------------------------------------------------------------------------ (d) and (e)
+
+
+def run_torch(
+    way: str, row: Row, data: Dataset, members: Sequence[int], repeats: int = 1
+) -> Timing:
+    """(d) `way="torch"` on the given members or (e) `way="torch_vmap"` on all P members.
+
+    Both start from the engine's parameters and follow its minibatch stream (`bench_torch`).
+    """
+    import bench_torch
+
+    config = row.config(data.num_classes)
+    setup = bench_torch.Setup(config, data, np.asarray(step_indices(row, data)))
+    if way == "torch_vmap":
+        members = range(row.population)
+    result = bench_torch.run(way, setup, list(members), repeats)
+    return Timing(
+        way, list(members), row.steps, result["seconds"], result["warmup_seconds"],
+        result["losses"],
+    )  # fmt: skip
+
+
 # ----------------------------------------------------------------------- FLOPs and peak
 
 
@@ -362,7 +401,7 @@ def matmul_peak(size: int | None = None, repeats: int = 5) -> float:
 def bench_row(
     row: Row,
     data: Dataset,
-    ways: Sequence[str] = WAYS,
+    ways: Sequence[str] = DEFAULT_WAYS,
     baseline_members: int = 4,
     chunk: int = 100,
     peak: float | None = None,
@@ -374,6 +413,8 @@ def bench_row(
     for way in ways:
         if way in ("engine", "auto"):
             timings[way] = run_engine(row, data, chunk, repeats, "auto" if way == "auto" else None)
+        elif way in TORCH_WAYS:
+            timings[way] = run_torch(way, row, data, members, repeats)
         else:
             timings[way] = run_baseline(way, row, data, members, repeats)
     flops, flops_source = step_flops(row, data)
@@ -404,17 +445,21 @@ def bench_row(
                     rate = timings[way].member_steps_per_second
                     record[f"{lead}_over_{way}"] = lead_rate / rate
     record["max_loss_difference"] = loss_difference(timings)
+    # Rounding differences between ways grow chaotically over long runs at large learning
+    # rates; the early steps show whether the ways compute the same training.
+    record["max_loss_difference_first_100_steps"] = loss_difference(timings, 100)
     return record
 
 
-def loss_difference(timings: dict[str, Timing]) -> float | None:
-    """The largest |loss| difference between ways on the members they share (finite values)."""
+def loss_difference(timings: dict[str, Timing], steps: int | None = None) -> float | None:
+    """The largest |loss| difference between ways on the members they share (finite values),
+    over the first `steps` steps (all by default)."""
     ways = list(timings.values())
     worst = None
     for a, b in itertools.combinations(ways, 2):
         shared = [m for m in a.members if m in b.members]
-        la = a.losses[:, [a.members.index(m) for m in shared]]
-        lb = b.losses[:, [b.members.index(m) for m in shared]]
+        la = a.losses[:steps, [a.members.index(m) for m in shared]]
+        lb = b.losses[:steps, [b.members.index(m) for m in shared]]
         both = np.isfinite(la) & np.isfinite(lb)
         if both.any():
             diff = float(np.abs(la - lb)[both].max())
@@ -433,7 +478,7 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {
+    info = {
         "device": f"{device.platform}: {device.device_kind}",
         "cpu": cpu,
         "cpu_cores": cores,
@@ -441,6 +486,12 @@ def machine() -> dict[str, Any]:
         "python": sys.version.split()[0],
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
     }
+    if HAS_TORCH:
+        import bench_torch
+
+        info["torch"] = bench_torch.torch.__version__
+        info["torch_threads"] = bench_torch.torch.get_num_threads()
+    return info
 
 
 def _si(value: float) -> str:
@@ -452,9 +503,10 @@ def _si(value: float) -> str:
 
 def markdown(records: Sequence[dict[str, Any]], info: dict[str, Any]) -> str:
     """The results as a markdown table, one line per row and way."""
+    torch = f", torch {info['torch']} ({info['torch_threads']} threads)" if "torch" in info else ""
     lines = [
-        f"Device: {info['device']} ({info['cpu']}, {info['cpu_cores']} cores), jax {info['jax']}; "
-        f"measured float32 matmul peak {_si(info['peak_flops'])}FLOP/s.",
+        f"Device: {info['device']} ({info['cpu']}, {info['cpu_cores']} cores), jax {info['jax']}"
+        f"{torch}; measured float32 matmul peak {_si(info['peak_flops'])}FLOP/s.",
         "",
         "| row | way | width | members timed | member-steps/s | auto speed-up | compile s "
         "| peak MiB | FLOP/s | % of peak |",
@@ -472,6 +524,11 @@ def markdown(records: Sequence[dict[str, Any]], info: dict[str, Any]) -> str:
                 f"| {w['member_steps_per_second']:,.0f} | {ratio} | {w['compile_seconds']:.2f} "
                 f"| {mib} | {_si(w['flops_per_second'])} | {'' if pct is None else f'{pct:.1f}%'} |"
             )
+    lines += ["", "Largest loss difference between ways on the members they share:"]
+    for record in records:
+        early, every = record["max_loss_difference_first_100_steps"], record["max_loss_difference"]
+        if every is not None:
+            lines.append(f"{record['name']}: {early:.2g} (first 100 steps), {every:.2g} (all).")
     return "\n".join(lines)
 
 
@@ -497,9 +554,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--population", nargs="+", type=int, default=[64])
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--chunk", type=int, default=100, help="engine steps per device call")
-    parser.add_argument("--baseline-members", type=int, default=4, help="members (b), (c) time")
+    parser.add_argument("--baseline-members", type=int, default=4, help="members (b)-(d) time")
     parser.add_argument("--repeats", type=int, default=3, help="the fastest of these counts")
-    parser.add_argument("--ways", nargs="+", default=list(WAYS), choices=WAYS)
+    parser.add_argument(
+        "--ways", nargs="+", default=list(DEFAULT_WAYS), choices=WAYS,
+        help="default: all (the PyTorch ways only when torch is installed)",
+    )  # fmt: skip
+    parser.add_argument("--torch-threads", type=int, default=None, help="default: the cores")
     parser.add_argument("--peak-size", type=int, default=None, help="matmul size for the peak")
     parser.add_argument("--json", metavar="OUT", default=None, help="write the records here")
     return parser
@@ -507,6 +568,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     args = build_parser().parse_args(argv)
+    if not HAS_TORCH:
+        if set(args.ways) & set(TORCH_WAYS):
+            raise SystemExit(
+                "--ways torch, torch_vmap need PyTorch: pip install 'sweepjax[bench]'."
+            )
+        print("PyTorch is not installed: ways (d) and (e) skipped.", file=sys.stderr)
+    else:
+        import bench_torch
+
+        bench_torch.torch.set_num_threads(args.torch_threads or bench_torch.cores())
 
     data = load_dataset("mnist1d", Config().val_size)
     info = machine()
