@@ -5,7 +5,9 @@ Each row trains the same model on MNIST-1D for the same steps, batch, data strea
 these ways, in one process:
 
   (a) engine: sweepjax with P members (`program_of`, `sample_hparams`, `init_population`,
-      `make_train_chunk`), trained in chunks of `--chunk` steps as `sweepjax.run` does.
+      `make_train_chunk`), trained in chunks of `--chunk` steps as `sweepjax.run` does; on a
+      CPU split across one JAX device per core, as the `sweepjax` command does
+      (`--cpu-devices 1` keeps one device). (b) and (c) run on the first device.
   (b) loop: one config at a time, a Python loop over steps calling a jitted Flax + Optax train
       step (the Flax examples' and most Optuna objectives' way).
   (c) scan: one config at a time, the whole run one jitted `lax.scan`.
@@ -477,11 +479,12 @@ def machine() -> dict[str, Any]:
         cpu = names[0] if names else cpu
     except OSError:
         pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = placement.cpu_cores()
     info = {
         "device": f"{device.platform}: {device.device_kind}",
         "cpu": cpu,
         "cpu_cores": cores,
+        "devices": jax.device_count(),
         "jax": jax.__version__,
         "python": sys.version.split()[0],
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
@@ -505,8 +508,8 @@ def markdown(records: Sequence[dict[str, Any]], info: dict[str, Any]) -> str:
     """The results as a markdown table, one line per row and way."""
     torch = f", torch {info['torch']} ({info['torch_threads']} threads)" if "torch" in info else ""
     lines = [
-        f"Device: {info['device']} ({info['cpu']}, {info['cpu_cores']} cores), jax {info['jax']}"
-        f"{torch}; measured float32 matmul peak {_si(info['peak_flops'])}FLOP/s.",
+        f"Device: {info['device']} x {info['devices']} ({info['cpu']}, {info['cpu_cores']} cores), "
+        f"jax {info['jax']}{torch}; the engine's width is per device; measured float32 matmul peak {_si(info['peak_flops'])}FLOP/s.",
         "",
         "| row | way | width | members timed | member-steps/s | auto speed-up | compile s "
         "| peak MiB | FLOP/s | % of peak |",
@@ -560,6 +563,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--ways", nargs="+", default=list(DEFAULT_WAYS), choices=WAYS,
         help="default: all (the PyTorch ways only when torch is installed)",
     )  # fmt: skip
+    parser.add_argument(
+        "--cpu-devices",
+        type=int,
+        default=None,
+        help="JAX CPU devices (default: one per core, as the sweepjax command makes)",
+    )
     parser.add_argument("--torch-threads", type=int, default=None, help="default: the cores")
     parser.add_argument("--peak-size", type=int, default=None, help="matmul size for the peak")
     parser.add_argument("--json", metavar="OUT", default=None, help="write the records here")
@@ -568,6 +577,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     args = build_parser().parse_args(argv)
+    placement.use_cpu_cores(args.cpu_devices)  # the engine splits its population across them
     if not HAS_TORCH:
         if set(args.ways) & set(TORCH_WAYS):
             raise SystemExit(
@@ -577,7 +587,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     else:
         import bench_torch
 
-        bench_torch.torch.set_num_threads(args.torch_threads or bench_torch.cores())
+        bench_torch.torch.set_num_threads(args.torch_threads or placement.cpu_cores())
 
     data = load_dataset("mnist1d", Config().val_size)
     info = machine()

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import itertools
-import os
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -34,13 +33,6 @@ from sweepjax.data import Dataset
 from sweepjax.models import CNN1D, MLP, build_model
 from sweepjax.population import init_population
 from sweepjax.sweep import program_of, sample_hparams
-
-
-def cores() -> int:
-    """The cores this process may run on: the torch ways' default thread count."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 class TorchMLP(nn.Module):
