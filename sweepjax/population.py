@@ -75,8 +75,9 @@ def forward(program: Program, params, model_state, x, train: bool, rng, dropout_
     """One member's `(logits, updated model state)` in the program's compute dtype.
 
     With `compute_dtype="bfloat16"` (mixed precision) the parameters and inputs are cast down
-    for the model, and the logits and model state come back in float32, so the loss, the
-    gradients reaching the float32 parameters and the optimizer stay in float32.
+    for the model, and the logits and the updated model state (batch statistics, say; none in
+    eval) come back in float32, as `init_population` made the state, so the loss, the gradients
+    reaching the float32 parameters and the optimizer stay in float32.
     """
     if program.compute_dtype != "float32":
         params, x = _cast_floats((params, x), program.compute_dtype)
@@ -84,8 +85,7 @@ def forward(program: Program, params, model_state, x, train: bool, rng, dropout_
         {"params": params, **model_state}, x, train=train, rng=rng, dropout_rate=dropout_rate
     )
     if program.compute_dtype != "float32":
-        logits = logits.astype(jnp.float32)
-        new_state = jax.tree.map(lambda new, old: new.astype(old.dtype), new_state, model_state)
+        logits, new_state = _cast_floats((logits, new_state), jnp.float32)
     return logits, new_state
 
 

@@ -15,7 +15,7 @@ from flax import nnx
 
 import sweepjax
 from sweepjax.data import batch_indices
-from sweepjax.population import init_population, make_train_chunk
+from sweepjax.population import init_population, make_evaluate, make_train_chunk
 from sweepjax.sweep import program_of, sample_hparams
 
 
@@ -132,6 +132,20 @@ def test_parity_with_a_plain_flax_optax_loop(
         np.testing.assert_allclose(b[1], a, rtol=1e-5, atol=1e-6)
     floats = [a for a in jax.tree.leaves(pop.opt_state) if jnp.issubdtype(a.dtype, jnp.floating)]
     assert all(leaf.dtype == jnp.float32 for leaf in floats)
+
+
+def test_mixed_precision_with_batch_norm_trains_and_evaluates(tiny_config, tiny_data):
+    """Batch statistics stay float32 in training, and eval (which updates none) runs."""
+    config = tiny_config.replace(
+        model={**tiny_config.model, "norm": "batch"}, precision="bfloat16", population=2, steps=8
+    )
+    pop, losses, _ = _train(config, tiny_data)
+    assert np.isfinite(losses).all()
+    stats = jax.tree.leaves(pop.model_state)
+    assert stats and all(leaf.dtype == jnp.float32 for leaf in stats)
+    x, y = jnp.asarray(tiny_data.val_x), jnp.asarray(tiny_data.val_y)
+    loss, accuracy = make_evaluate(program_of(config), 16)(pop, x, y)
+    assert np.isfinite(loss).all() and (np.asarray(accuracy) > 0).all()
 
 
 def test_mixed_precision_computes_in_bfloat16(tiny_config, tiny_data):
