@@ -129,6 +129,16 @@ def _best_member(result: Result, score: FamilyScore) -> dict[str, Any] | None:
     return max(rows, key=lambda r: r["final_val_accuracy"]) if rows else None
 
 
+def _save(fig, ax, path: Path) -> None:
+    """Legend, layout, write and close: the end of every figure here."""
+    import matplotlib.pyplot as plt
+
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def _plots(config: Config, result: Result, scores: list[FamilyScore], out: Path) -> None:
     import matplotlib
 
@@ -151,10 +161,7 @@ def _plots(config: Config, result: Result, scores: list[FamilyScore], out: Path)
         hp = {k: jnp.asarray(v[best["member"]]) for k, v in hparams.values.items()}
         ax.plot(steps, np.asarray(curve(jnp.asarray(steps), hp)), label=s.family)
     ax.set(xlabel="step", ylabel="learning rate", title="learning rate at each family's best peak")
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(out / "lr_curves.png", dpi=110)
-    plt.close(fig)
+    _save(fig, ax, out / "lr_curves.png")
 
     fig, ax = plt.subplots(figsize=(9, 5))
     for s in scores:
@@ -167,10 +174,7 @@ def _plots(config: Config, result: Result, scores: list[FamilyScore], out: Path)
                 label=f"{s.family} (lr {s.best_learning_rate:.3g})",
             )
     ax.set(xlabel="step", ylabel="validation accuracy", title="best member of each family")
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(out / "val_curves.png", dpi=110)
-    plt.close(fig)
+    _save(fig, ax, out / "val_curves.png")
 
     fig, ax = plt.subplots(figsize=(9, 5))
     for family in schedule_families:
@@ -192,10 +196,7 @@ def _plots(config: Config, result: Result, scores: list[FamilyScore], out: Path)
         ylabel="final validation accuracy (mean over seeds)",
         title="accuracy against peak learning rate",
     )
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(out / "accuracy_vs_lr.png", dpi=110)
-    plt.close(fig)
+    _save(fig, ax, out / "accuracy_vs_lr.png")
 
 
 def bench_schedules(

@@ -46,8 +46,7 @@ def count_compiles():
     counter[0] = _compiles[0] - before
 
 
-@pytest.fixture(scope="session")
-def tiny_data() -> sweepjax.Dataset:
+def make_tiny_data() -> sweepjax.Dataset:
     """A small, learnable 3-class problem in 12 features (fast to train, no download)."""
     rng = np.random.default_rng(0)
     centers = rng.normal(size=(3, 12)) * 2.0
@@ -58,6 +57,11 @@ def tiny_data() -> sweepjax.Dataset:
 
     (x, y), (xt, yt) = make(240), make(60)
     return sweepjax.from_arrays(x, y, xt, yt, val_size=40, name="tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_data() -> sweepjax.Dataset:
+    return make_tiny_data()
 
 
 @pytest.fixture(scope="session")

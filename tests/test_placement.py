@@ -11,6 +11,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from conftest import make_tiny_data
 
 import sweepjax
 from sweepjax import cli, placement
@@ -21,16 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def tiny():
-    """The conftest's tiny data and config, built without fixtures (for the subprocess)."""
-    rng = np.random.default_rng(0)
-    centers = rng.normal(size=(3, 12)) * 2.0
-
-    def make(n):
-        y = rng.integers(0, 3, n)
-        return centers[y] + rng.normal(size=(n, 12)), y
-
-    (x, y), (xt, yt) = make(240), make(60)
-    data = sweepjax.from_arrays(x, y, xt, yt, val_size=40, name="tiny")
+    """The conftest's tiny data and a config, built without fixtures (for the subprocess)."""
+    data = make_tiny_data()
     config = sweepjax.Config(
         model={"name": "mlp", "hidden": [16], "num_classes": 3},
         space={"learning_rate": sweepjax.LogUniform(1e-2, 0.5)},
@@ -117,6 +110,7 @@ import json, sys
 import jax, numpy as np
 sys.path.insert(0, "tests")
 import sweepjax
+from conftest import make_tiny_data
 from sweepjax import cli, placement
 from test_placement import _train, tiny
 data, config = tiny()
