@@ -109,7 +109,8 @@ class Config:
     # On-device image augmentation of the shared batch: None, True (crop with padding 4 and
     # horizontal flip) or {"crop_padding": int, "flip": bool}; see sweepjax.data.Augment.
     augment: Any = None
-    # Members vectorized together on one device: "auto" (probed and memory-planned) or an int.
+    # Members vectorized together on one device: "auto" (timed on the first chunks, memory-
+    # planned) or an int.
     population_width: int | str = "auto"
     # The dtype of the forward and backward pass: "float32", or "bfloat16" (mixed precision for
     # GPUs: parameters, optimizer state and the loss stay float32).

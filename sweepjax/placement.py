@@ -5,29 +5,25 @@ each device training P / D members with no cross-device traffic inside a chunk),
 device as groups of W members: `vmap` inside a group, `lax.map` over the groups
 (`population.train_members`). The result never depends on D or W (members are independent).
 
-`choose_width` picks W:
+`width_search` picks W:
   * memory first: the largest W whose compiled step fits the device with headroom
     (`plan_memory`, from XLA's `memory_analysis` of small compiled chunks);
-  * then speed: with `population_width="auto"`, a short probe times a few steps of each
-    candidate width (P, P/2, P/4, ... while it keeps getting faster) on the actual device and
-    model, and keeps the fastest. A sweep too short to pay for the probe's compilations
-    (fewer than `PROBE_MIN_MEMBER_STEPS` member-steps) runs fully vectorized, which measured
-    fastest for the small models such short sweeps train. Choices are cached per program,
-    population and device in the process.
+  * then speed: with `population_width="auto"`, the sweep's first chunks try the candidate
+    widths (P, P/4, P/16, ..., 1 per device) on the actual device and model, each timed, and
+    the fastest trains the rest (`WidthSearch`). Trying a width costs its compilation and what
+    its chunk loses if it is slower, so the search goes on only while the remaining sweep pays
+    for it. Choices are cached per program, population and device in the process.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import os
 import sys
-import time
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P  # noqa: N817
@@ -38,8 +34,9 @@ from sweepjax.space import HParams
 
 AXIS = "population"
 HEADROOM = 0.75  # plan to use at most this fraction of a device's memory
-PROBE_MIN_MEMBER_STEPS = 200_000  # shorter sweeps skip the width probe
-PROBE_STEPS = 20
+TRY_BUDGET = 0.2  # try another width only if its trial costs at most this of the remaining time
+TRIAL_COMPILE_SECONDS = 1.0  # a trial's least compilation (the last may have been compiled before)
+PLAN_MIN_MEMBER_STEPS = 200_000  # shorter sweeps plan memory only when their state is large
 _widths: dict[tuple, int] = {}
 
 
@@ -176,17 +173,23 @@ class MemoryPlan:
         return int(min(members, room // max(self.temp_per_member, 1)))
 
 
+def _one_step(
+    program: Program, hparams: HParams, train_x, train_y, members: int
+) -> jax.stages.Lowered:
+    """A one-step chunk of `members` members, lowered from shapes alone (no device work)."""
+
+    def shape(a, rows=None):
+        return jax.ShapeDtypeStruct(a.shape if rows is None else (rows, *a.shape[1:]), a.dtype)
+
+    small = HParams({k: shape(v, members) for k, v in hparams.values.items()})
+    x, y = shape(train_x), shape(train_y)
+    example = shape(train_x, program.batch_size)
+    pop = jax.eval_shape(lambda h: init_population(program, h, example), small)
+    return make_train_chunk(program, 1).lower(pop, small, x, y, jax.random.key(0))
+
+
 def _temp_bytes(program: Program, hparams: HParams, train_x, train_y, members: int) -> int:
-    small = HParams({k: v[:members] for k, v in hparams.values.items()})
-    pop = jax.eval_shape(
-        lambda h: init_population(program, h, train_x[: program.batch_size]), small
-    )
-    compiled = (
-        make_train_chunk(program, 1)
-        .lower(pop, small, train_x, train_y, jax.random.key(0))
-        .compile()
-    )
-    analysis = compiled.memory_analysis()
+    analysis = _one_step(program, hparams, train_x, train_y, members).compile().memory_analysis()
     if analysis is None:
         return 0
     return int(getattr(analysis, "temp_size_in_bytes", 0))
@@ -215,63 +218,125 @@ def plan_memory(
     )
 
 
-def _candidates(members: int, limit: int) -> list[int]:
-    widths, w = [], members
-    while w >= 1:
-        if w <= limit:
-            widths.append(w)
-        if w == 1:
-            break
-        w = -(-w // 2)
+def _candidates(share: int, fits: int) -> list[int]:
+    """Widths to try, widest first: the widest that fits, then a quarter each time, then 1."""
+    widths = [min(share, fits)]
+    while widths[-1] > 1:
+        widths.append(-(-widths[-1] // 4) if widths[-1] > 2 else 1)
     return widths
 
 
-def _probe(program, width, mesh, pop, hparams, train_x, train_y, data_key) -> float:
-    """Seconds per step of `width`, the best of three timed runs after a warm-up."""
-    fn = make_train_chunk(program, PROBE_STEPS, width, mesh)
-    best = math.inf
-    for attempt in range(4):
-        copy = jax.tree.map(jnp.copy, pop)  # the chunk donates its population
-        start = time.perf_counter()
-        jax.block_until_ready(fn(copy, hparams, train_x, train_y, data_key))
-        if attempt:
-            best = min(best, time.perf_counter() - start)
-    return best / PROBE_STEPS
+class WidthSearch:
+    """The vectorization width of a sweep, chosen while it trains.
+
+    The sweep's first chunks run at the candidate widths, widest first, each timed (compilation
+    excluded); the fastest is kept for the rest of the sweep. Members do not depend on the
+    width, so no step is wasted: trying a width costs its compilation and the time the chunk
+    loses if that width is slower. The search stops at a width twice as slow as the best (the
+    narrower ones only got slower in every measurement), and does not try another width unless
+    the sweep's remaining time at the best rate is at least `1 / TRY_BUDGET` times the last
+    trial (its chunk, and its compilation or `TRIAL_COMPILE_SECONDS` if more). With several processes, process 0's timings decide.
+
+    Args:
+      widths: the candidates, widest first (None: every member at once, not searched).
+      member_steps: the member-steps the sweep still has to train.
+      key: where `_widths` remembers the choice for later sweeps of the same program.
+
+    >>> search = WidthSearch([32, 8], member_steps=10**6)
+    >>> search.width, search.searching
+    (32, True)
+    >>> search.record(seconds=1.0, compile_seconds=1.0, member_steps=10_000)
+    >>> search.width  # the remaining 990,000 member-steps pay for trying 8
+    8
+    >>> search.record(seconds=0.5, compile_seconds=1.0, member_steps=10_000)
+    >>> search.width, search.searching, search.rates
+    (8, False, {32: 10000.0, 8: 20000.0})
+    """
+
+    def __init__(
+        self, widths: list[int | None], member_steps: int, key: tuple | None = None
+    ) -> None:
+        self.width = widths[0]
+        self.searching = len(widths) > 1
+        self._untried = list(widths[1:])
+        self._seconds: dict[int, float] = {}  # per member-step
+        self._left = member_steps
+        self._key = key
+
+    @property
+    def rates(self) -> dict[int, float]:
+        """Member-steps per second of each width tried."""
+        return {w: round(1 / s, 1) for w, s in self._seconds.items()}
+
+    def record(self, seconds: float, compile_seconds: float, member_steps: int) -> None:
+        """A chunk of `member_steps` at `self.width` trained in `seconds`, after compiling in
+        `compile_seconds` (0 when it was compiled before)."""
+        self._left -= member_steps
+        if not self.searching:
+            return
+        self._seconds[self.width] = distributed.from_primary(seconds / member_steps)
+        best = min(self._seconds, key=self._seconds.get)
+        go_on = (
+            bool(self._untried)
+            and self._seconds[self.width] <= 2 * self._seconds[best]
+            and TRY_BUDGET * self._left * self._seconds[best]
+            >= max(compile_seconds, TRIAL_COMPILE_SECONDS) + seconds
+        )
+        if distributed.from_primary(go_on):
+            self.width = self._untried.pop(0)
+            return
+        self.width, self.searching = best, False
+        if self._key is not None:
+            _widths[self._key] = best
 
 
-def choose_width(
+def width_search(
     setting: int | str,
     program: Program,
     pop: Population,
     hparams: HParams,
     train_x: jax.Array,
     train_y: jax.Array,
-    data_key: jax.Array,
     *,
     mesh: Mesh | None = None,
     member_steps: int = 0,
+    chosen: int | None = None,
     quiet: bool = True,
-) -> int:
-    """The vectorization width W for each device: `setting` if an int, else probed (see module).
+) -> WidthSearch:
+    """The vectorization width W for each device: `setting` if an int, else searched (module).
 
     Args:
       setting: `config.population_width`: a positive int (members per group, capped at each
         device's share) or `"auto"`.
-      program, pop, hparams, train_x, train_y, data_key: the sweep's, placed as it trains.
+      program, pop, hparams, train_x, train_y: the sweep's, placed as it trains.
       mesh: the population mesh, or None for one device.
-      member_steps: the member-steps still to train (decides whether the probe pays).
-      quiet: no note on stderr about the choice.
+      member_steps: the member-steps still to train (whether trying widths and planning memory
+        pay).
+      chosen: the width an `"auto"` search chose earlier in this sweep (a resumed sweep keeps
+        it, so it trains as it would have without the stop).
+      quiet: no note on stderr about the memory.
+
+    Returns:
+      A `WidthSearch`: train each chunk at its `width` and `record` the chunk's time.
 
     Raises:
       DoesNotFit: not even one member fits the device, with the estimate.
+
+    >>> import sweepjax
+    >>> from sweepjax.sweep import program_of, sample_hparams
+    >>> config = sweepjax.Config(population=4, steps=10, batch_size=8)
+    >>> program, hp = program_of(config), sample_hparams(config)
+    >>> x, y = np.zeros((8, 40), np.float32), np.zeros(8, np.int32)
+    >>> pop = init_population(program, hp, x)
+    >>> width_search(2, program, pop, hp, x, y).width
+    2
     """
     devices = 1 if mesh is None else mesh.size
     share = pop.size // devices
     # Hosts may differ in memory and timing; every process takes process 0's choices, so all
     # of them compile and run the same programs.
     plan = None
-    probe = setting == "auto" and member_steps >= PROBE_MIN_MEMBER_STEPS
-    if distributed.from_primary(probe or _may_not_fit(pop, share)):
+    if distributed.from_primary(member_steps >= PLAN_MIN_MEMBER_STEPS or _may_not_fit(pop, share)):
         plan = plan_memory(program, pop, hparams, train_x, train_y, devices=devices)
     fits = distributed.from_primary(share if plan is None else plan.max_width(share))
     if fits == 0:
@@ -287,26 +352,13 @@ def choose_width(
         if width > fits:
             _note(quiet, f"population_width={width} does not fit; using {fits}")
             width = fits
-        return width
-    if member_steps < PROBE_MIN_MEMBER_STEPS or share < 2:
-        return fits
+        return WidthSearch([width], member_steps)
+    if chosen is not None:
+        return WidthSearch([min(chosen, fits)], member_steps)
     key = (program, pop.size, devices, jax.devices()[0].device_kind, fits)
-    if key not in _widths:
-        rates = {}
-        for width in _candidates(share, fits):
-            rates[width] = distributed.from_primary(
-                _probe(program, width, mesh, pop, hparams, train_x, train_y, data_key)
-            )
-            if rates[width] > min(rates.values()) / 0.5:
-                break  # much slower than the best: narrower widths will not win
-        _widths[key] = min(rates, key=rates.get)
-        _note(
-            quiet,
-            "population width "
-            + ", ".join(f"{w}: {share / s:,.0f} member-steps/s" for w, s in rates.items())
-            + f"; chose {_widths[key]}",
-        )
-    return _widths[key]
+    if key in _widths:
+        return WidthSearch([_widths[key]], member_steps)
+    return WidthSearch(_candidates(share, fits), member_steps, key)
 
 
 def _may_not_fit(pop: Population, share: int) -> bool:

@@ -290,13 +290,21 @@ def _restore_target(config: Config, program: Program, example_x: jax.Array, mesh
     return target
 
 
-def _meta(config: Config, data: dict[str, str], hparams: HParams, curves: _Curves, step: int):
+def _meta(
+    config: Config,
+    data: dict[str, str],
+    hparams: HParams,
+    curves: _Curves,
+    step: int,
+    width: int | None,
+):
     return {
         "config": config.to_json(),
         "data": data,
         "data_stream": {"seed": config.seed, "step": step},
         "hparams": {k: str(np.asarray(v).dtype) for k, v in hparams.values.items()},
         "curve_points": len(curves.steps),
+        "population_width": width,  # the width chosen; a resumed sweep keeps it
     }
 
 
@@ -354,6 +362,7 @@ def _train(
                 manager.delete(step)
             saved_hparams = snapshot.state["hparams"]  # Orbax returns dicts key-sorted
             hparams = HParams({k: saved_hparams[k] for k in snapshot.meta["hparams"]})
+            chosen_width = snapshot.meta.get("population_width")
             pop = snapshot.state["population"]
             arrays = snapshot.state["curves"]
             curves = _Curves(
@@ -373,6 +382,7 @@ def _train(
             hparams = hparams if hparams is not None else sample_hparams(config)
             pop = init_population(program, placement.place(hparams, mesh), example_x)
             curves = _Curves()
+            chosen_width = None
         first_step = step = int(pop.step)
         pop, device_hparams = placement.place((pop, hparams), mesh)
         every = config.checkpoint_every or config.eval_every
@@ -395,28 +405,43 @@ def _train(
             stream.train_data(data_placement, dataset, program, data_key, plan, mesh) as train_data,
         ):
             if data_placement == "device":
-                width = placement.choose_width(
+                search = placement.width_search(
                     config.population_width,
                     program,
                     pop,
                     device_hparams,
                     *train_data.arrays(step, 0),
-                    data_key,
                     mesh=mesh,
                     member_steps=config.population * (config.steps - step),
+                    chosen=chosen_width,
                     quiet=quiet,
                 )
-            else:  # no probe over streamed blocks: a fixed width, or every member at once
-                width = (
-                    config.population_width if isinstance(config.population_width, int) else None
-                )
+            else:  # streamed blocks: a fixed width, or every member at once
+                width = config.population_width
+                search = placement.WidthSearch([width if isinstance(width, int) else None], 0)
             make_chunk = make_train_chunk if data_placement == "device" else make_stream_chunk
             while step < config.steps:
                 length = min(config.eval_every - step % config.eval_every, config.steps - step)
                 train_x, train_y = train_data.arrays(step, length)
-                pop, losses = make_chunk(program, length, width, mesh)(
+                compiled_before, started = _compile_seconds[0], time.perf_counter()
+                pop, losses = make_chunk(program, length, search.width, mesh)(
                     pop, device_hparams, train_x, train_y, data_key
                 )
+                if search.searching:  # time this width's chunk, its compilation apart
+                    jax.block_until_ready(losses)
+                    compiling = _compile_seconds[0] - compiled_before
+                    search.record(
+                        time.perf_counter() - started - compiling,
+                        compiling,
+                        config.population * length,
+                    )
+                    if not search.searching and not quiet and primary:
+                        tried = ", ".join(f"{w}: {r:,.0f}" for w, r in search.rates.items())
+                        print(
+                            f"sweepjax: population width {search.width} (member-steps/s by "
+                            f"width: {tried})",
+                            file=sys.stderr,
+                        )
                 val_loss, val_acc = evaluate(pop, val_x, val_y)
                 losses, val_loss, val_acc, alive = distributed.to_host(
                     (losses, val_loss, val_acc, pop.alive)
@@ -428,7 +453,8 @@ def _train(
                 curves.val_accuracy.append(val_acc)
                 stopping = distributed.any_process(stop.received is not None)
                 if manager is not None and (step % every == 0 or step == config.steps or stopping):
-                    meta = _meta(config, data, hparams, curves, step)
+                    width = None if search.searching else search.width
+                    meta = _meta(config, data, hparams, curves, step, width)
                     checkpoint.save(manager, step, _state(pop, hparams, curves), meta)
                 bar.update(length)
                 best = np.max(np.where(alive, curves.val_accuracy[-1], -np.inf), initial=best)
@@ -476,7 +502,8 @@ def _train(
         compile_seconds=round(compile_seconds, 3),
         train_seconds=round(train_seconds, 3),
         member_steps_per_second=round(config.population * (step - first_step) / train_seconds, 1),
-        population_width=width,
+        population_width=search.width,
+        population_width_rates=search.rates,
         population_devices=1 if mesh is None else mesh.size,
         dataset=dataset.describe(),
         data_placement=data_placement,

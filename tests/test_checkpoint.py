@@ -23,7 +23,12 @@ from sweepjax.models import build_model
 from sweepjax.results import read_rows
 from sweepjax.sweep import _restore_target, program_of
 
-TIMING_KEYS = {"compile_seconds", "train_seconds", "member_steps_per_second"}
+TIMING_KEYS = {
+    "compile_seconds",
+    "train_seconds",
+    "member_steps_per_second",
+    "population_width_rates",
+}
 
 
 def _config(tiny_config, out: Path, **changes) -> sweepjax.Config:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import sweepjax
 from sweepjax import checkpoint, cli
 from sweepjax.experiment import load_experiment
 from sweepjax.results import read_rows
+from sweepjax.sweep import EXIT_INTERRUPTED
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 150  # seconds for a pair of processes; a hung coordinator fails the test instead
@@ -62,14 +64,36 @@ print(json.dumps({"first": first, "rows": result.rows, "devices": result.summary
 """
 
 
+# Process 1 alone receives SIGTERM during the second chunk of a sweep far too long to finish:
+# both processes must stop after that chunk, with one checkpoint at step 20.
+SIGNAL_DRIVER = """
+import json, os, signal, sys
+import sweepjax.sweep
+from sweepjax import cli, distributed
+
+port, pid, experiment, out = sys.argv[1:]
+if pid == "1":
+    to_host, chunks = distributed.to_host, []
+    def signalled_to_host(tree):
+        chunks.append(tree)
+        if len(chunks) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return to_host(tree)
+    distributed.to_host = signalled_to_host
+hosts = ["--coordinator", f"localhost:{port}", "--num-processes", "2", "--process-id", pid]
+code = cli.main(["run", experiment, "--out", out, "--quiet", "--set", "steps=100000", *hosts])
+print(json.dumps({"code": code, "saved": sweepjax.checkpoint.saved_steps(out)}))
+"""
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("localhost", 0))
         return s.getsockname()[1]
 
 
-def _start(folder: Path) -> list[subprocess.Popen]:
-    """Start the driver as processes 0 and 1 of a sweep in `folder/multi`."""
+def _start(folder: Path, driver: str = "driver.py", out: str = "multi") -> list[subprocess.Popen]:
+    """Start `folder/driver` as processes 0 and 1 of a sweep in `folder/out`."""
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
@@ -80,8 +104,8 @@ def _start(folder: Path) -> list[subprocess.Popen]:
     port = str(_free_port())
     return [
         subprocess.Popen(
-            [sys.executable, str(folder / "driver.py"), port, pid]
-            + [str(folder / "experiment.py"), str(folder / "multi")],
+            [sys.executable, str(folder / driver), port, pid]
+            + [str(folder / "experiment.py"), str(folder / out)],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -170,6 +194,32 @@ def test_final_parameters_match_one_process(sweeps):
         states.append(jax.device_get(snapshot.state["population"]))
     for a, b in zip(jax.tree.leaves(states[0]), jax.tree.leaves(states[1]), strict=True):
         _close(a, b)
+
+
+def test_a_two_process_sweep_resumes_in_one_process(sweeps, tmp_path):
+    """Resumed on another number of processes (and devices), the sweep goes on as one process's."""
+    folder = sweeps[0]
+    results = []
+    for name in ("multi", "single"):
+        shutil.copytree(folder / name, tmp_path / name)
+        results.append(sweepjax.resume(tmp_path / name, overrides=["steps=30"], quiet=True))
+    multi, single = results
+    assert multi.summary["process_count"] == 1
+    assert [r["member"] for r in multi.rows] == [0, 1, 2, 3]
+    _close(
+        [r["final_val_accuracy"] for r in multi.rows],
+        [r["final_val_accuracy"] for r in single.rows],
+    )
+    _close(multi.curves["val_loss"], single.curves["val_loss"])
+
+
+def test_a_signal_to_one_process_stops_every_process_after_the_chunk(tmp_path):
+    (tmp_path / "experiment.py").write_text(EXPERIMENT)
+    (tmp_path / "signal_driver.py").write_text(SIGNAL_DRIVER)
+    returned = _finish(_start(tmp_path, "signal_driver.py", "stopped"))
+    assert returned == [{"code": EXIT_INTERRUPTED, "saved": [10, 20]}] * 2
+    summary = json.loads((tmp_path / "stopped/sweep.json").read_text())
+    assert summary["interrupted"] and summary["steps_done"] == 20
 
 
 @pytest.mark.parametrize(

@@ -56,27 +56,72 @@ def test_the_result_does_not_depend_on_the_width(tiny_config, tiny_data, width):
     )
 
 
-def test_a_fixed_width_is_kept_and_auto_is_full_for_short_sweeps(tiny_config, tiny_data):
-    program = program_of(tiny_config)
-    hp = jax.device_put(sample_hparams(tiny_config))
-    x, y = jax.device_put(tiny_data.train_x), jax.device_put(tiny_data.train_y)
-    pop = init_population(program, hp, x[:16])
-    args = (program, pop, hp, x, y, jax.random.key(0))
-    assert placement.choose_width(3, *args) == 3
-    assert placement.choose_width(100, *args) == 8
-    assert placement.choose_width("auto", *args, member_steps=100) == 8
+def _tiny_sweep(config, data):
+    program = program_of(config)
+    hp = jax.device_put(sample_hparams(config))
+    x, y = jax.device_put(data.train_x), jax.device_put(data.train_y)
+    return program, init_population(program, hp, x[: config.batch_size]), hp, x, y
 
 
-def test_auto_width_probes_the_device(tiny_config, tiny_data, monkeypatch):
-    monkeypatch.setattr(placement, "PROBE_MIN_MEMBER_STEPS", 0)
-    monkeypatch.setattr(placement, "PROBE_STEPS", 2)
-    program = program_of(tiny_config)
-    hp = jax.device_put(sample_hparams(tiny_config))
-    x, y = jax.device_put(tiny_data.train_x), jax.device_put(tiny_data.train_y)
-    pop = init_population(program, hp, x[:16])
-    width = placement.choose_width("auto", program, pop, hp, x, y, jax.random.key(0))
-    assert width in (8, 4, 2, 1)
-    assert np.asarray(pop.alive).all()  # the probe trains copies, never the population
+def test_a_fixed_width_is_kept_and_auto_tries_widths_widest_first(tiny_config, tiny_data):
+    args = _tiny_sweep(tiny_config, tiny_data)
+    for setting, width in ((3, 3), (100, 8)):
+        search = placement.width_search(setting, *args)
+        assert (search.width, search.searching) == (width, False)
+    search = placement.width_search("auto", *args, member_steps=100)
+    assert (search.width, search.searching) == (8, True)
+
+
+def test_the_search_keeps_the_fastest_width():
+    search = placement.WidthSearch([8, 2, 1], member_steps=10**9)
+    for width, seconds in ((8, 3.0), (2, 1.0), (1, 2.5)):  # per 1000 member-steps; 2 is best
+        assert search.width == width and search.searching
+        search.record(seconds, compile_seconds=1.0, member_steps=1000)
+    assert (search.width, search.searching) == (2, False)
+    assert search.rates == {8: 333.3, 2: 1000.0, 1: 400.0}
+    search.record(9.0, 0.0, 1000)  # later chunks change nothing
+    assert search.width == 2
+
+
+def test_the_search_stops_at_a_width_twice_as_slow():
+    search = placement.WidthSearch([8, 2, 1], member_steps=10**9)
+    search.record(1.0, 1.0, 1000)
+    search.record(2.5, 1.0, 1000)  # 2 is over twice as slow as 8: 1 is not tried
+    assert (search.width, search.searching, list(search.rates)) == (8, False, [8, 2])
+
+
+def test_the_search_tries_a_width_only_when_the_rest_of_the_sweep_pays_for_it():
+    # 1000 member-steps per second: 10,000 left take 9 s after the first chunk; trying a
+    # width that took 1 s of compilation and 1 s of training is over TRY_BUDGET of that.
+    short = placement.WidthSearch([8, 2, 1], member_steps=10_000)
+    short.record(1.0, compile_seconds=1.0, member_steps=1000)
+    assert (short.width, short.searching) == (8, False)
+    long = placement.WidthSearch([8, 2, 1], member_steps=100_000)
+    long.record(1.0, compile_seconds=1.0, member_steps=1000)
+    assert (long.width, long.searching) == (2, True)
+    assert placement._candidates(128, 128) == [128, 32, 8, 2, 1]
+    assert placement._candidates(32, 5) == [5, 2, 1]
+
+
+def test_a_sweep_tries_widths_on_its_own_chunks_and_reports_them(
+    tiny_config, tiny_data, monkeypatch
+):
+    monkeypatch.setattr(placement, "TRY_BUDGET", 1e9)  # the tiny sweep pays for any trial
+    monkeypatch.setattr(placement, "_widths", {})
+    config = tiny_config.replace(steps=400, eval_every=100)
+    result = sweepjax.run(config, dataset=tiny_data, quiet=True)
+    rates = result.summary["population_width_rates"]
+    assert list(rates)[0] == 8 and set(rates) <= {8, 2, 1} and len(rates) >= 2
+    assert result.summary["population_width"] == max(rates, key=rates.get)
+    again = sweepjax.run(config, dataset=tiny_data, quiet=True)  # the choice is remembered
+    assert again.summary["population_width_rates"] == {}
+    assert again.summary["population_width"] == result.summary["population_width"]
+    np.testing.assert_allclose(
+        [r["final_val_accuracy"] for r in again.rows],
+        [r["final_val_accuracy"] for r in result.rows],
+        rtol=1e-6,
+        atol=1e-6,
+    )
 
 
 def test_memory_plan_and_a_member_that_cannot_fit(tiny_config, tiny_data, monkeypatch):
@@ -96,7 +141,7 @@ def test_memory_plan_and_a_member_that_cannot_fit(tiny_config, tiny_data, monkey
     assert small.max_width(8) == 2  # a population larger than the memory runs in groups
     monkeypatch.setattr(placement, "device_memory", lambda device=None: 1000)
     with pytest.raises(placement.DoesNotFit, match="one member needs about"):
-        placement.choose_width("auto", program, pop, hp, x, y, jax.random.key(0))
+        placement.width_search("auto", program, pop, hp, x, y)
 
 
 def test_population_width_is_validated(tiny_config):
@@ -112,6 +157,8 @@ sys.path.insert(0, "tests")
 import sweepjax
 from conftest import make_tiny_data
 from sweepjax import cli, placement
+from sweepjax.population import init_population, make_train_chunk
+from sweepjax.sweep import program_of, sample_hparams
 from test_placement import _train, tiny
 data, config = tiny()
 assert jax.device_count() == 4
@@ -121,6 +168,17 @@ out = {}
 for width in (None, 1):
     losses, params = _train(config, data, width=width, mesh=mesh)
     out[str(width)] = losses.tolist()
+program = program_of(config)
+hp = placement.place(jax.device_put(sample_hparams(config)), mesh)
+x, y = placement.replicate((jax.device_put(data.train_x), jax.device_put(data.train_y)), mesh)
+pop = placement.place(init_population(program, hp, x[:16]), mesh)
+search = placement.width_search("auto", program, pop, hp, x, y, mesh=mesh, member_steps=10**9)
+widths = []
+while search.searching:
+    widths.append(search.width)
+    pop, _ = make_train_chunk(program, 2, search.width, mesh)(pop, hp, x, y, jax.random.key(0))
+    search.record(1.0, 0.0, 16)
+out["tried"] = widths
 result = sweepjax.run(config.replace(population=6, steps=20), dataset=data, quiet=True)
 out["devices"] = result.summary["population_devices"]
 out["run"] = [r["final_val_accuracy"] for r in result.rows]
@@ -144,6 +202,7 @@ def test_several_devices_split_the_population_and_match_one_device():
     ref_losses, _ = _train(tiny_config, tiny_data)
     for width in ("None", "1"):
         np.testing.assert_allclose(np.array(out[width]), ref_losses, rtol=1e-6, atol=1e-6)
+    assert out["tried"] == [2, 1]  # 2 members per device
     assert out["devices"] == 3  # 6 members: the most devices that divide them
     alone = sweepjax.run(tiny_config.replace(population=6, steps=20), dataset=tiny_data, quiet=True)
     np.testing.assert_allclose(
@@ -186,3 +245,19 @@ def test_the_command_line_uses_every_cpu_core(monkeypatch):
     monkeypatch.setattr(cli, "use_cpu_cores", use_cpu_cores)
     with pytest.raises(Called):
         cli.main(["run", "--set", "steps=1"])
+
+
+def test_a_resumed_sweep_keeps_the_width_its_search_chose(
+    tiny_config, tiny_data, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(placement, "TRY_BUDGET", 1e9)
+    monkeypatch.setattr(placement, "_widths", {})
+    config = tiny_config.replace(steps=400, eval_every=100, out_dir=str(tmp_path / "sweep"))
+    first = sweepjax.run(config, dataset=tiny_data, quiet=True)
+    chosen = first.summary["population_width"]
+    assert len(first.summary["population_width_rates"]) == 3  # 8, 2 and 1 tried
+    monkeypatch.setattr(placement, "_widths", {})  # a new process: nothing remembered
+    monkeypatch.setattr(placement, "_candidates", lambda share, fits: [5, 3])
+    resumed = sweepjax.run(config.replace(steps=500), dataset=tiny_data, quiet=True)
+    assert resumed.summary["population_width"] == chosen
+    assert resumed.summary["population_width_rates"] == {}

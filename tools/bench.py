@@ -88,6 +88,7 @@ class Row:
     batch: int = 100
     population: int = 64
     steps: int = 1000
+    sweep_steps: int | None = None  # (a) chooses its width as for a sweep this long; None: steps
 
     def name(self) -> str:
         depth = "" if self.layers is None else f"x{self.layers}"
@@ -143,7 +144,8 @@ def run_engine(
     """(a) The engine: every member, chunks of `chunk` steps, as `sweepjax.run` trains them.
 
     `width`: None trains every member in one `vmap` (full vmap); `"auto"` (or an int) chooses
-    the vectorization width as `sweepjax.run` does, the probe's time counted as compile time.
+    the vectorization width as `sweepjax.run` does (its trial chunks, run before the clock
+    starts, counted as compile time).
     With several devices the population is split across them, as `sweepjax.run` does. The
     fastest of `repeats` timed runs counts (each from a fresh population).
     """
@@ -162,10 +164,19 @@ def run_engine(
     pop = fresh()
     start = time.perf_counter()
     if width is not None:
-        width = placement.choose_width(
-            width, program, pop, hparams, x, y, key, mesh=mesh,
-            member_steps=row.population * row.steps,
+        search = placement.width_search(
+            width, program, pop, hparams, x, y, mesh=mesh,
+            member_steps=row.population * (row.sweep_steps or row.steps),
         )  # fmt: skip
+        while search.searching:  # the first chunks of a sweep try the widths, as in `run`
+            began = time.perf_counter()
+            fn = make_train_chunk(program, chunk, search.width, mesh)
+            fn = fn.lower(pop, hparams, x, y, key).compile()
+            compiled = time.perf_counter()
+            pop, losses = jax.block_until_ready(fn(pop, hparams, x, y, key))
+            seconds = time.perf_counter() - compiled
+            search.record(seconds, compiled - began, row.population * chunk)
+        width = search.width
     compiled = {
         n: make_train_chunk(program, n, width, mesh).lower(pop, hparams, x, y, key).compile()
         for n in sorted(set(lengths))
@@ -507,9 +518,11 @@ def _si(value: float) -> str:
 def markdown(records: Sequence[dict[str, Any]], info: dict[str, Any]) -> str:
     """The results as a markdown table, one line per row and way."""
     torch = f", torch {info['torch']} ({info['torch_threads']} threads)" if "torch" in info else ""
+    sweep = info.get("sweep_steps")
+    sweep = f" (a) chose its width as for a sweep of {sweep:,} steps." if sweep else ""
     lines = [
         f"Device: {info['device']} x {info['devices']} ({info['cpu']}, {info['cpu_cores']} cores), "
-        f"jax {info['jax']}{torch}; the engine's width is per device; measured float32 matmul peak {_si(info['peak_flops'])}FLOP/s.",
+        f"jax {info['jax']}{torch}; the engine's width is per device; measured float32 matmul peak {_si(info['peak_flops'])}FLOP/s.{sweep}",
         "",
         "| row | way | width | members timed | member-steps/s | auto speed-up | compile s "
         "| peak MiB | FLOP/s | % of peak |",
@@ -541,7 +554,7 @@ def rows_from_args(args: argparse.Namespace) -> list[Row]:
     if len(batches) != len(args.hidden):
         raise SystemExit("--batch: give one value or one per --hidden value.")
     return [
-        Row(model, hidden, args.layers, batch, population, args.steps)
+        Row(model, hidden, args.layers, batch, population, args.steps, args.sweep_steps)
         for model in args.model
         for hidden, batch in zip(args.hidden, batches, strict=True)
         for population in args.population
@@ -556,6 +569,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch", nargs="+", type=int, default=[100, 32])
     parser.add_argument("--population", nargs="+", type=int, default=[64])
     parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument(
+        "--sweep-steps",
+        type=int,
+        default=None,
+        help="(a) chooses its width as a sweep of this many steps would (default: --steps)",
+    )
     parser.add_argument("--chunk", type=int, default=100, help="engine steps per device call")
     parser.add_argument("--baseline-members", type=int, default=4, help="members (b)-(d) time")
     parser.add_argument("--repeats", type=int, default=3, help="the fastest of these counts")
@@ -592,6 +611,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     data = load_dataset("mnist1d", Config().val_size)
     info = machine()
     info["peak_flops"] = matmul_peak(args.peak_size)
+    info["sweep_steps"] = args.sweep_steps
     records = []
     for row in rows_from_args(args):
         record = bench_row(
@@ -605,6 +625,11 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         )
         records.append(record)
         print(f"done: {row.name()}", file=sys.stderr, flush=True)
+    # A shared machine's speed drifts: the peak is measured before and after, the higher counts.
+    info["peak_flops"] = max(info["peak_flops"], matmul_peak(args.peak_size))
+    for record in records:
+        for way in record["ways"].values():
+            way["percent_of_peak"] = 100.0 * way["flops_per_second"] / info["peak_flops"]
     print(markdown(records, info))
     if args.json:
         with open(args.json, "w") as f:
