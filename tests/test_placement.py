@@ -63,7 +63,10 @@ def _tiny_sweep(config, data):
     return program, init_population(program, hp, x[: config.batch_size]), hp, x, y
 
 
-def test_a_fixed_width_is_kept_and_auto_tries_widths_widest_first(tiny_config, tiny_data):
+def test_a_fixed_width_is_kept_and_auto_tries_widths_widest_first(
+    tiny_config, tiny_data, monkeypatch
+):
+    monkeypatch.setattr(placement, "_widths", {})  # no choice remembered from other tests
     args = _tiny_sweep(tiny_config, tiny_data)
     for setting, width in ((3, 3), (100, 8)):
         search = placement.width_search(setting, *args)
