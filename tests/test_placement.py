@@ -258,7 +258,7 @@ def test_a_resumed_sweep_keeps_the_width_its_search_chose(
     config = tiny_config.replace(steps=400, eval_every=100, out_dir=str(tmp_path / "sweep"))
     first = sweepjax.run(config, dataset=tiny_data, quiet=True)
     chosen = first.summary["population_width"]
-    assert len(first.summary["population_width_rates"]) == 3  # 8, 2 and 1 tried
+    assert 8 in first.summary["population_width_rates"]  # searched (stops are timing's)
     monkeypatch.setattr(placement, "_widths", {})  # a new process: nothing remembered
     monkeypatch.setattr(placement, "_candidates", lambda share, fits: [5, 3])
     resumed = sweepjax.run(config.replace(steps=500), dataset=tiny_data, quiet=True)
