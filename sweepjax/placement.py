@@ -235,7 +235,8 @@ class WidthSearch:
     loses if that width is slower. The search stops at a width twice as slow as the best (the
     narrower ones only got slower in every measurement), and does not try another width unless
     the sweep's remaining time at the best rate is at least `1 / TRY_BUDGET` times the last
-    trial (its chunk, and its compilation or `TRIAL_COMPILE_SECONDS` if more). With several processes, process 0's timings decide.
+    trial (its chunk, and its compilation or `TRIAL_COMPILE_SECONDS` if more). With several
+    processes, process 0's timings decide.
 
     Args:
       widths: the candidates, widest first (None: every member at once, not searched).

@@ -446,7 +446,7 @@ def bench_row(
             "compile_seconds": t.compile_seconds,
             "member_steps_per_second": rate,
             "flops_per_second": rate * flops,
-            "percent_of_peak": 100.0 * rate * flops / peak if peak else None,
+            "percent_of_peak": _percent_of_peak(rate * flops, peak),
             "width": t.width,
             "peak_bytes": t.peak_bytes,
         }
@@ -462,6 +462,10 @@ def bench_row(
     # rates; the early steps show whether the ways compute the same training.
     record["max_loss_difference_first_100_steps"] = loss_difference(timings, 100)
     return record
+
+
+def _percent_of_peak(flops_per_second: float, peak: float | None) -> float | None:
+    return 100.0 * flops_per_second / peak if peak else None
 
 
 def loss_difference(timings: dict[str, Timing], steps: int | None = None) -> float | None:
@@ -629,7 +633,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     info["peak_flops"] = max(info["peak_flops"], matmul_peak(args.peak_size))
     for record in records:
         for way in record["ways"].values():
-            way["percent_of_peak"] = 100.0 * way["flops_per_second"] / info["peak_flops"]
+            way["percent_of_peak"] = _percent_of_peak(way["flops_per_second"], info["peak_flops"])
     print(markdown(records, info))
     if args.json:
         with open(args.json, "w") as f:
