@@ -273,12 +273,22 @@ def families(config: Config, kind: str) -> tuple[str, ...]:
 
 
 def effective_space(config: Config) -> dict[str, Any]:
-    """The space to sample: a tuple of families in `config` becomes a `Choice` dimension."""
-    space = dict(config.space)
+    """The space a sweep samples, and whose grid `validate` counts: its one definition.
+
+    A tuple of families, `Config(schedule=(...))` or `Config(optimizer=(...))`, is the same as
+    `space={"schedule": Choice([...]), "optimizer": Choice([...]), **space}`: a `Choice` over
+    those families in the order given, at the head of the space. `space[kind]` takes precedence.
+
+    >>> list(effective_space(Config(schedule=("sgdr", "cosine"), space={"seed": 0})).items())
+    [('schedule', Choice(values=('sgdr', 'cosine'))), ('seed', 0)]
+    """
+    implied = {}
     for kind in FAMILY_KEYS:
-        if kind not in space and not isinstance(getattr(config, kind), str):
-            space[kind] = space_lib.Choice(families(config, kind))
-    return space
+        value = getattr(config, kind)
+        if kind not in config.space and not isinstance(value, str):
+            families(config, kind)  # raises on an unknown or missing family
+            implied[kind] = space_lib.Choice(value)
+    return {**implied, **config.space}
 
 
 def family_parameters(config: Config, kind: str, family: str) -> dict[str, float]:
@@ -370,13 +380,9 @@ def validate(config: Config) -> Config:
                 "tensorboard: True needs the tensorboardX package; install it with "
                 "`pip install tensorboardX` (or sweepjax[tensorboard]), or set tensorboard=False."
             )
-    space = space_lib.SearchSpace(config.space)  # validates every distribution
-    if config.search == "grid" and space.grid_size(config.population) != config.population:
-        size = space.grid_size(config.population)
-        raise ValueError(
-            f"population: {config.population} does not match the grid's {size} points; "
-            f"allowed: population={size}, or set `num` on the continuous dimensions."
-        )
+    space = space_lib.SearchSpace(effective_space(config))  # validates every distribution
+    if config.search == "grid":
+        space.check_grid(config.population)  # the grid `sample_hparams` draws
     optimizers, schedules = families(config, "optimizer"), families(config, "schedule")
     allowed = {**allowed_hyperparameters(config), **dict.fromkeys(FAMILY_KEYS)}
     for name, value in config.space.items():

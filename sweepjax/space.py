@@ -248,6 +248,21 @@ class SearchSpace:
         _, columns = self._grid_points(n)
         return len(columns[0]) if columns else 1
 
+    def check_grid(self, n: int) -> None:
+        """Raise a `ValueError` naming `population` unless the grid has exactly n points.
+
+        >>> SearchSpace(a=Choice([1, 2]), b=Choice([3, 4])).check_grid(3)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: population: 3 does not match the grid's 4 points; allowed: population=4, ...
+        """
+        size = self.grid_size(n)
+        if size != n:
+            raise ValueError(
+                f"population: {n} does not match the grid's {size} points; "
+                f"allowed: population={size}, or set `num` on the continuous dimensions."
+            )
+
     def sample(self, n: int, method: str = "quasi_random", seed: int = 0) -> HParams:
         """Draw a population of n members.
 
@@ -265,14 +280,8 @@ class SearchSpace:
             raise ValueError(f"population: {n!r} must be a positive integer.")
         dims = dict(self.dimensions)
         if method == "grid":
-            names, columns = self._grid_points(n)
-            size = self.grid_size(n)
-            if size != n:
-                raise ValueError(
-                    f"population: {n} does not match the grid's {size} points; "
-                    f"allowed: population={size}, or set `num` on the continuous dimensions."
-                )
-            raw = dict(zip(names, columns, strict=True))
+            self.check_grid(n)
+            raw = dict(zip(*self._grid_points(n), strict=True))
         else:
             raw = self._draw(dims, n, method, seed)
         values = {}

@@ -13,6 +13,7 @@ import sweepjax
 from sweepjax import Choice
 from sweepjax.benchmark import bench_schedules
 from sweepjax.cli import main
+from sweepjax.config import families
 from sweepjax.schedules import learning_rate_at
 from sweepjax.sweep import sample_hparams
 
@@ -98,6 +99,54 @@ def test_mixed_optimizer_families_train_and_are_listed(tiny_config, tiny_data):
     result = sweepjax.run(config, quiet=True, dataset=tiny_data)
     assert sorted(r["optimizer"] for r in result.rows) == ["adam", "adam", "sgd", "sgd"]
     assert all(r["status"] == "ok" for r in result.rows)
+
+
+# Family tuples in an order other than the registry's, so the member order is tested too.
+FAMILY_TUPLES = {
+    "schedule": ("cosine", "sgdr", "constant", "piecewise_constant"),
+    "optimizer": ("adam", "sgd", "lion", "momentum"),
+}
+
+
+def _both_spellings(kinds: tuple[str, ...], **changes) -> tuple[sweepjax.Config, sweepjax.Config]:
+    """`Config(<kind>=(...))` and `space={<kind>: Choice([...])}`, each with 3 seeds."""
+    tuples = {kind: FAMILY_TUPLES[kind] for kind in kinds}
+    seeds = {"seed": Choice([0, 1, 2])}
+    as_tuple = sweepjax.Config(**tuples, space=seeds, out_dir=None, **changes)
+    choices = {kind: Choice(names) for kind, names in tuples.items()}
+    return as_tuple, sweepjax.Config(space={**choices, **seeds}, out_dir=None, **changes)
+
+
+KINDS = pytest.mark.parametrize("kinds", [("schedule",), ("optimizer",), ("schedule", "optimizer")])
+
+
+@KINDS
+def test_a_family_tuple_counts_in_the_grid_like_a_choice(kinds):
+    size = 3 * 4 ** len(kinds)
+    for config in _both_spellings(kinds, search="grid", population=size):
+        assert sweepjax.validate(config) is config
+        too_few = config.replace(population=3)
+        message = (
+            rf"population: 3 does not match the grid's {size} points; allowed: population={size}\b"
+        )
+        for check in (sweepjax.validate, sample_hparams):
+            with pytest.raises(ValueError, match=message):
+                check(too_few)
+
+
+@KINDS
+@pytest.mark.parametrize("search", ["grid", "random", "quasi_random"])
+def test_a_family_tuple_samples_like_a_choice(kinds, search):
+    as_tuple, as_choice = _both_spellings(kinds, search=search, population=3 * 4 ** len(kinds))
+    a, b = sample_hparams(as_tuple), sample_hparams(as_choice)
+    assert a.names == b.names
+    for name in a.names:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    if search == "grid":  # every (family, seed) pair once, families in the order given
+        rows = {tuple(a.member(i)[k] for k in (*kinds, "seed")) for i in range(a.size)}
+        assert len(rows) == a.size
+        first = families(as_tuple, kinds[0]).index(FAMILY_TUPLES[kinds[0]][0])
+        assert a.member(0)[kinds[0]] == first
 
 
 @pytest.mark.parametrize(
