@@ -226,10 +226,19 @@ def test_exported_member_loads_with_plain_orbax_and_flax(tiny_config, tiny_data,
     variables = ocp.StandardCheckpointer().restore((tmp_path / "m5" / "checkpoint").absolute())
     module = build_model(config.model)
     logits = module.apply(variables, jax.numpy.asarray(tiny_data.val_x, jax.numpy.float32))
-    accuracy = np.mean(np.asarray(logits).argmax(-1) == tiny_data.val_y, dtype=np.float32)
+    logits = np.asarray(logits)
+    correct = int(np.sum(logits.argmax(-1) == tiny_data.val_y))
 
     row = read_rows(Path(config.out_dir) / "results.csv")[member]
-    assert accuracy == np.float32(row["final_val_accuracy"])
+    # The sweep evaluated in its own program (vmapped, in batches): its float32 logits may
+    # differ from these by some ulps per summed term (~1e-6 relative), so only an example whose
+    # two largest logits are within 1e-5 (relative) of each other may count otherwise there.
+    top = np.sort(logits, -1)
+    near_ties = int(np.sum(top[:, -1] - top[:, -2] <= 1e-5 * np.abs(logits).max(-1)))
+    n = len(tiny_data.val_y)
+    counted = round(float(row["final_val_accuracy"]) * n)
+    assert np.float32(row["final_val_accuracy"]) == np.float32(counted) / np.float32(n)
+    assert abs(counted - correct) <= near_ties
     info = json.loads((tmp_path / "m5" / "hparams.json").read_text())
     assert info["member"] == member and info["step"] == 20
     assert np.float32(info["hyperparameters"]["learning_rate"]) == np.float32(row["learning_rate"])

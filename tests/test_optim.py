@@ -181,8 +181,9 @@ CASES = [
         "adam",
         {"clip_norm"},
         [{"learning_rate": 0.01, "clip_norm": 0.5}, {"learning_rate": 0.01, "clip_norm": 50.0}],
-        lambda h: optax.chain(
-            optax.clip_by_global_norm(h["clip_norm"]), optax.adam(h["learning_rate"])
+        lambda h: optax.chain(  # Adam's defaults from `h` too: float32 arrays, as the engine's
+            optax.clip_by_global_norm(h["clip_norm"]),
+            optax.adam(h["learning_rate"], h["b1"], h["b2"], h["eps"]),
         ),
     ),
     (

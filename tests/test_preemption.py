@@ -15,6 +15,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import jax
 import pytest
 from test_checkpoint import assert_same_results
 
@@ -112,9 +113,10 @@ def _start(files: Path, out: Path, args: list[str], **env: str) -> subprocess.Po
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         # the precision conftest sets in this process (it matters on GPUs, whose default is TF32)
         "JAX_DEFAULT_MATMUL_PRECISION": "highest",
-        # one CPU device, as in this process: the command would split the population across the
-        # cores, and other shapes may round differently, which a bitwise comparison would see
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
+        # this process's CPU devices (conftest's), not the command's one per core: one device
+        # and several compile to programs that round differently (docs/performance.md), which
+        # the bitwise comparison with this process's reference run would see
+        "XLA_FLAGS": f"--xla_force_host_platform_device_count={len(jax.devices('cpu'))}",
         "MARKER": str(out.parent / f"{out.name}.marker"),
         **env,
     }
