@@ -3,16 +3,20 @@
 A population of P members runs on D devices (the population axis split across a one-axis mesh,
 each device training P / D members with no cross-device traffic inside a chunk), and on each
 device as groups of W members: `vmap` inside a group, `lax.map` over the groups
-(`population.train_members`). The result never depends on D or W (members are independent).
+(`population.train_members`). On the CPU a member's numbers are bitwise the same for every W and
+P, and for every D >= 2 (one device and several agree to float32 rounding; `sweepjax.layout`).
 
 `width_search` picks W:
   * memory first: the largest W whose compiled step fits the device with headroom
     (`plan_memory`, from XLA's `memory_analysis` of small compiled chunks);
-  * then speed: with `population_width="auto"`, the sweep's first chunks try the candidate
-    widths (P, P/4, P/16, ..., 1 per device) on the actual device and model, each timed, and
-    the fastest trains the rest (`WidthSearch`). Trying a width costs its compilation and what
-    its chunk loses if it is slower, so the search goes on only while the remaining sweep pays
-    for it. Choices are cached per program, population and device in the process.
+  * then speed, on the CPU, where every width gives the same numbers: with
+    `population_width="auto"`, the sweep's first chunks try the candidate widths (P, P/4,
+    P/16, ..., 2 per device) on the actual model, each timed, and the fastest trains the rest
+    (`WidthSearch`). Trying a width costs its compilation and what its chunk loses if it is
+    slower, so the search goes on only while the remaining sweep pays for it. Choices are
+    cached per program, population and device in the process. On a GPU or TPU, whose kernels
+    may round differently at another width, `"auto"` is the widest width that fits, so the
+    same command gives the same numbers whatever the machine's load.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P  # noqa: N817
 
 from sweepjax import distributed
+from sweepjax.layout import MIN_WIDTH
 from sweepjax.population import Population, Program, init_population, make_train_chunk
 from sweepjax.space import HParams
 
@@ -166,9 +171,9 @@ class MemoryPlan:
         return self.fixed + members * self.state_per_member + width * self.temp_per_member
 
     def max_width(self, members: int) -> int:
-        """The widest group that fits with headroom (0: not even one member fits)."""
+        """The widest group that fits with headroom (0: not even the narrowest group fits)."""
         room = HEADROOM * self.limit - self.fixed - members * self.state_per_member
-        if room < self.temp_per_member:
+        if room < MIN_WIDTH * self.temp_per_member:
             return 0
         return int(min(members, room // max(self.temp_per_member, 1)))
 
@@ -200,29 +205,34 @@ def plan_memory(
 ) -> MemoryPlan:
     """Estimate one device's memory for its `P / devices` members from small compiled steps.
 
-    The working memory per member is the difference of XLA's `temp_size_in_bytes` between
-    one-step chunks of two members and of one; the state per member is measured from `pop`.
+    The working memory per member comes from the difference of XLA's `temp_size_in_bytes`
+    between one-step chunks of `2 * MIN_WIDTH` members and of `MIN_WIDTH` (the narrowest
+    group); the state per member is measured from `pop`.
     """
     size = pop.size
     state_bytes = sum(x.nbytes for x in jax.tree.leaves(pop) if np.ndim(x) >= 1)
-    two = min(2, size)
-    t1 = _temp_bytes(program, hparams, train_x, train_y, 1)
-    t2 = _temp_bytes(program, hparams, train_x, train_y, two) if two == 2 else t1
-    per_member = max(t2 - t1, 0) if two == 2 else t1
+    small = _temp_bytes(program, hparams, train_x, train_y, MIN_WIDTH)
+    large = _temp_bytes(program, hparams, train_x, train_y, 2 * MIN_WIDTH)
+    per_member = max(large - small, 0) // MIN_WIDTH
     data = train_x.nbytes + train_y.nbytes
     return MemoryPlan(
         limit=device_memory(),
-        fixed=data + max(t1 - per_member, 0),
+        fixed=data + max(small - MIN_WIDTH * per_member, 0),
         state_per_member=-(-state_bytes // size),
         temp_per_member=max(per_member, 1),
     )
 
 
 def _candidates(share: int, fits: int) -> list[int]:
-    """Widths to try, widest first: the widest that fits, then a quarter each time, then 1."""
-    widths = [min(share, fits)]
-    while widths[-1] > 1:
-        widths.append(-(-widths[-1] // 4) if widths[-1] > 2 else 1)
+    """Widths to try, widest first: the widest that fits, then a quarter each time, then the
+    narrowest group (`MIN_WIDTH`).
+
+    >>> _candidates(64, 64), _candidates(64, 20), _candidates(2, 2)
+    ([64, 16, 4, 2], [20, 5, 2], [2])
+    """
+    widths = [max(min(share, fits), MIN_WIDTH)]
+    while widths[-1] > MIN_WIDTH:
+        widths.append(max(-(-widths[-1] // 4), MIN_WIDTH))
     return widths
 
 
@@ -342,7 +352,8 @@ def width_search(
     fits = distributed.from_primary(share if plan is None else plan.max_width(share))
     if fits == 0:
         raise DoesNotFit(
-            f"population: one member needs about {_mib(plan.bytes_at(share, 1))} on "
+            f"population: a group of {MIN_WIDTH} members needs about "
+            f"{_mib(plan.bytes_at(share, MIN_WIDTH))} on "
             f"{jax.devices()[0].device_kind} with {share} members' state resident "
             f"({_mib(plan.state_per_member)} each), over {HEADROOM:.0%} of its "
             f"{_mib(plan.limit)}; use a smaller model or batch, fewer members per device, "
@@ -356,6 +367,8 @@ def width_search(
         return WidthSearch([width], member_steps)
     if chosen is not None:
         return WidthSearch([min(chosen, fits)], member_steps)
+    if jax.devices()[0].platform != "cpu":  # kernels follow the width: the widest, every time
+        return WidthSearch([fits], member_steps)
     key = (program, pop.size, devices, jax.devices()[0].device_kind, fits)
     if key in _widths:
         return WidthSearch([_widths[key]], member_steps)

@@ -7,7 +7,7 @@ rides in `HParams` and in the optimizer state.
 
 A chunk is `jit(scan(K x vmap(member_step)))` with the population state donated: one device call
 trains every member for K steps on one shared minibatch stream, and the host sees nothing until
-it returns (invariant 5).
+it returns (invariant 5). A member's arithmetic does not depend on the layout (`sweepjax.layout`).
 """
 
 from __future__ import annotations
@@ -22,12 +22,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-try:
-    from jax import shard_map
-except ImportError:  # older jax
-    from jax.experimental.shard_map import shard_map
-
 from sweepjax.data import Augment, augment_batch, augment_key, chunk_indices
+from sweepjax.layout import jit, map_groups, on_mesh, per_member
 from sweepjax.models import Model
 from sweepjax.optim import Optimizer
 from sweepjax.schedules import learning_rate_at
@@ -190,34 +186,19 @@ def _train_steps(program: Program, state: tuple, hp, data_key, data, xs, batch_o
 
     `batch_of(data, x)` gives each step's shared `(x, y)` from the scanned item `x`.
     """
-    vmapped = jax.vmap(functools.partial(_member_step, program), in_axes=(0, 0, None, None, None))
+    vmapped = jax.vmap(functools.partial(_member_step, program), in_axes=(0, 0, 0, 0, None))
+    width = state[3].shape[0]  # the `alive` mask
 
     def one_step(carry, item):
         state, step = carry
         x, y = batch_of(data, item)
         if program.augment is not None:  # once per step, before vmap: shared by every member
             x = augment_batch(program.augment, x, augment_key(data_key, step))
-        state, loss = vmapped(state, hp, x, y, step)
+        state, loss = vmapped(state, hp, *per_member((x, y), width), step)
         return (state, step + 1), loss
 
     (state, step), losses = jax.lax.scan(one_step, (state, step), xs)
     return state, step, losses
-
-
-def _grouped(tree: Any, groups: int, width: int) -> Any:
-    """`[P, ...]` leaves to `[groups, width, ...]`, padding with copies of member 0."""
-
-    def split(leaf):
-        pad = groups * width - leaf.shape[0]
-        if pad:
-            leaf = jnp.concatenate([leaf, jnp.repeat(leaf[:1], pad, axis=0)])
-        return leaf.reshape(groups, width, *leaf.shape[1:])
-
-    return jax.tree.map(split, tree)
-
-
-def _ungrouped(tree: Any, size: int) -> Any:
-    return jax.tree.map(lambda leaf: leaf.reshape(-1, *leaf.shape[2:])[:size], tree)
 
 
 def train_members(
@@ -241,23 +222,17 @@ def train_members(
     Returns:
       `(state, step, losses)`, `losses` of shape `[len(xs), P]`.
     """
-    size = jax.tree.leaves(state)[0].shape[0]
     steps = jax.tree.leaves(xs)[0].shape[0]
-    train = functools.partial(
-        _train_steps, program, data_key=data_key, data=data, xs=xs, batch_of=batch_of
-    )
-    if width is None or width >= size:
-        return train(state, hp, step=step)
-    groups = -(-size // width)
 
     def one_group(group):
         group_state, group_hp = group
-        new_state, _, losses = train(group_state, group_hp, step=step)
-        return new_state, losses
+        new_state, _, losses = _train_steps(
+            program, group_state, group_hp, data_key, data, xs, batch_of, step
+        )
+        return new_state, losses.T
 
-    states, losses = jax.lax.map(one_group, _grouped((state, dict(hp)), groups, width))
-    losses = jnp.moveaxis(losses, 0, 1).reshape(steps, -1)[:, :size]
-    return _ungrouped(states, size), step + steps, losses
+    state, losses = map_groups(one_group, (state, dict(hp)), width)
+    return state, step + steps, losses.T
 
 
 def _run_chunk(
@@ -265,17 +240,12 @@ def _run_chunk(
 ):
     """One chunk of every member, on one device or split across `mesh` (`shard_map`)."""
     state = (pop.params, pop.model_state, pop.opt_state, pop.alive, pop.diverged_at)
-    run = functools.partial(train_members, program, width, batch_of)
-    if mesh is not None:
-        from jax.sharding import PartitionSpec as P  # noqa: N817
-
-        shared, split = P(), P("population")
-        run = shard_map(
-            run,
-            mesh=mesh,
-            in_specs=(split, split, shared, shared, shared, shared),
-            out_specs=(split, shared, P(None, "population")),
-        )
+    run = on_mesh(
+        functools.partial(train_members, program, width, batch_of),
+        mesh,
+        in_specs=("split", "split", "shared", "shared", "shared", "shared"),
+        out_specs=("split", "shared", "split_1"),
+    )
     state, step, losses = run(state, dict(hparams.values), data_key, data, xs, pop.step)
     params, model_state, opt_state, alive, diverged_at = state
     return Population(step, params, model_state, opt_state, alive, diverged_at), losses
@@ -306,7 +276,7 @@ def make_train_chunk(program: Program, num_steps: int, width: int | None = None,
             program, width, mesh, _device_batch, pop, hparams, data_key, (train_x, train_y), indices
         )
 
-    return jax.jit(train_chunk, donate_argnums=0)
+    return jit(train_chunk, mesh, donate_argnums=0)
 
 
 @functools.lru_cache(maxsize=64)
@@ -325,42 +295,63 @@ def make_stream_chunk(program: Program, num_steps: int, width: int | None = None
             program, width, mesh, _streamed_batch, pop, hparams, data_key, (), (block_x, block_y)
         )
 
-    return jax.jit(stream_chunk, donate_argnums=0)
+    return jit(stream_chunk, mesh, donate_argnums=0)
+
+
+def _eval_batches(x: jax.Array, y: jax.Array, eval_batch: int) -> tuple:
+    """A split as `[num_batches, eval_batch, ...]` batches, the padding masked out."""
+    n = x.shape[0]
+    num_batches = -(-n // eval_batch)
+    pad = num_batches * eval_batch - n
+
+    def batched(a):
+        a = jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1))
+        return a.reshape(num_batches, eval_batch, *a.shape[1:])
+
+    return batched(x), batched(y), batched(jnp.ones(n, bool))
+
+
+def _evaluate_members(program: Program, eval_batch: int, width, params, model_state, x, y):
+    """Mean loss and accuracy `[P]` of the members in `params` over the split `(x, y)`."""
+
+    def member_sums(params, model_state, xs, ys, ms):
+        logits, _ = forward(program, params, model_state, xs, False, jax.random.key(0))
+        losses = optax.softmax_cross_entropy_with_integer_labels(logits, ys)
+        correct = jnp.argmax(logits, -1) == ys
+        return jnp.sum(losses * ms), jnp.sum(correct * ms)
+
+    def group_sums(group):
+        group_params, group_state = group
+        size = jax.tree.leaves(group_params)[0].shape[0]
+        vmapped = jax.vmap(member_sums)
+
+        def one_batch(totals, batch):
+            sums = vmapped(group_params, group_state, *per_member(batch, size))
+            return jax.tree.map(jnp.add, totals, sums), None
+
+        zeros = (jnp.zeros(size), jnp.zeros(size))
+        return jax.lax.scan(one_batch, zeros, _eval_batches(x, y, eval_batch))[0]
+
+    loss_sum, correct_sum = map_groups(group_sums, (params, model_state), width)
+    return loss_sum / x.shape[0], correct_sum / x.shape[0]
 
 
 @functools.lru_cache(maxsize=64)
-def make_evaluate(program: Program, eval_batch: int):
+def make_evaluate(program: Program, eval_batch: int, width: int | None = None, mesh=None):
     """The compiled eval `(population, x, y) -> (loss [P], accuracy [P])` over a whole split.
 
     The split is processed in batches of `eval_batch` examples (the last one masked), so memory
-    stays bounded for large splits.
+    stays bounded for large splits; `width` and `mesh` mean what they mean in `make_train_chunk`
+    (the members are grouped and placed as they train).
     """
 
     def evaluate(pop: Population, x: jax.Array, y: jax.Array):
-        n = x.shape[0]
-        num_batches = -(-n // eval_batch)
-        pad = num_batches * eval_batch - n
-        xb = jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1)).reshape(
-            num_batches, eval_batch, *x.shape[1:]
+        run = on_mesh(
+            functools.partial(_evaluate_members, program, eval_batch, width),
+            mesh,
+            in_specs=("split", "split", "shared", "shared"),
+            out_specs=("split", "split"),
         )
-        yb = jnp.pad(y, (0, pad)).reshape(num_batches, eval_batch)
-        mask = (jnp.arange(num_batches * eval_batch) < n).reshape(num_batches, eval_batch)
+        return run(pop.params, pop.model_state, x, y)
 
-        def member_sums(params, model_state, xs, ys, ms):
-            logits, _ = forward(program, params, model_state, xs, False, jax.random.key(0))
-            losses = optax.softmax_cross_entropy_with_integer_labels(logits, ys)
-            correct = jnp.argmax(logits, -1) == ys
-            return jnp.sum(losses * ms), jnp.sum(correct * ms)
-
-        def one_batch(totals, batch):
-            xs, ys, ms = batch
-            sums = jax.vmap(member_sums, in_axes=(0, 0, None, None, None))(
-                pop.params, pop.model_state, xs, ys, ms
-            )
-            return jax.tree.map(jnp.add, totals, sums), None
-
-        zeros = (jnp.zeros(pop.size), jnp.zeros(pop.size))
-        (loss_sum, correct_sum), _ = jax.lax.scan(one_batch, zeros, (xb, yb, mask))
-        return loss_sum / n, correct_sum / n
-
-    return jax.jit(evaluate)
+    return jit(evaluate, mesh)

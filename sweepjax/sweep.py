@@ -340,7 +340,6 @@ def _train(
     mesh = placement.population_mesh(config.population)
     val_x, val_y = placement.replicate((dataset.val_x, dataset.val_y), mesh)
     data_key = jax.random.key(config.seed)
-    evaluate = make_evaluate(program, config.eval_batch)
     example_x = jax.device_put(dataset.train_x[: config.batch_size])
 
     manager = None
@@ -442,6 +441,7 @@ def _train(
                             f"width: {tried})",
                             file=sys.stderr,
                         )
+                evaluate = make_evaluate(program, config.eval_batch, search.width, mesh)
                 val_loss, val_acc = evaluate(pop, val_x, val_y)
                 losses, val_loss, val_acc, alive = distributed.to_host(
                     (losses, val_loss, val_acc, pop.alive)
@@ -482,7 +482,7 @@ def _train(
         if logs is not None:
             logs.close()
 
-        test_loss, test_acc = evaluate(
+        test_loss, test_acc = make_evaluate(program, config.eval_batch, search.width, mesh)(
             pop, *placement.replicate((dataset.test_x, dataset.test_y), mesh)
         )
         alive, diverged_at, test_acc = distributed.to_host((pop.alive, pop.diverged_at, test_acc))

@@ -1,4 +1,8 @@
-"""Shared fixtures: strict dtype promotion off (Flax needs it), small data, compile counting."""
+"""Shared fixtures: two CPU devices, small data, compile counting.
+
+The session has two CPU devices, as the `sweepjax` command makes one per core, so every sweep
+of an even population trains split across them; one-device and four-device cases are explicit.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,9 @@ import numpy as np
 import pytest
 
 import sweepjax
+from sweepjax.placement import use_cpu_cores
 
+use_cpu_cores(2)  # before JAX computes anything; a subprocess's own XLA_FLAGS win
 # Parity tests compare algorithms, not matmul precision: full float32 on GPUs too (their
 # default for float32 products is TF32). CPUs compute float32 products in full anyway.
 jax.config.update("jax_default_matmul_precision", "highest")
@@ -79,3 +85,19 @@ def tiny_config() -> sweepjax.Config:
         eval_every=10,
         out_dir=None,
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_images() -> sweepjax.Dataset:
+    """A learnable 3-class problem on 6x6x2 images: a bright quadrant per class, plus noise."""
+    rng = np.random.default_rng(1)
+
+    def make(n):
+        y = rng.integers(0, 3, n)
+        x = rng.normal(size=(n, 6, 6, 2)) * 0.5
+        for c in range(3):
+            x[y == c, (c // 2) * 3 : (c // 2) * 3 + 3, (c % 2) * 3 : (c % 2) * 3 + 3] += 2.0
+        return x, y
+
+    (x, y), (xt, yt) = make(120), make(30)
+    return sweepjax.from_arrays(x, y, xt, yt, val_size=20, name="tiny_images")

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from pathlib import Path
 
+import jax
 import pytest
 from conftest import count_compiles
 
 from sweepjax.cli import main
 from sweepjax.experiment import available_experiments, find_experiment, load_experiment
 
+EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
 # A tiny budget: the same structure for every experiment (model, optimizer hyperparameter names,
 # batch size, population), so they share one compiled program.
 TINY = [
@@ -124,3 +127,34 @@ def _module(name):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+# Every file in experiments/, run as its docstring says, with its own model, optimizer, families
+# and search, on a budget of a few steps; the session's two devices split each population.
+BUDGET = ["steps=4", "eval_every=2", "checkpoint_every=2"]
+SMALLER = {  # the schedule benchmark's grid, one peak learning rate and one seed per family
+    "schedules": [
+        "space.learning_rate=LogUniform(3e-3, 1.0, num=1)",
+        "space.seed=Choice([0])",
+        "population=14",
+    ],
+    **STRUCTURAL,  # two small structures instead of one program per width up to 512
+}
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in EXPERIMENTS.glob("*.py")))
+def test_every_experiment_file_runs_through_the_command_on_two_devices(name, tmp_path, capsys):
+    assert jax.device_count() == 2
+    overrides = sum((["--set", o] for o in [*BUDGET, *SMALLER.get(name, [])]), [])
+    path, out = str(EXPERIMENTS / f"{name}.py"), str(tmp_path / name)
+    if name == "schedules":
+        argv = ["bench-schedules", path, *overrides, "--out", out, "--quiet"]
+    elif name == "mnist1d_paper":  # its own command: the MLP and the CNN, one after the other
+        assert _module(name).main(["--out", out, "--quiet", *overrides]) == 0
+        return
+    else:
+        argv = ["run", path, *overrides, "--out", out, "--quiet"]
+    assert main(argv) == 0, capsys.readouterr().err
+    summary = json.loads((tmp_path / name / "sweep.json").read_text())
+    assert summary["steps_done"] == 4
+    assert summary["population_devices"] == (2 if summary["members"] % 2 == 0 else 1)
