@@ -109,8 +109,9 @@ class Config:
     # On-device image augmentation of the shared batch: None, True (crop with padding 4 and
     # horizontal flip) or {"crop_padding": int, "flip": bool}; see sweepjax.data.Augment.
     augment: Any = None
-    # Members vectorized together on one device: "auto" (timed on the first chunks, memory-
-    # planned) or an int.
+    # Members vectorized together on one device: "auto" (memory-planned; on a CPU, where every
+    # width gives the same numbers, timed on the first chunks) or an int (1 runs as 2, the
+    # narrowest group).
     population_width: int | str = "auto"
     # The dtype of the forward and backward pass: "float32", or "bfloat16" (mixed precision for
     # GPUs: parameters, optimizer state and the loss stay float32).

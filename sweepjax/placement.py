@@ -331,7 +331,7 @@ def width_search(
       A `WidthSearch`: train each chunk at its `width` and `record` the chunk's time.
 
     Raises:
-      DoesNotFit: not even one member fits the device, with the estimate.
+      DoesNotFit: not even the narrowest group fits the device, with the estimate.
 
     >>> import sweepjax
     >>> from sweepjax.sweep import program_of, sample_hparams

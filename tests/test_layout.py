@@ -28,6 +28,7 @@ from layout_check import follow  # noqa: E402
 ONE_DEVICE = [("mlp", size, width) for size in (8, 64) for width in (None, 4, 1)]
 SEVERAL = [("mlp", 8, 4), ("mlp", 8, 1), ("mlp", 64, None), ("mlp", 64, 4), ("mlp", 64, 1)]
 CONV = [("user_conv", 64, 4)]  # a grouped convolution: one layout of each kind is enough
+LAYOUTS = [(*one, 1) for one in ONE_DEVICE + CONV] + [(*two, 2) for two in SEVERAL + CONV]
 
 
 @functools.cache
@@ -36,19 +37,14 @@ def reference(model: str) -> tuple[dict, dict]:
     return follow(model, 1, None, 1), follow(model, 8, None, 2)
 
 
-@pytest.mark.parametrize(("model", "size", "width"), ONE_DEVICE + CONV)
-def test_a_member_is_bitwise_the_same_alone_and_in_any_population_and_width(model, size, width):
-    alone, _ = reference(model)
-    got = follow(model, size, width, 1)
-    for name, value in alone.items():
-        assert_same(got[name], value)
-
-
-@pytest.mark.parametrize(("model", "size", "width"), SEVERAL + CONV)
-def test_on_several_devices_a_member_is_bitwise_the_same_in_any_layout(model, size, width):
-    _, split = reference(model)
-    got = follow(model, size, width, 2)
-    for name, value in split.items():
+@pytest.mark.parametrize(("model", "size", "width", "devices"), LAYOUTS)
+def test_a_member_is_bitwise_the_same_in_every_layout_on_one_device_or_on_several(
+    model, size, width, devices
+):
+    """Against the member alone on one device, or in a population of 8 on two."""
+    expected = reference(model)[0 if devices == 1 else 1]
+    got = follow(model, size, width, devices)
+    for name, value in expected.items():
         assert_same(got[name], value)
 
 

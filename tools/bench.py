@@ -89,6 +89,7 @@ class Row:
     population: int = 64
     steps: int = 1000
     sweep_steps: int | None = None  # (a) chooses its width as for a sweep this long; None: steps
+    width: int | str = "auto"  # (a)'s population_width: searched, or fixed
 
     def name(self) -> str:
         depth = "" if self.layers is None else f"x{self.layers}"
@@ -425,7 +426,9 @@ def bench_row(
     timings = {}
     for way in ways:
         if way in ("engine", "auto"):
-            timings[way] = run_engine(row, data, chunk, repeats, "auto" if way == "auto" else None)
+            timings[way] = run_engine(
+                row, data, chunk, repeats, row.width if way == "auto" else None
+            )
         elif way in TORCH_WAYS:
             timings[way] = run_torch(way, row, data, members, repeats)
         else:
@@ -558,7 +561,7 @@ def rows_from_args(args: argparse.Namespace) -> list[Row]:
     if len(batches) != len(args.hidden):
         raise SystemExit("--batch: give one value or one per --hidden value.")
     return [
-        Row(model, hidden, args.layers, batch, population, args.steps, args.sweep_steps)
+        Row(model, hidden, args.layers, batch, population, args.steps, args.sweep_steps, args.width)
         for model in args.model
         for hidden, batch in zip(args.hidden, batches, strict=True)
         for population in args.population
@@ -578,6 +581,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="(a) chooses its width as a sweep of this many steps would (default: --steps)",
+    )
+    parser.add_argument(
+        "--width", type=int, default="auto", help="(a) at this fixed width (default: searched)"
     )
     parser.add_argument("--chunk", type=int, default=100, help="engine steps per device call")
     parser.add_argument("--baseline-members", type=int, default=4, help="members (b)-(d) time")
