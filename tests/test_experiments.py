@@ -138,7 +138,8 @@ SMALLER = {  # the schedule benchmark's grid, one peak learning rate and one see
         "space.seed=Choice([0])",
         "population=14",
     ],
-    **STRUCTURAL,  # two small structures instead of one program per width up to 512
+    # two small structures, 2 members each, instead of one program per width up to 512
+    **{name: [*changes, "population=4"] for name, changes in STRUCTURAL.items()},
 }
 
 
