@@ -80,3 +80,12 @@ def test_rows_from_flags():
     ]
     with pytest.raises(SystemExit):
         bench.rows_from_args(bench.build_parser().parse_args(["--hidden", "1", "2", "3"]))
+
+
+def test_width_flag_takes_auto_or_a_positive_integer():
+    parse = bench.build_parser().parse_args
+    assert {r.width for r in bench.rows_from_args(parse([]))} == {"auto"}
+    assert {r.width for r in bench.rows_from_args(parse(["--width", "4"]))} == {4}
+    for bad in ("0", "-2", "wide"):
+        with pytest.raises(SystemExit):
+            parse(["--width", bad])

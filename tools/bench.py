@@ -568,6 +568,15 @@ def rows_from_args(args: argparse.Namespace) -> list[Row]:
     ]
 
 
+def _width(text: str) -> int | str:
+    """`--width`: "auto" or a positive number of members per vectorized group."""
+    if text == "auto":
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give 'auto' or a positive integer")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", nargs="+", default=["mlp"], choices=["mlp", "cnn1d"])
@@ -583,7 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="(a) chooses its width as a sweep of this many steps would (default: --steps)",
     )
     parser.add_argument(
-        "--width", type=int, default="auto", help="(a) at this fixed width (default: searched)"
+        "--width", type=_width, default="auto", help="(a) at this fixed width (default: searched)"
     )
     parser.add_argument("--chunk", type=int, default=100, help="engine steps per device call")
     parser.add_argument("--baseline-members", type=int, default=4, help="members (b)-(d) time")
