@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import os
 import sys
 from typing import Any
@@ -33,7 +34,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P  # noqa: N817
 
 from sweepjax import distributed
-from sweepjax.layout import MIN_WIDTH
+from sweepjax.layout import MIN_WIDTH, cap_cpu_isa
 from sweepjax.population import Population, Program, init_population, make_train_chunk
 from sweepjax.space import HParams
 
@@ -66,9 +67,11 @@ def use_cpu_cores(count: int | None = None) -> None:
     XLA runs a population's small matrix products on one thread, so on one CPU device a sweep
     uses one core however many there are; with one device per core the population is split
     across them (`population_mesh`) and the devices run at once (measured: 1.6x to 1.9x on two
-    cores, `docs/performance.md`). Call it before the first JAX computation (the `sweepjax`
-    command does, after `jax.distributed.initialize` where that is used); later it changes
-    nothing. A user's `XLA_FLAGS=--xla_force_host_platform_device_count=N` wins. Only the CPU
+    cores, `docs/performance.md`). It also caps XLA's CPU code at AVX2 on x86-64, which keeps
+    a member's numbers the same at every width (`sweepjax.layout.cap_cpu_isa`). Call it before
+    the first JAX computation (the `sweepjax` command does, after `jax.distributed.initialize`
+    where that is used); later it changes nothing. A user's own `XLA_FLAGS` with
+    `--xla_force_host_platform_device_count=N` or `--xla_cpu_max_isa` win. Only the CPU
     platform is affected: a GPU stays one device per GPU.
 
     Args:
@@ -80,6 +83,7 @@ def use_cpu_cores(count: int | None = None) -> None:
         count = cpu_cores()
     if count < 1:
         raise ValueError(f"use_cpu_cores: count={count!r}; allowed: a positive integer or None")
+    cap_cpu_isa()
     if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
         return
     with contextlib.suppress(RuntimeError):  # JAX has started: its devices are fixed
@@ -221,6 +225,55 @@ def plan_memory(
         state_per_member=-(-state_bytes // size),
         temp_per_member=max(per_member, 1),
     )
+
+
+def check_fits(program: Program, hparams: HParams, example_x: Any, population: int) -> None:
+    """Refuse a population whose state alone overflows its devices, before any array is made.
+
+    A member's state (parameters, optimizer and model state, hyperparameters) is measured from
+    shapes (`jax.eval_shape`: nothing compiles or is allocated) on the few members of `hparams`;
+    a step's working memory comes on top, planned by `width_search`. A model that cannot take
+    `example_x` is left to the sweep's data check.
+
+    Raises:
+      DoesNotFit: the state needs over `HEADROOM` of a device's memory (the host's, for CPU
+        devices, which share it); the message gives the estimate and the population that fits.
+
+    >>> from sweepjax.config import Config
+    >>> from sweepjax.sweep import program_of, sample_hparams
+    >>> config = Config(population=4, steps=10, batch_size=8)
+    >>> check_fits(program_of(config), sample_hparams(config), np.zeros((8, 40), np.float32), 4)
+    """
+    mesh = population_mesh(population)
+    devices = 1 if mesh is None else mesh.size
+    example = jax.ShapeDtypeStruct(np.shape(example_x), example_x.dtype)
+    try:
+        state = jax.eval_shape(lambda hp: init_population(program, hp, example), hparams)
+    except Exception:  # a model that cannot take the data: the sweep's data check names it
+        return
+    per_member = -(-(_nbytes(state) + _nbytes(hparams)) // hparams.size)
+    limit = device_memory()
+    room = HEADROOM * limit
+    if jax.devices()[0].platform == "cpu":
+        members, most = population, int(room // per_member)
+        where = f"in the host's memory (its {devices} CPU device(s) share it)"
+    else:
+        members, most = -(-population // devices), int(room // per_member) * devices
+        where = f"on each of {devices} {jax.devices()[0].device_kind} device(s)"
+    if members * per_member <= room:
+        return
+    raise DoesNotFit(
+        f"population: {population} members need about {_mib(members * per_member)} {where} "
+        f"for their state alone ({per_member:,} bytes a member: parameters, optimizer and "
+        f"model state, hyperparameters), over {HEADROOM:.0%} of its {_mib(limit)}; allowed: "
+        f"about {most:,} members here. Use fewer members, a smaller model, or more devices."
+    )
+
+
+def _nbytes(tree: Any) -> int:
+    """Bytes of the leaves of `tree` with a population axis (arrays or their shapes)."""
+    leaves = [x for x in jax.tree.leaves(tree) if np.ndim(x) >= 1]
+    return sum(math.prod(x.shape) * np.dtype(x.dtype).itemsize for x in leaves)
 
 
 def _candidates(share: int, fits: int) -> list[int]:

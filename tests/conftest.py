@@ -7,6 +7,7 @@ of an even population trains split across them; one-device and four-device cases
 from __future__ import annotations
 
 import contextlib
+import os
 
 import jax
 import numpy as np
@@ -19,6 +20,14 @@ use_cpu_cores(2)  # before JAX computes anything; a subprocess's own XLA_FLAGS w
 # Parity tests compare algorithms, not matmul precision: full float32 on GPUs too (their
 # default for float32 products is TF32). CPUs compute float32 products in full anyway.
 jax.config.update("jax_default_matmul_precision", "highest")
+
+
+def xla_flags(devices: int) -> str:
+    """`XLA_FLAGS` for a subprocess with `devices` CPU devices and this session's other flags
+    (the CPU code cap of `use_cpu_cores`, so its programs are this process's)."""
+    own = [f for f in os.environ.get("XLA_FLAGS", "").split() if "device_count" not in f]
+    return " ".join([*own, f"--xla_force_host_platform_device_count={devices}"])
+
 
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 

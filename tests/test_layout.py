@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_same
+from conftest import assert_same, xla_flags
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
@@ -76,7 +76,7 @@ print(json.dumps(out))
 def test_four_devices_give_the_same_member_as_two():
     _, split = reference("mlp")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    env["XLA_FLAGS"] = xla_flags(4)
     proc = subprocess.run(
         [sys.executable, "-c", FOUR], cwd=ROOT, env=env, capture_output=True, text=True
     )

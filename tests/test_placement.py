@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -11,10 +12,12 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-from conftest import assert_same, make_tiny_data
+from conftest import assert_same, count_compiles, make_tiny_data, xla_flags
 
 import sweepjax
 from sweepjax import cli, placement
+from sweepjax.buckets import complete_hparams
+from sweepjax.layout import CPU_ISA_FLAG
 from sweepjax.population import init_population, make_train_chunk
 from sweepjax.sweep import program_of, sample_hparams
 
@@ -141,6 +144,38 @@ def test_memory_plan_and_a_member_that_cannot_fit(tiny_config, tiny_data, monkey
         placement.width_search("auto", program, pop, hp, x, y)
 
 
+def test_a_population_whose_state_cannot_fit_is_refused_from_shapes(
+    tiny_config, tiny_data, monkeypatch
+):
+    monkeypatch.setattr(placement, "device_memory", lambda device=None: 16 * 2**30)
+    program, x = program_of(tiny_config), tiny_data.train_x[:16]
+    columns = complete_hparams(tiny_config, {"seed": np.zeros(2, np.int32)})
+    with count_compiles() as compiles:
+        placement.check_fits(program, columns, x, 10**6)  # about 2 GiB of state: fits
+        with pytest.raises(
+            placement.DoesNotFit,
+            match=r"population: 1000000000 members need about [\d,.]+ MiB in the host's memory "
+            r".*\([\d,]+ bytes a member: .*over 75% of its 16,384\.0 MiB; allowed: about "
+            r"[\d,]+ members here",
+        ):
+            placement.check_fits(program, columns, x, 10**9)
+    assert compiles[0] == 0
+
+
+def test_a_sweep_too_large_for_the_memory_is_refused_before_anything_compiles(
+    tiny_config, tiny_data, monkeypatch
+):
+    """`sweep.run` calls `placement.check_fits` before it samples the population."""
+    monkeypatch.setattr(placement, "device_memory", lambda device=None: 2**20)
+    config = tiny_config.replace(population=1024)  # about 2 MiB of state
+    with (
+        count_compiles() as compiles,
+        pytest.raises(placement.DoesNotFit, match=r"population: 1024 members need about"),
+    ):
+        sweepjax.run(config, quiet=True, dataset=tiny_data)
+    assert compiles[0] == 0
+
+
 def test_population_width_is_validated(tiny_config):
     for bad in ("wide", 0, -2):
         with pytest.raises(ValueError, match="population_width"):
@@ -152,7 +187,7 @@ import json, sys
 import jax, numpy as np
 sys.path.insert(0, "tests")
 import sweepjax
-from conftest import assert_same, make_tiny_data
+from conftest import assert_same, count_compiles, make_tiny_data
 from sweepjax import cli, placement
 from sweepjax.population import init_population, make_train_chunk
 from sweepjax.sweep import program_of, sample_hparams
@@ -188,7 +223,7 @@ def test_several_devices_split_the_population_and_match_one_device():
     tiny_data, tiny_config = tiny()
     env = {
         **os.environ,
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+        "XLA_FLAGS": xla_flags(4),
         "PYTHONPATH": str(ROOT),
         "JAX_PLATFORMS": "cpu",
     }
@@ -210,12 +245,12 @@ def test_several_devices_split_the_population_and_match_one_device():
 
 
 CORES = """
-import json, jax
+import json, os, jax
 from sweepjax.placement import use_cpu_cores
 use_cpu_cores(3)
 before = jax.device_count()
 use_cpu_cores(5)  # JAX has started: nothing changes, nothing fails
-print(json.dumps([before, jax.device_count()]))
+print(json.dumps([before, jax.device_count(), os.environ["XLA_FLAGS"]]))
 """
 
 
@@ -229,21 +264,23 @@ def test_use_cpu_cores_makes_devices_before_jax_starts_and_respects_xla_flags(xl
         [sys.executable, "-c", CORES], cwd=ROOT, env=env, capture_output=True, text=True
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert json.loads(proc.stdout.strip().splitlines()[-1]) == expected
+    *devices, flags = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert devices == expected
+    if platform.machine().lower() in ("x86_64", "amd64"):  # every width the same program
+        assert flags.split().count(CPU_ISA_FLAG) == 1
     with pytest.raises(ValueError, match=r"use_cpu_cores: count=0; allowed: a positive integer"):
         placement.use_cpu_cores(0)
 
 
 def test_the_command_line_uses_every_cpu_core(monkeypatch):
-    class Called(Exception):
-        pass
+    calls = []
 
     def use_cpu_cores():
-        raise Called
+        calls.append(True)
+        raise ValueError("stop before training")
 
-    monkeypatch.setattr(cli, "use_cpu_cores", use_cpu_cores)
-    with pytest.raises(Called):
-        cli.main(["run", "--set", "steps=1"])
+    monkeypatch.setattr(placement, "use_cpu_cores", use_cpu_cores)
+    assert cli.main(["run", "--set", "steps=1"]) == 2 and calls
 
 
 def test_a_resumed_sweep_keeps_the_width_its_search_chose(
