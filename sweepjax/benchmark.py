@@ -26,7 +26,8 @@ from sweepjax.config import Config, families
 from sweepjax.data import Dataset
 from sweepjax.results import Result, atomic_write
 from sweepjax.schedules import learning_rate_at
-from sweepjax.sweep import family_names, run, sample_hparams
+from sweepjax.sweep import run, sample_hparams
+from sweepjax.training import family_names
 
 
 @dataclasses.dataclass

@@ -37,6 +37,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from sweepjax import distributed
+from sweepjax.errors import StorageError
+from sweepjax.library_logs import drop_failed_restore_noise
 
 FORMAT = 2  # 2: the checksum digests each row's CRC-32 (1: each whole array's)
 _TMP_MARK = ".orbax-checkpoint-tmp"  # Orbax's suffix of a step folder not yet committed
@@ -57,8 +59,8 @@ RESUMABLE_KEYS = frozenset(
 )
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint could not be saved, or no saved checkpoint could be read."""
+class CheckpointError(StorageError):
+    """A checkpoint could not be saved, or no saved checkpoint could be read (exit code 1)."""
 
 
 class CheckpointMismatch(ValueError):
@@ -94,9 +96,14 @@ def checkpoint_dir(out_dir: str | os.PathLike) -> Path:
 
 
 def _manager(out_dir: str | os.PathLike, *, keep: int | None = None, read_only: bool = False):
+    """An Orbax manager of `out_dir`'s checkpoints; `read_only`: one that only reads.
+
+    A reading manager creates nothing, cleans nothing and is never asked to save or delete.
+    It is not opened with Orbax's own `read_only` flag, whose only other effect is a warning
+    on the terminal ("Given directory is read only") each time one is opened.
+    """
     options = ocp.CheckpointManagerOptions(
         max_to_keep=None if read_only else keep,
-        read_only=read_only,
         create=not read_only,
         cleanup_tmp_directories=not read_only,
         enable_async_checkpointing=not read_only,
@@ -351,6 +358,7 @@ def restore_latest(
     Raises:
       CheckpointError: no checkpoint could be restored.
     """
+    drop_failed_restore_noise()  # what Orbax's failed reads print later (see library_logs)
     bad: list[tuple[int, str]] = []
     for step in sorted(manager.all_steps(), reverse=True):
         try:
@@ -368,8 +376,8 @@ def restore_latest(
         return snapshot, [s for s, _ in bad]
     detail = "; ".join(f"step {s}: {r}" for s, r in bad) or "none was found"
     raise CheckpointError(
-        f"no readable checkpoint in {manager.directory} ({detail}); to start the sweep again, "
-        "pass --overwrite (overwrite=True)."
+        f"no readable checkpoint in {manager.directory} ({detail}); to start the sweep again: "
+        "sweepjax run EXPERIMENT --out OUT_DIR --overwrite (sweepjax.run(config, overwrite=True))."
     )
 
 
@@ -412,10 +420,15 @@ def export_member(out_dir: str | os.PathLike, member: int, to: str | os.PathLike
       `to`, as a `Path`.
     """
     to = Path(to).absolute()
+    if to.exists() and not to.is_dir():
+        raise ValueError(f"--to: {to} is a file; allowed: a new or empty directory.")
     if to.exists() and any(to.iterdir()):
-        raise ValueError(f"export: {to} exists and is not empty; choose a new directory.")
+        raise ValueError(f"--to: {to} exists and is not empty; allowed: a new or empty directory.")
     if not checkpoint_dir(out_dir).is_dir():
-        raise ValueError(f"export: {out_dir} holds no checkpoint.")
+        raise ValueError(
+            f"export: {out_dir} holds no checkpoint; give the out_dir of a sweep (its checkpoints "
+            "are in OUT_DIR/checkpoints)."
+        )
     with _manager(out_dir, read_only=True) as manager:
         snapshot, _ = restore_latest(manager)
     population = snapshot.state["population"]

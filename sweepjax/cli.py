@@ -12,20 +12,30 @@ HOSTS, to run one sweep as several processes (one per host; see `sweepjax.distri
 --coordinator HOST:PORT --num-processes N --process-id I, or --distributed to take them from
 the cluster (SLURM and the other environments `jax.distributed.initialize()` detects).
 
-Exit codes: 0 done, 1 a checkpoint could not be saved or read, 2 a bad config or a checkpoint
-of another sweep in OUT_DIR, 75 interrupted by SIGTERM or SIGINT after saving a checkpoint
-(resumable: `sweepjax resume OUT_DIR`).
+Every failure is one line on stderr (`--verbose` adds the traceback and the libraries' logs).
+Exit codes: 0 done; 1 a file or checkpoint could not be written or read (disk full, permissions,
+damage); 2 bad input (a config key, a path, a folder another sweep or another process holds);
+70 an internal error (a bug: please report it); 75 stopped by SIGINT or SIGTERM, before training
+or after saving a checkpoint (run the same command again, or `sweepjax resume OUT_DIR`); 128+N
+(130 for Ctrl-C) stopped at once by a second signal N.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from sweepjax.config import Config, apply_overrides
-from sweepjax.experiment import load_experiment
-from sweepjax.placement import use_cpu_cores
+from sweepjax import errors
+from sweepjax.signals import StopOnSignal
+
+if TYPE_CHECKING:
+    from sweepjax.config import Config
+
+# The commands that train: they listen for SIGINT and SIGTERM before importing JAX.
+TRAINING_COMMANDS = ("run", "resume", "bench-schedules")
 
 
 def _add_experiment_arguments(command: argparse.ArgumentParser, default: str) -> None:
@@ -47,8 +57,11 @@ def _add_experiment_arguments(command: argparse.ArgumentParser, default: str) ->
 
 def _experiment_config(args: argparse.Namespace) -> Config:
     """The experiment's config with the command line's overrides and output directory."""
+    from sweepjax.config import apply_overrides
+    from sweepjax.experiment import load_experiment
+
     config = apply_overrides(load_experiment(args.experiment), args.overrides)
-    return config.replace(out_dir=args.out) if args.out else config
+    return config.replace(out_dir=args.out) if args.out is not None else config
 
 
 def _add_distributed_arguments(command: argparse.ArgumentParser) -> None:
@@ -103,6 +116,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     summarize.add_argument("experiment", help="name or path")
     summarize.add_argument("out_dirs", nargs="+", metavar="OUT_DIR")
+    for command in commands.choices.values():
+        command.add_argument(
+            "--verbose", action="store_true", help="on failure: the traceback and libraries' logs"
+        )
     return parser
 
 
@@ -117,7 +134,8 @@ def _add_checkpoint_commands(commands) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="change steps, eval_every, eval_batch, checkpoint_every, keep_checkpoints or data_placement",
+        help="change steps, eval_every, eval_batch, checkpoint_every, keep_checkpoints, "
+        "data_placement or population_width",
     )
     resume.add_argument("--quiet", action="store_true", help="no progress bar or leaderboard")
     _add_distributed_arguments(resume)
@@ -130,61 +148,93 @@ def _add_checkpoint_commands(commands) -> None:
     export.add_argument("--to", required=True, help="a new (or empty) directory")
 
 
-def _run_checkpointed(args) -> int:
-    """`run`, `resume` and `export`; exceptions of the checkpoint layer become exit codes."""
+def _train(args: argparse.Namespace) -> None:
+    """`run`, `resume` and `bench-schedules`: the commands that train."""
     from sweepjax import distributed
+    from sweepjax.placement import use_cpu_cores
 
     if args.command in ("run", "resume"):  # before anything else touches JAX's devices
         distributed.initialize(
             args.coordinator, args.num_processes, args.process_id, detect=args.distributed
         )
-        use_cpu_cores()
-    from sweepjax.checkpoint import CheckpointError, export_member
-    from sweepjax.sweep import EXIT_INTERRUPTED, Interrupted, resume, run
+    use_cpu_cores()
+    if args.command == "run":
+        from sweepjax.sweep import run
 
-    try:
-        if args.command == "run":
-            run(_experiment_config(args), quiet=args.quiet, overwrite=args.overwrite)
-        elif args.command == "resume":
-            resume(args.out_dir, overrides=args.overrides, quiet=args.quiet)
-        else:
-            to = export_member(args.out_dir, args.member, args.to)
-            print(f"member {args.member} exported to {to}/ (checkpoint/ and hparams.json)")
-    except Interrupted as stop:
-        print(f"sweepjax: {stop}", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except CheckpointError as err:
+        run(_experiment_config(args), quiet=args.quiet, overwrite=args.overwrite)
+    elif args.command == "resume":
+        from sweepjax.sweep import resume
+
+        resume(args.out_dir, overrides=args.overrides, quiet=args.quiet)
+    else:
+        from sweepjax.benchmark import bench_schedules
+
+        bench_schedules(_experiment_config(args), target=args.target, quiet=args.quiet)
+
+
+def _inspect(args: argparse.Namespace) -> None:
+    """`export`, `show`, `report` and `summarize`: the commands that read a sweep folder."""
+    if args.command == "export":
+        from sweepjax.checkpoint import export_member
+
+        to = export_member(args.out_dir, args.member, args.to)
+        print(f"member {args.member} exported to {to}/ (checkpoint/ and hparams.json)")
+    elif args.command == "show":
+        from sweepjax.report import show
+
+        print(show(args.out_dir, args.top))
+    elif args.command == "report":
+        from sweepjax.report import write_report
+
+        print(write_report(args.out_dir, args.top))
+    else:
+        from sweepjax.experiment import summarize
+
+        print(summarize(args.experiment, args.out_dirs))
+
+
+def _failure(err: BaseException, verbose: bool) -> int:
+    """Print `err` as one line (with the traceback when `verbose`); return its exit code."""
+    code = errors.exit_code(err)
+    if verbose and not isinstance(err, errors.Interrupted):
+        traceback.print_exception(err, file=sys.stderr)
+    if isinstance(err, errors.Interrupted):
+        print(f"sweepjax: {err}", file=sys.stderr)
+    elif code == errors.EXIT_INTERNAL:
+        frame = traceback.extract_tb(err.__traceback__)[-1] if err.__traceback__ else None
+        where = f" at {frame.filename}:{frame.lineno}" if frame else ""
+        print(
+            f"sweepjax: internal error: {type(err).__name__}: {err}{where}. This is a bug in "
+            "sweepjax; please report it with the command and the output of --verbose.",
+            file=sys.stderr,
+        )
+    elif isinstance(err, OSError) and not isinstance(err, errors.StorageError):
+        print(f"sweepjax: error: {errors.describe_os_error(err, 'write or read')}", file=sys.stderr)
+    else:
         print(f"sweepjax: error: {err}", file=sys.stderr)
-        return 1
-    return 0
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The `sweepjax` command; returns its exit code (see the module's docstring)."""
     args = _parser().parse_args(argv)
+    training = args.command in TRAINING_COMMANDS
     try:
-        if args.command in ("run", "resume", "export"):
-            return _run_checkpointed(args)
-        elif args.command == "bench-schedules":
-            from sweepjax.benchmark import bench_schedules
+        with StopOnSignal(enabled=training):  # before JAX: a signal at any moment is handled
+            if not args.verbose:
+                from sweepjax.library_logs import silence_library_logs
 
-            use_cpu_cores()
-            bench_schedules(_experiment_config(args), target=args.target, quiet=args.quiet)
-        elif args.command == "show":
-            from sweepjax.report import show
-
-            print(show(args.out_dir, args.top))
-        elif args.command == "report":
-            from sweepjax.report import write_report
-
-            print(write_report(args.out_dir, args.top))
-        elif args.command == "summarize":
-            from sweepjax.experiment import summarize
-
-            print(summarize(args.experiment, args.out_dirs))
-    except ValueError as err:
-        print(f"sweepjax: error: {err}", file=sys.stderr)
-        return 2
-    return 0
+                silence_library_logs()
+            if training:
+                _train(args)
+            else:
+                _inspect(args)
+    except KeyboardInterrupt:
+        print("sweepjax: interrupted.", file=sys.stderr)
+        return errors.EXIT_SIGINT
+    except Exception as err:  # every failure: one line and its exit code
+        return _failure(err, args.verbose)
+    return errors.EXIT_OK
 
 
 if __name__ == "__main__":

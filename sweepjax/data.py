@@ -2,7 +2,9 @@
 
 `load_dataset(name)` returns a `Dataset` of numpy arrays with train, validation and test splits.
 The embedded default, MNIST-1D, is generated offline by the `mnist1d` package with the paper's
-default arguments (4,000 train and 1,000 test examples of length 40) and cached as `.npz`.
+default arguments (4,000 train and 1,000 test examples of length 40) and cached as `.npz` in
+`cache_dir()`; a damaged cache is regenerated, and a cache folder that cannot be written only
+costs the generation in each run (each with a `DataCacheWarning`).
 
 The minibatch stream is a pure function of the data key and the step (`batch_indices`), so it is
 shared by every member, runs inside the compiled chunk, and resumes exactly from a step number.
@@ -12,7 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
+import warnings
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -21,7 +24,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sweepjax.results import atomic_write, load_npz
+
 EMBEDDED = ("mnist1d",)
+MNIST1D_ARRAYS = ("x", "y", "x_test", "y_test")
 SPLIT_SEED = 0  # the validation split is carved with a fixed seed, the same for every sweep
 
 
@@ -49,19 +55,51 @@ def cache_dir() -> Path:
     return Path(os.environ.get("SWEEPJAX_CACHE", Path.home() / ".cache" / "sweepjax"))
 
 
-def _mnist1d_arrays() -> dict[str, np.ndarray]:
-    path = cache_dir() / "mnist1d.npz"
-    if path.exists():
-        with np.load(path) as f:
-            return dict(f)
+class DataCacheWarning(UserWarning):
+    """A generated data set's cache was damaged (and is regenerated) or cannot be written."""
+
+
+def _generate_mnist1d() -> dict[str, np.ndarray]:
     from mnist1d.data import get_dataset_args, make_dataset
 
     raw = make_dataset(get_dataset_args())
-    arrays = {k: np.asarray(raw[k]) for k in ("x", "y", "x_test", "y_test")}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz", delete=False) as tmp:
-        np.savez(tmp, **arrays)
-    os.replace(tmp.name, path)
+    return {k: np.asarray(raw[k]) for k in MNIST1D_ARRAYS}
+
+
+def _read_mnist1d(path: Path) -> dict[str, np.ndarray] | None:
+    """The cached arrays, or None when there is no cache or it is damaged (with a warning)."""
+    try:
+        arrays = load_npz(path)
+        arrays = {k: arrays[k] for k in MNIST1D_ARRAYS}
+    except (FileNotFoundError, NotADirectoryError):  # no cache yet
+        return None
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
+        reason = f"{type(err).__name__}: {err}".splitlines()[0]
+        warnings.warn(
+            f"the cached MNIST-1D {path} is damaged or unreadable ({reason}); regenerating it.",
+            DataCacheWarning,
+            stacklevel=4,
+        )
+        return None
+    return arrays
+
+
+def _mnist1d_arrays() -> dict[str, np.ndarray]:
+    """MNIST-1D from the cache, or generated (a few seconds) and cached when it can be."""
+    path = cache_dir() / "mnist1d.npz"
+    arrays = _read_mnist1d(path)
+    if arrays is not None:
+        return arrays
+    arrays = _generate_mnist1d()
+    try:
+        atomic_write(path, lambda f: np.savez(f, **arrays), binary=True)
+    except OSError as err:
+        warnings.warn(
+            f"could not cache MNIST-1D in {path.parent} ({err.strerror or err}); it is generated "
+            "again in each run. To cache it, set SWEEPJAX_CACHE to a writable folder.",
+            DataCacheWarning,
+            stacklevel=3,
+        )
     return arrays
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import os
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
@@ -48,8 +50,33 @@ def load_module(name: str) -> ModuleType:
     path = find_experiment(name)
     spec = importlib.util.spec_from_file_location(f"sweepjax_experiment_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:  # the file's own code failed: a syntax error, an import, a bug
+        raise _load_error(path, err) from err
     return module
+
+
+def _load_error(path: Path, err: Exception) -> ValueError:
+    """One line for an exception raised by experiment file `path`: its type, message and the
+    line of the file where it was raised (the deepest frame in the file, or a syntax error's).
+
+    >>> _load_error(Path("exp.py"), SyntaxError("invalid syntax", ("exp.py", 3, 1, "x = (")))
+    ValueError('experiment: exp.py failed to load: SyntaxError: invalid syntax (line 3)')
+    """
+    file = os.path.realpath(path)
+    if isinstance(err, SyntaxError) and os.path.realpath(err.filename or "") == file:
+        message, line = err.msg, err.lineno
+    else:  # raised while running the file, maybe deeper, in what it calls or imports
+        message = str(err)
+        frames = traceback.extract_tb(err.__traceback__)
+        line = next(
+            (f.lineno for f in reversed(frames) if os.path.realpath(f.filename) == file), None
+        )
+    message = " ".join(message.split())  # on one line
+    text = f"{type(err).__name__}: {message}" if message else type(err).__name__
+    where = f" (line {line})" if line is not None else ""
+    return ValueError(f"experiment: {path} failed to load: {text}{where}")
 
 
 def summarize(name: str, out_dirs: Sequence[str]) -> str:
@@ -81,7 +108,10 @@ def load_experiment(name: str = "default") -> Config:
     module = load_module(name)
     if not hasattr(module, "get_config"):
         raise ValueError(f"experiment: {path} has no get_config() function.")
-    config = module.get_config()
+    try:
+        config = module.get_config()
+    except Exception as err:
+        raise _load_error(path, err) from err
     if not isinstance(config, Config):
         raise ValueError(
             f"experiment: {path}'s get_config() returned {type(config).__name__}, not Config."

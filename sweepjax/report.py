@@ -2,7 +2,8 @@
 
 Everything is read from `out_dir` alone (`results.csv`, `curves.npz`, `sweep.json`), so a report
 can be written for a finished, an interrupted or a resumed sweep, and partial files are tolerated
-(a missing or unreadable `curves.npz` only drops the curve figures).
+(a missing `curves.npz` only drops the curve figures; a damaged file is an error that names it,
+see `sweepjax.results.read_sweep`).
 
 `write_report(out_dir)` writes into `out_dir`:
   * `figures/*.png`: the figures (matplotlib, no display needed);
@@ -24,10 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from sweepjax.results import METRICS, RANK_BY, Result, atomic_write, leaderboard, read_rows
+from sweepjax.lock import holder
+from sweepjax.results import CURVES, METRICS, RANK_BY, Result, atomic_write, leaderboard
+from sweepjax.results import read_summary as read_summary  # re-exported: readers of a sweep
+from sweepjax.results import read_sweep as read_sweep
 
 STATUSES = ("running", "interrupted", "finished")
-CURVES = ("train_loss", "val_loss", "val_accuracy")
 _LABELS = {
     "train_loss": "train loss",
     "val_loss": "validation loss",
@@ -43,57 +46,12 @@ _DEFAULT_PAIR = ("learning_rate", "weight_decay")
 # ----------------------------------------------------------------------------- reading
 
 
-def read_sweep(out_dir: str | os.PathLike) -> Result:
-    """Load a sweep directory, tolerating partial files.
-
-    Unlike `sweepjax.read_result`, a missing or unreadable `curves.npz` or `sweep.json` gives
-    empty `curves` or `summary`; only `results.csv` is required.
-
-    Args:
-      out_dir: a directory written by `sweepjax.run` (finished, interrupted or running).
-
-    Returns:
-      The `Result`, with `out_dir` set.
-
-    Raises:
-      ValueError: if `out_dir` holds no readable `results.csv`.
-    """
-    out = Path(out_dir)
-    try:
-        rows = read_rows(out / "results.csv")
-    except (OSError, ValueError, UnicodeDecodeError) as err:
+def check_top(top: int) -> None:
+    """Refuse a leaderboard length that is not a positive integer (`--top`)."""
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
         raise ValueError(
-            f"out_dir: {str(out)!r} holds no readable results.csv ({err}); is it a sweep directory?"
-        ) from err
-    return Result(rows, _read_curves(out, len(rows)), read_summary(out), out)
-
-
-def read_summary(out_dir: str | os.PathLike) -> dict[str, Any]:
-    """`sweep.json` of `out_dir` as a dict, or `{}` when it is missing or unreadable."""
-    try:
-        summary = json.loads((Path(out_dir) / "sweep.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return summary if isinstance(summary, dict) else {}
-
-
-def _read_curves(out: Path, members: int) -> dict[str, np.ndarray]:
-    try:
-        with np.load(out / "curves.npz") as f:
-            curves = {k: np.asarray(f[k]) for k in f.files}
-    except (OSError, ValueError, EOFError, KeyError):
-        return {}
-    if "steps" not in curves:
-        return {}
-    steps = np.asarray(curves["steps"]).reshape(-1)
-    kept = {"steps": steps}
-    for name in CURVES:
-        values = curves.get(name)
-        if values is None or values.ndim != 2 or values.shape[1] != members:
-            continue
-        kept[name] = values.astype(np.float64)
-    length = min(len(v) for v in kept.values())
-    return {k: v[:length] for k, v in kept.items()} if length else {}
+            f"top: {top!r} is not allowed; allowed: a positive integer (how many members to list)."
+        )
 
 
 def sweep_status(summary: Mapping[str, Any]) -> str:
@@ -147,9 +105,26 @@ def show(out_dir: str | os.PathLike, top: int = 10) -> str:
 
     Returns:
       The text, several lines.
+
+    While a process holds the folder's lock, the first line says so (who, which step, since
+    when) and the rest are the results written last, if any.
+
+    Raises:
+      ValueError: `top` is not a positive integer, or `out_dir` holds no results and no
+        running sweep.
+      StorageError: a result file is damaged or cannot be read.
     """
-    result = read_sweep(out_dir)
+    check_top(top)
+    running = _running_line(out_dir)
+    try:
+        result = read_sweep(out_dir)
+    except ValueError:
+        if running is None:
+            raise
+        return f"{out_dir}: {running}; no results written yet"
     lines = [f"{result.out_dir}: {status_line(result)}"]
+    if running is not None:
+        lines.insert(0, f"{out_dir}: {running}; the results below were written before")
     if result.rows:
         lines.append(leaderboard(result.rows, top))
     boundary = divergence_boundary(result.rows)
@@ -157,6 +132,18 @@ def show(out_dir: str | os.PathLike, top: int = 10) -> str:
         lines.append("divergence boundary (learning rate):")
         lines.extend(f"  {_boundary_text(b)}" for b in boundary)
     return "\n".join(lines)
+
+
+def _running_line(out_dir: str | os.PathLike) -> str | None:
+    """'running (step, PID, host, since)' while a sweep holds `out_dir`'s lock, else None."""
+    info = holder(out_dir)
+    if info is None:
+        return None
+    step = info.get("step")
+    of = f" of {info['steps']}" if "steps" in info else ""
+    at = f"at step {step}{of}" if step is not None else "starting (no chunk done yet)"
+    since = f", since {info['since']}" if "since" in info else ""
+    return f"running {at} (PID {info.get('pid', '?')} on {info.get('host', '?')}{since})"
 
 
 # ----------------------------------------------------------------------------- analysis
@@ -918,7 +905,12 @@ def write_report(out_dir: str | os.PathLike, top: int = 10) -> Path:
 
     Returns:
       The path of `report.html`.
+
+    Raises:
+      ValueError: `top` is not a positive integer, or `out_dir` holds no results.
+      StorageError: a result file is damaged or cannot be read.
     """
+    check_top(top)
     result = read_sweep(out_dir)
     out = Path(out_dir)
     figures: list[tuple[str, str, bytes]] = []

@@ -8,18 +8,22 @@ Files in `out_dir` (each written atomically: a temporary file, then a rename):
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
 import json
 import math
 import os
-import tempfile
+import secrets
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from sweepjax.errors import StorageError, describe_os_error
 
 METRICS = (
     "status",
@@ -31,6 +35,7 @@ METRICS = (
     "test_accuracy",
 )
 RANK_BY = "final_val_accuracy"
+CURVES = ("train_loss", "val_loss", "val_accuracy")  # each `[C, P]` in curves.npz, with `steps`
 
 
 @dataclasses.dataclass
@@ -123,23 +128,55 @@ def _table(cells: list[list[str]], header: list[str]) -> str:
 def atomic_write(path: Path, write: Callable[[io.IOBase], None], binary: bool = False) -> None:
     """Write `path` through a temporary file in the same folder and an atomic rename.
 
-    A crash or a full disk leaves the previous file intact.
+    The file gets the mode a plain `open()` gives a new file (0o666 less the umask, so shared
+    folders stay shared). A crash or a full disk leaves the previous file intact and no
+    temporary file behind.
+
+    Raises:
+      OSError: the folder or the file could not be written; it names `path`, not the
+        temporary file.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    created = False
     try:
-        with os.fdopen(fd, "wb" if binary else "w", newline=None if binary else "") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # as open() does
+        created = True
+        _write_and_close(
+            os.fdopen(fd, "wb" if binary else "w", newline=None if binary else ""), write
+        )
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as err:
+        if created:
+            tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.errno is not None:
+            raise OSError(err.errno, err.strerror, os.fspath(path)) from err
         raise
 
 
+def _write_and_close(f: io.IOBase, write: Callable[[io.IOBase], None]) -> None:
+    """`write(f)`, then flush it to the disk and close it; a failed write closes it quietly
+    (closing flushes again, and on a full disk that would only fail again)."""
+    try:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    except BaseException:
+        with contextlib.suppress(OSError):
+            f.close()
+        raise
+    f.close()
+
+
 def write_result(result: Result, out_dir: str | os.PathLike) -> Path:
-    """Write `results.csv`, `curves.npz` and `sweep.json` into `out_dir`, each atomically."""
+    """Write `results.csv`, `curves.npz` and `sweep.json` into `out_dir`, each atomically.
+
+    Raises:
+      StorageError: a file could not be written (a full disk, permissions); the message names
+        it and its cause. The previous file stays intact, and the sweep's checkpoint too:
+        `sweepjax resume OUT_DIR` rewrites the result files.
+    """
     out = Path(out_dir)
 
     def write_csv(f):
@@ -147,16 +184,51 @@ def write_result(result: Result, out_dir: str | os.PathLike) -> Path:
         writer.writeheader()
         writer.writerows(result.rows)
 
-    atomic_write(out / "results.csv", write_csv)
-    atomic_write(out / "curves.npz", lambda f: np.savez(f, **result.curves), binary=True)
-    atomic_write(out / "sweep.json", lambda f: json.dump(result.summary, f, indent=2, default=str))
+    files = {
+        "results.csv": (write_csv, False),
+        "curves.npz": (lambda f: np.savez(f, **result.curves), True),
+        "sweep.json": (lambda f: json.dump(result.summary, f, indent=2, default=str), False),
+    }
+    for name, (write, binary) in files.items():
+        try:
+            atomic_write(out / name, write, binary)
+        except OSError as err:
+            raise StorageError(
+                f"{describe_os_error(err, 'write')} The previous {name} and the sweep's "
+                f"checkpoint are intact; then `sweepjax resume {out}` rewrites the result files."
+            ) from err
     result.out_dir = out
     return out
 
 
-def read_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Read `results.csv` back with numbers as numbers."""
+# ----------------------------------------------------------------------------- reading
 
+# What a damaged result file raises when parsed (UnicodeDecodeError and JSONDecodeError are
+# ValueErrors; np.load raises EOFError or BadZipFile for a torn file).
+_DAMAGE = (ValueError, EOFError, KeyError, csv.Error, zipfile.BadZipFile)
+
+
+def _damaged(path: Path, reason: object) -> StorageError:
+    return StorageError(
+        f"{path} is damaged ({reason}); `sweepjax resume {path.parent}` rewrites the result "
+        "files from the sweep's checkpoint."
+    )
+
+
+def _load(path: Path, parse: Callable[[Path], Any]) -> Any:
+    """`parse(path)`; raises FileNotFoundError when it is missing, `StorageError` when it is
+    damaged or cannot be read."""
+    try:
+        return parse(path)
+    except FileNotFoundError:
+        raise
+    except OSError as err:
+        raise StorageError(describe_os_error(err, "read")) from err
+    except _DAMAGE as err:
+        raise _damaged(path, err) from err
+
+
+def _parse_rows(path: Path) -> list[dict[str, Any]]:
     def convert(text: str) -> Any:
         for kind in (int, float):
             try:
@@ -166,13 +238,130 @@ def read_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
         return text
 
     with open(path, newline="") as f:
-        return [{k: convert(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    header = reader.fieldnames or []
+    if "member" not in header or "status" not in header:
+        raise ValueError(f"a header without member and status: {header[:4]}")
+    for line, row in enumerate(rows, 2):
+        if None in row or None in row.values():  # DictReader's marks of extra, missing fields
+            fields = sum(v is not None for k, v in row.items() if k is not None)
+            fields += len(row.get(None, []))
+            raise ValueError(f"line {line} has {fields} fields, the header {len(header)}")
+    rows = [{k: convert(v) for k, v in row.items()} for row in rows]
+    if not all(isinstance(r["member"], int) for r in rows):
+        raise ValueError("a member that is not an integer")
+    return rows
+
+
+def read_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Read `results.csv` back with numbers as numbers.
+
+    Raises:
+      FileNotFoundError: there is no such file.
+      StorageError: the file is damaged (not a results table) or cannot be read.
+    """
+    return _load(Path(path), _parse_rows)
+
+
+def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The arrays of an `.npz` file.
+
+    Raises:
+      FileNotFoundError: there is no such file.
+      zipfile.BadZipFile, ValueError, EOFError: it is damaged. (Unlike `np.load`, a file that
+        is not a zip archive is not taken for a pickle, whose error suggests unpickling it.)
+    """
+    with open(path, "rb") as file:
+        if not zipfile.is_zipfile(file):
+            raise zipfile.BadZipFile("File is not a zip file")
+        file.seek(0)
+        with np.load(file) as arrays:
+            return {k: np.asarray(arrays[k]) for k in arrays.files}
+
+
+def _parse_summary(path: Path) -> dict[str, Any]:
+    summary = json.loads(path.read_text())
+    if not isinstance(summary, dict):
+        raise ValueError(f"a JSON {type(summary).__name__}, not an object")
+    return summary
+
+
+def _required(out: Path, name: str, parse: Callable[[Path], Any]) -> Any:
+    """A result file of `out` that must exist: a missing one is a `ValueError`."""
+    if not out.is_dir():
+        raise ValueError(f"out_dir: {out} is not a folder; give the out_dir of a sweep.")
+    try:
+        return _load(out / name, parse)
+    except FileNotFoundError as err:
+        writes = (
+            f"; it holds checkpoints: `sweepjax resume {out}` writes them"
+            if (out / "checkpoints").is_dir()
+            else "; is it the out_dir of a sweep? A sweep writes them when it finishes or stops"
+        )
+        raise ValueError(f"out_dir: {out} holds no results ({name} is missing){writes}.") from err
 
 
 def read_result(out_dir: str | os.PathLike) -> Result:
-    """Load a `Result` from the files of `out_dir`."""
+    """Load a `Result` from the files of `out_dir`; every file must be there.
+
+    Raises:
+      ValueError: `out_dir` is not a sweep folder with results (a file is missing).
+      StorageError: a file is damaged or cannot be read.
+    """
     out = Path(out_dir)
-    with np.load(out / "curves.npz") as f:
-        curves = dict(f)
-    summary = json.loads((out / "sweep.json").read_text())
-    return Result(read_rows(out / "results.csv"), curves, summary, out)
+    rows = _required(out, "results.csv", _parse_rows)
+    curves = _required(out, "curves.npz", load_npz)
+    return Result(rows, curves, _required(out, "sweep.json", _parse_summary), out)
+
+
+def read_sweep(out_dir: str | os.PathLike) -> Result:
+    """Load a sweep directory, tolerating missing files but `results.csv`.
+
+    Unlike `read_result`, a missing `curves.npz` or `sweep.json` gives empty `curves` or
+    `summary`, and curves of other lengths or shapes are trimmed or dropped; a damaged file is
+    an error all the same (files are written atomically, so a running sweep never tears one).
+
+    Args:
+      out_dir: a directory written by `sweepjax.run` (finished, interrupted or running).
+
+    Returns:
+      The `Result`, with `out_dir` set.
+
+    Raises:
+      ValueError: `out_dir` holds no `results.csv`.
+      StorageError: a file is damaged or cannot be read.
+    """
+    out = Path(out_dir)
+    rows = _required(out, "results.csv", _parse_rows)
+    return Result(rows, _read_curves(out, len(rows)), read_summary(out), out)
+
+
+def read_summary(out_dir: str | os.PathLike) -> dict[str, Any]:
+    """`sweep.json` of `out_dir` as a dict, or `{}` when it is missing.
+
+    Raises:
+      StorageError: it is damaged or cannot be read.
+    """
+    try:
+        return _load(Path(out_dir) / "sweep.json", _parse_summary)
+    except FileNotFoundError:
+        return {}
+
+
+def _read_curves(out: Path, members: int) -> dict[str, np.ndarray]:
+    try:
+        curves = _load(out / "curves.npz", load_npz)
+    except FileNotFoundError:
+        return {}
+    if "steps" not in curves:
+        return {}
+    steps = np.asarray(curves["steps"]).reshape(-1)
+    kept = {"steps": steps}
+    for name in CURVES:
+        values = curves.get(name)
+        if values is None or values.ndim != 2 or values.shape[1] != members:
+            continue
+        kept[name] = values.astype(np.float64)
+    length = min(len(v) for v in kept.values())
+    return {k: v[:length] for k, v in kept.items()} if length else {}

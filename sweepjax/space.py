@@ -1,14 +1,14 @@
 """Search spaces: distributions over hyperparameters and the samplers that draw populations.
 
 A `SearchSpace` maps hyperparameter names to distributions (`LogUniform`, `Uniform`,
-`IntUniform`, `Choice`) or fixed values. `SearchSpace.sample(n, method, seed)` returns an
-`HParams`: one array per name with a leading population axis of length n, plus an integer
-`seed` column from which each member derives its own initialisation key.
+`IntUniform`, `Choice`, from `sweepjax.distributions`) or fixed values.
+`SearchSpace.sample(n, method, seed)` returns an `HParams`: one array per name with a leading
+population axis of length n, plus an integer `seed` column from which each member derives its
+own initialisation key.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 from collections.abc import Mapping, Sequence
@@ -18,147 +18,18 @@ import flax.struct
 import numpy as np
 from scipy.stats import qmc
 
+# The distributions, re-exported: `sweepjax.space.Choice` and the rest stay where they were.
+from sweepjax.distributions import DISTRIBUTIONS as DISTRIBUTIONS
+from sweepjax.distributions import Choice as Choice
+from sweepjax.distributions import Distribution as Distribution
+from sweepjax.distributions import IntUniform as IntUniform
+from sweepjax.distributions import LogUniform as LogUniform
+from sweepjax.distributions import Uniform as Uniform
+from sweepjax.distributions import check_dimension, is_distribution
+from sweepjax.distributions import from_json as from_json
+from sweepjax.distributions import to_json as to_json
+
 METHODS = ("grid", "random", "quasi_random")
-
-
-def _check_range(name: str, low: float, high: float, kind: str) -> None:
-    if not (math.isfinite(low) and math.isfinite(high)):
-        raise ValueError(f"{name}: {kind}({low}, {high}) needs finite bounds.")
-    if low >= high:
-        raise ValueError(f"{name}: {kind}({low}, {high}) needs low < high; got low={low}.")
-
-
-@dataclasses.dataclass(frozen=True)
-class LogUniform:
-    """Uniform on the log scale between `low` and `high` (both > 0).
-
-    `num` is the number of grid points (geometrically spaced) when the search is a grid.
-
-    >>> LogUniform(1e-4, 1e-1).ppf(np.array([0.0, 1.0]))
-    array([0.0001, 0.1   ])
-    """
-
-    low: float
-    high: float
-    num: int | None = None
-
-    def validate(self, name: str) -> None:
-        if not self.low > 0:
-            raise ValueError(
-                f"{name}: LogUniform({self.low}, {self.high}) needs low > 0; allowed: 0 < low < high."
-            )
-        _check_range(name, self.low, self.high, "LogUniform")
-
-    def ppf(self, u: np.ndarray) -> np.ndarray:
-        lo, hi = math.log(self.low), math.log(self.high)
-        return np.exp(lo + u * (hi - lo))
-
-    def grid(self, num: int) -> np.ndarray:
-        return np.geomspace(self.low, self.high, num)
-
-    dtype = np.float32
-    log_scale = True
-
-
-@dataclasses.dataclass(frozen=True)
-class Uniform:
-    """Uniform on the linear scale between `low` and `high`.
-
-    >>> Uniform(0.0, 1.0).grid(3)
-    array([0. , 0.5, 1. ])
-    """
-
-    low: float
-    high: float
-    num: int | None = None
-
-    def validate(self, name: str) -> None:
-        _check_range(name, self.low, self.high, "Uniform")
-
-    def ppf(self, u: np.ndarray) -> np.ndarray:
-        return self.low + u * (self.high - self.low)
-
-    def grid(self, num: int) -> np.ndarray:
-        return np.linspace(self.low, self.high, num)
-
-    dtype = np.float32
-    log_scale = False
-
-
-@dataclasses.dataclass(frozen=True)
-class IntUniform:
-    """Uniform over the integers `low, low + 1, ..., high` (both ends included).
-
-    >>> IntUniform(1, 3).grid(None)
-    array([1, 2, 3])
-    """
-
-    low: int
-    high: int
-    num: int | None = None
-
-    def validate(self, name: str) -> None:
-        if int(self.low) != self.low or int(self.high) != self.high:
-            raise ValueError(f"{name}: IntUniform({self.low}, {self.high}) needs integer bounds.")
-        _check_range(name, self.low, self.high, "IntUniform")
-
-    def ppf(self, u: np.ndarray) -> np.ndarray:
-        span = self.high - self.low + 1
-        return np.minimum(self.low + np.floor(u * span), self.high).astype(np.int64)
-
-    def grid(self, num: int | None) -> np.ndarray:
-        values = np.arange(self.low, self.high + 1)
-        if num is None or num >= len(values):
-            return values
-        return np.unique(np.round(np.linspace(self.low, self.high, num)).astype(np.int64))
-
-    dtype = np.int32
-    log_scale = False
-
-
-@dataclasses.dataclass(frozen=True)
-class Choice:
-    """One of a list of values (numbers or strings), each equally likely.
-
-    >>> Choice([0.9, 0.99]).grid(None)
-    array([0.9 , 0.99])
-    """
-
-    values: tuple
-
-    def __init__(self, values: Sequence[Any]):
-        object.__setattr__(self, "values", tuple(values))
-
-    def validate(self, name: str) -> None:
-        if not self.values:
-            raise ValueError(f"{name}: Choice([]) is empty; give at least one value.")
-        kinds = {isinstance(v, str) for v in self.values}
-        if len(kinds) > 1:
-            raise ValueError(f"{name}: Choice{list(self.values)} mixes strings and numbers.")
-
-    def ppf(self, u: np.ndarray) -> np.ndarray:
-        index = np.minimum(np.floor(u * len(self.values)).astype(np.int64), len(self.values) - 1)
-        return np.asarray(self.values)[index]
-
-    def grid(self, num: int | None) -> np.ndarray:
-        return np.asarray(self.values)
-
-    @property
-    def dtype(self):
-        values = np.asarray(self.values)
-        if values.dtype.kind in "iub":
-            return np.int32
-        return np.float32 if values.dtype.kind == "f" else values.dtype
-
-    log_scale = False
-
-
-Distribution = LogUniform | Uniform | IntUniform | Choice
-DISTRIBUTIONS = {cls.__name__: cls for cls in (LogUniform, Uniform, IntUniform, Choice)}
-
-
-def _is_distribution(value: Any) -> bool:
-    return isinstance(value, LogUniform | Uniform | IntUniform | Choice)
 
 
 @flax.struct.dataclass
@@ -226,13 +97,7 @@ class SearchSpace:
     def __init__(self, dimensions: Mapping[str, Any] | None = None, /, **kwargs: Any):
         self.dimensions: dict[str, Any] = {**(dimensions or {}), **kwargs}
         for name, value in self.dimensions.items():
-            if _is_distribution(value):
-                value.validate(name)
-            elif not isinstance(value, int | float | str | bool | np.number):
-                raise ValueError(
-                    f"{name}: {value!r} is neither a number, a string nor a distribution; "
-                    f"allowed: a fixed value or one of {sorted(DISTRIBUTIONS)}."
-                )
+            check_dimension(name, value)
 
     def __repr__(self) -> str:
         return f"SearchSpace({self.dimensions!r})"
@@ -295,7 +160,7 @@ class SearchSpace:
         return HParams(values)
 
     def _draw(self, dims: dict[str, Any], n: int, method: str, seed: int) -> dict[str, np.ndarray]:
-        names = [k for k, v in dims.items() if _is_distribution(v)]
+        names = [k for k, v in dims.items() if is_distribution(v)]
         if not names:
             return {}
         if method == "random":
@@ -306,7 +171,7 @@ class SearchSpace:
 
     def _grid_points(self, n: int | None) -> tuple[list[str], list[np.ndarray]]:
         """The grid's columns. Continuous dimensions without `num` share out the population."""
-        names = [k for k, v in self.dimensions.items() if _is_distribution(v)]
+        names = [k for k, v in self.dimensions.items() if is_distribution(v)]
         dims = [self.dimensions[k] for k in names]
         free = [isinstance(d, LogUniform | Uniform) and d.num is None for d in dims]
         fixed_size = math.prod(
@@ -325,34 +190,10 @@ class SearchSpace:
 
 
 def _dtype_of(value: Any):
-    if _is_distribution(value):
+    if is_distribution(value):
         return value.dtype
     if isinstance(value, str):
         return np.asarray(value).dtype
     if isinstance(value, bool | np.bool_):
         return np.int32
     return np.int32 if isinstance(value, int | np.integer) else np.float32
-
-
-def to_json(value: Any) -> Any:
-    """A JSON-able description of a fixed value or a distribution."""
-    if _is_distribution(value):
-        fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
-        fields = {
-            k: list(v) if isinstance(v, tuple) else v for k, v in fields.items() if v is not None
-        }
-        return {"distribution": type(value).__name__, **fields}
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def from_json(value: Any) -> Any:
-    """Inverse of `to_json`."""
-    if isinstance(value, dict) and "distribution" in value:
-        fields = dict(value)
-        kind = fields.pop("distribution")
-        if kind not in DISTRIBUTIONS:
-            raise ValueError(
-                f"space: unknown distribution {kind!r}; allowed: {sorted(DISTRIBUTIONS)}."
-            )
-        return DISTRIBUTIONS[kind](**fields)
-    return value

@@ -8,7 +8,9 @@ import pytest
 import sweepjax
 from sweepjax.buckets import plan_buckets
 from sweepjax.population import make_train_chunk
-from sweepjax.sweep import _train, program_of
+from sweepjax.signals import StopOnSignal
+from sweepjax.sweep import program_of
+from sweepjax.training import train_population
 
 
 @pytest.fixture(scope="module")
@@ -44,14 +46,13 @@ def test_a_bucket_trains_as_its_structure_alone(hidden_sweep, tiny_data):
     result = sweepjax.run(hidden_sweep, quiet=True, dataset=tiny_data)
     bucket = plan_buckets(hidden_sweep)[1]
     program = program_of(bucket.config)
-    alone = _train(
+    alone = train_population(
         bucket.config,
         tiny_data,
         program,
+        bucket.hparams,
+        stop=StopOnSignal(enabled=False),
         quiet=True,
-        overwrite=False,
-        must_resume=False,
-        hparams=bucket.hparams,
     )
     for local, member in enumerate(bucket.members):
         row = result.rows[member]

@@ -1,12 +1,16 @@
 """Data sets: MNIST-1D, tensorflow-datasets through mocked data sources, arrays, the stream."""
 
+import re
+import warnings
+
 import jax
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
 import sweepjax
-from sweepjax.data import batch_indices, from_arrays, load_dataset, normalize
+from sweepjax import data
+from sweepjax.data import DataCacheWarning, batch_indices, from_arrays, load_dataset, normalize
 
 
 def test_mnist1d_is_the_papers_default_split():
@@ -15,6 +19,38 @@ def test_mnist1d_is_the_papers_default_split():
     assert ds.train_x.shape[1:] == (40,) and ds.num_classes == 10
     again = load_dataset("mnist1d", val_size=500, normalization="none")  # from the cache
     np.testing.assert_array_equal(ds.val_x, again.val_x)
+
+
+def test_a_damaged_mnist1d_cache_is_regenerated(tmp_path, monkeypatch):
+    monkeypatch.setenv("SWEEPJAX_CACHE", str(tmp_path))
+    cached = tmp_path / "mnist1d.npz"
+    cached.write_bytes(b"PK\x03\x04 torn by a full disk")
+    expected = rf"the cached MNIST-1D {re.escape(str(cached))} is damaged .*; regenerating it\.$"
+    with pytest.warns(DataCacheWarning, match=expected):
+        ds = load_dataset("mnist1d", val_size=500, normalization="none")
+    assert (len(ds.train_y), len(ds.test_y)) == (3500, 1000)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mnist1d.npz"]  # no temporary file
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # read back from the new cache, without a warning
+        again = load_dataset("mnist1d", val_size=500, normalization="none")
+    np.testing.assert_array_equal(ds.val_x, again.val_x)
+
+
+def test_mnist1d_loads_when_the_cache_cannot_be_written(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    home.write_text("")  # ~/.cache cannot be created in it, even by root
+    monkeypatch.delenv("SWEEPJAX_CACHE", raising=False)
+    monkeypatch.setenv("HOME", str(home))
+    x = np.random.default_rng(0).normal(size=(60, 40))
+    fake = {"x": x[:50], "y": np.arange(50) % 10, "x_test": x[50:], "y_test": np.arange(10)}
+    monkeypatch.setattr(data, "_generate_mnist1d", lambda: fake)
+    expected = (
+        rf"could not cache MNIST-1D in {re.escape(str(home))}/.cache/sweepjax \(Not a "
+        r"directory\); it is generated again in each run\. To cache it, set SWEEPJAX_CACHE"
+    )
+    with pytest.warns(DataCacheWarning, match=expected):
+        ds = load_dataset("mnist1d", val_size=10)
+    assert ds.describe() == "mnist1d: 40 train / 10 val / 10 test, features (40,), 10 classes"
 
 
 @pytest.mark.parametrize(

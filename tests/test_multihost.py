@@ -14,33 +14,19 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from command import tiny_experiment
+from conftest import xla_flags
 
 import sweepjax
 from sweepjax import checkpoint, cli
+from sweepjax.errors import EXIT_INTERRUPTED
 from sweepjax.experiment import load_experiment
 from sweepjax.results import read_rows
-from sweepjax.sweep import EXIT_INTERRUPTED
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 150  # seconds for a pair of processes; a hung coordinator fails the test instead
 
-EXPERIMENT = '''
-"""A tiny MNIST-1D sweep for the multi-host tests."""
-import sweepjax
-
-
-def get_config():
-    return sweepjax.Config(
-        model={"name": "mlp", "hidden": [16]},
-        optimizer="sgd",
-        space={"learning_rate": sweepjax.LogUniform(1e-2, 0.5), "momentum": 0.9},
-        population=4,
-        steps=20,
-        batch_size=32,
-        eval_every=10,
-        val_size=200,
-    )
-'''
+EXPERIMENT = tiny_experiment(20)
 
 # Run to step 10 with the launch flags of the CLI, then resume to step 20 with the Python API
 # (from the checkpoint, in the same processes: no second compilation), printing the `Result`
@@ -98,7 +84,7 @@ def _start(folder: Path, driver: str = "driver.py", out: str = "multi") -> list[
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         "JAX_PLATFORMS": "cpu",
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+        "XLA_FLAGS": xla_flags(2),
         "JAX_DEFAULT_MATMUL_PRECISION": "highest",
     }
     port = str(_free_port())

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import jax
 import pytest
+from command import tiny_experiment
+from conftest import xla_flags
 from test_checkpoint import assert_same_results
 
 import sweepjax
@@ -25,23 +27,7 @@ from sweepjax import checkpoint
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = 60
 
-EXPERIMENT = f'''
-"""A tiny MNIST-1D sweep for the preemption tests: sweepjax run THIS_FILE --out DIR"""
-import sweepjax
-
-
-def get_config():
-    return sweepjax.Config(
-        model={{"name": "mlp", "hidden": [16]}},
-        optimizer="sgd",
-        space={{"learning_rate": sweepjax.LogUniform(1e-2, 0.5), "momentum": 0.9}},
-        population=4,
-        steps={STEPS},
-        batch_size=32,
-        eval_every=10,
-        val_size=200,
-    )
-'''
+EXPERIMENT = tiny_experiment(STEPS)
 
 DRIVER = '''
 """Runs the sweepjax CLI; PAUSE_TRAIN_AT / PAUSE_SAVE_AT / SLOW_CHUNK hold it at a step."""
@@ -53,14 +39,14 @@ from pathlib import Path
 
 from orbax.checkpoint._src.path import atomicity
 
-import sweepjax.sweep as sweep
+import sweepjax.training as training
 from sweepjax.cli import main
 
 marker = Path(os.environ["MARKER"])
 pause_train = int(os.environ.get("PAUSE_TRAIN_AT", -1))
 pause_save = os.environ.get("PAUSE_SAVE_AT", "")
 slow = float(os.environ.get("SLOW_CHUNK", 0))
-make_train_chunk = sweep.make_train_chunk
+make_train_chunk = training.make_train_chunk
 
 
 def paused_make_train_chunk(program, length, *args):
@@ -88,7 +74,7 @@ async def paused_finalize(self):
     return await finalize(self)
 
 
-sweep.make_train_chunk = paused_make_train_chunk
+training.make_train_chunk = paused_make_train_chunk
 atomicity.AtomicRenameTemporaryPath.finalize = paused_finalize
 sys.exit(main(sys.argv[1:]))
 '''
@@ -116,7 +102,7 @@ def _start(files: Path, out: Path, args: list[str], **env: str) -> subprocess.Po
         # this process's CPU devices (conftest's), not the command's one per core: one device
         # and several compile to programs that round differently (docs/performance.md), which
         # the bitwise comparison with this process's reference run would see
-        "XLA_FLAGS": f"--xla_force_host_platform_device_count={len(jax.devices('cpu'))}",
+        "XLA_FLAGS": xla_flags(len(jax.devices("cpu"))),
         "MARKER": str(out.parent / f"{out.name}.marker"),
         **env,
     }

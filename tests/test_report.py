@@ -155,9 +155,7 @@ def test_status_key_wins(sweeps, tmp_path):
 def test_cli_report_on_partial_files(sweeps, tmp_path, capsys):
     out = tmp_path / "partial"
     out.mkdir()
-    shutil.copy(sweeps["diverged"] / "results.csv", out)
-    (out / "curves.npz").write_bytes(b"torn")
-    (out / "sweep.json").write_text("{not json")
+    shutil.copy(sweeps["diverged"] / "results.csv", out)  # no curves.npz, no sweep.json
     assert main(["report", str(out), "--top", "3"]) == 0
     assert capsys.readouterr().out.strip() == str(out / "report.html")
     figures = {p.stem for p in (out / "figures").glob("*.png")}
@@ -169,7 +167,52 @@ def test_cli_report_on_partial_files(sweeps, tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert main(["report", str(empty)]) == 2
-    assert "no readable results.csv" in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        f"sweepjax: error: out_dir: {empty} holds no results (results.csv is missing); is it the "
+        "out_dir of a sweep? A sweep writes them when it finishes or stops.\n"
+    )
+    with pytest.raises(ValueError, match=r"holds no results \(curves\.npz is missing\)"):
+        sweepjax.read_result(out)  # strict: every file
+
+
+def _torn(path):
+    """The first third of a file, as a failing disk or a careless copy leaves it."""
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("results.csv", r"line \d+ has \d+ fields, the header \d+"),
+        ("curves.npz", "File is not a zip file"),
+        ("sweep.json", r"\w.*: line \d+ column \d+"),
+    ],
+    ids=["results.csv", "curves.npz", "sweep.json"],
+)
+def test_a_damaged_result_file_is_one_storage_error(sweeps, tmp_path, capsys, name, reason):
+    out = tmp_path / "damaged"
+    shutil.copytree(sweeps["finished"], out, ignore=shutil.ignore_patterns("report.*", "figures"))
+    _torn(out / name)
+    message = (
+        rf"{re.escape(str(out / name))} is damaged \({reason}.*\); `sweepjax resume "
+        rf"{re.escape(str(out))}` rewrites the result files from the sweep's checkpoint\."
+    )
+    for read in (show, write_report, sweepjax.read_result):
+        with pytest.raises(sweepjax.StorageError, match=message):
+            read(out)
+    assert main(["show", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and re.fullmatch(f"sweepjax: error: {message}\n", err)
+    assert not (out / "report.html").exists()
+
+
+def test_top_must_be_a_positive_integer(sweeps, capsys):
+    message = r"top: -1 is not allowed; allowed: a positive integer \(how many members to list\)"
+    for make in (show, write_report):
+        with pytest.raises(ValueError, match=message):
+            make(sweeps["finished"], top=-1)
+    assert main(["show", str(sweeps["finished"]), "--top", "0"]) == 2
+    assert "top: 0 is not allowed" in capsys.readouterr().err
 
 
 def _events(path):

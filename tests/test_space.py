@@ -1,7 +1,16 @@
 import numpy as np
 import pytest
 
-from sweepjax.space import Choice, IntUniform, LogUniform, SearchSpace, Uniform, from_json, to_json
+from sweepjax.distributions import make
+from sweepjax.space import (
+    Choice,
+    IntUniform,
+    LogUniform,
+    SearchSpace,
+    Uniform,
+    from_json,
+    to_json,
+)
 
 
 def test_random_is_reproducible_and_in_bounds():
@@ -67,7 +76,59 @@ def test_table_and_member():
         (lambda: Uniform(2.0, 1.0), r"lr: Uniform\(2.0, 1.0\) needs low < high; got low=2.0"),
         (lambda: IntUniform(3, 3), r"lr: IntUniform\(3, 3\) needs low < high"),
         (lambda: Choice([]), r"lr: Choice\(\[\]\) is empty"),
-        (lambda: [1, 2], r"lr: \[1, 2\] is neither a number"),
+        (
+            lambda: [1, 2],
+            r"lr: \[1, 2\] is neither a number.*\(a list of values is Choice\(\[1, 2\]\)\)",
+        ),
+        (
+            lambda: LogUniform("a", "b"),
+            r"lr: LogUniform\('a', 'b'\): low='a' is not a number; allowed: numbers with 0 < low < high",
+        ),
+        (
+            lambda: Uniform(0.0, None),
+            r"lr: Uniform\(0\.0, None\): high=None is not a number; allowed: finite numbers",
+        ),
+        (
+            lambda: LogUniform(1e-3, 1.0, num=0),
+            r"lr: LogUniform\(0\.001, 1\.0, num=0\): num=0 is not allowed; allowed: None or a positive integer",
+        ),
+        (
+            lambda: LogUniform(1e-3, 1.0, num=True),
+            r"lr: LogUniform\(0\.001, 1\.0, num=True\): num=True is not allowed",
+        ),
+        (
+            lambda: IntUniform("a", 3),
+            r"lr: IntUniform\('a', 3\): low='a' is not a number; allowed: integers with low < high",
+        ),
+        (
+            lambda: IntUniform(0, float("inf")),
+            r"lr: IntUniform\(0, inf\) needs finite bounds; allowed: integers",
+        ),
+        (
+            lambda: IntUniform(0, 2**40),
+            r"lr: IntUniform\(0, 1099511627776\): high is out of range; allowed: integers from -2147483648 to 2147483647 \(int32\)",
+        ),
+        (
+            lambda: Uniform(0.0, 1e39),
+            r"lr: Uniform\(0\.0, 1e\+39\): high is out of range; allowed: numbers of magnitude at most 3\.403e\+38 \(float32\)",
+        ),
+        (
+            lambda: Choice(5),
+            r"lr: Choice\(5\) needs a list of values; allowed: a non-empty list of numbers or strings",
+        ),
+        (lambda: Choice("adam"), r"lr: Choice\('adam'\) needs a list of values"),
+        (
+            lambda: Choice([1, 2**40]),
+            r"lr: Choice\(\[1, 1099511627776\]\): 1099511627776 is out of range; allowed: integers from -2147483648",
+        ),
+        (
+            lambda: 2**40,
+            r"lr: 1099511627776 is out of range; allowed: integers from -2147483648 to 2147483647",
+        ),
+        (
+            lambda: 1e39,
+            r"lr: 1e\+39 is out of range; allowed: numbers of magnitude at most 3\.403e\+38",
+        ),
     ],
 )
 def test_bad_distributions_name_the_dimension(dist, message):
@@ -83,3 +144,53 @@ def test_unknown_method():
 def test_json_round_trip():
     for value in (LogUniform(1e-3, 1.0, num=4), Choice([1, 2]), IntUniform(1, 5), 0.5, "x"):
         assert from_json(to_json(value)) == value
+
+
+@pytest.mark.parametrize(
+    ("kind", "args", "kwargs", "message"),
+    [
+        (
+            "Uniform",
+            [1, 2, 3, 4, 5],
+            {},
+            r"space\.lr: Uniform\(1, 2, 3, 4, 5\): too many positional arguments; allowed: Uniform\(low, high, num=None\)",
+        ),
+        (
+            "LogUniform",
+            [1e-3, 1],
+            {"foo": 2},
+            r"space\.lr: LogUniform\(0\.001, 1, foo=2\): got an unexpected keyword argument 'foo'; allowed: LogUniform\(low, high, num=None\)",
+        ),
+        ("IntUniform", [1], {}, r"space\.lr: IntUniform\(1\): missing a required argument: 'high'"),
+        (
+            "Choice",
+            [],
+            {},
+            r"space\.lr: Choice\(\): missing a required argument: 'values'; allowed: Choice\(values\)",
+        ),
+        (
+            "Normal",
+            [0, 1],
+            {},
+            r"space\.lr: unknown distribution 'Normal'; allowed: \['Choice', 'IntUniform', 'LogUniform', 'Uniform'\]",
+        ),
+    ],
+)
+def test_bad_calls_from_outside_python_are_value_errors(kind, args, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        make(kind, args, kwargs, "space.lr")
+
+
+def test_a_saved_distribution_with_a_bad_field_is_a_value_error():
+    saved = {"distribution": "Uniform", "low": 0, "hihg": 1}
+    with pytest.raises(
+        ValueError, match=r"space\.lr: Uniform\(low=0, hihg=1\): missing a required"
+    ):
+        from_json(saved, "space.lr")
+
+
+def test_int32_and_float32_limits_sample_exactly():
+    space = SearchSpace(seed=IntUniform(0, 2**31 - 1), top=2**31 - 1, big=3e38)
+    hp = space.sample(4, "random", seed=0)
+    assert (hp["top"] == 2**31 - 1).all() and np.isfinite(hp["big"]).all()
+    assert (hp["seed"] >= 0).all()

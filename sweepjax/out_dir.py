@@ -1,0 +1,157 @@
+"""The sweep folder: who may use it, what it may already hold, and whether it can take a sweep.
+
+A sweep writes into `out_dir` only while it holds the folder's lock (`sweepjax.lock`), only
+after checking that whatever the folder holds (checkpoints, or result files alone) is the same
+sweep, and only if the folder is writable with room for its checkpoints. Every refusal is a
+`ValueError` that names the folder and says that nothing was changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sweepjax import checkpoint, distributed
+from sweepjax.buckets import PLAN_FILE
+from sweepjax.config import Config
+from sweepjax.errors import StorageError, describe_os_error
+from sweepjax.lock import FolderBusy, FolderLock
+
+RESULT_FILES = ("results.csv", "curves.npz", "sweep.json")
+REPORT_FILES = ("report.html", "report.md")
+_DISCARDED = (*RESULT_FILES, *REPORT_FILES, PLAN_FILE)  # what --overwrite removes, with folders
+
+
+@contextlib.contextmanager
+def hold(out_dir: str | None) -> Iterator[FolderLock | None]:
+    """`out_dir`'s lock for the whole sweep, taken by process 0; a refusal stops every process.
+
+    >>> import tempfile
+    >>> with hold(tempfile.mkdtemp()) as lock:
+    ...     lock.update(step=0)
+    """
+    if out_dir is None:
+        yield None
+        return
+    with contextlib.ExitStack() as stack:
+        refusal = None
+        lock = None
+        if distributed.is_primary():
+            try:
+                lock = stack.enter_context(FolderLock(out_dir))
+            except ValueError as err:
+                refusal = err
+        if distributed.any_process(refusal is not None):
+            raise refusal or FolderBusy(f"out_dir: process 0 could not take {out_dir!r}.")
+        yield lock
+
+
+def discard(out_dir: str) -> None:
+    """Remove a previous sweep's checkpoints, result files, report and buckets (`--overwrite`)."""
+    folder = Path(out_dir)
+    found = checkpoint.saved_steps(out_dir) or any((folder / n).exists() for n in _DISCARDED)
+    if not found:
+        return
+    print(f"sweepjax: overwriting the sweep in {out_dir}", file=sys.stderr)
+    checkpoint.remove_checkpoints(out_dir)
+    for name in _DISCARDED:
+        (folder / name).unlink(missing_ok=True)
+    for name in ("buckets", "figures"):
+        shutil.rmtree(folder / name, ignore_errors=True)
+
+
+def keep_advice(out_dir: str, *, resuming: bool) -> str:
+    """What to do about a folder that holds another sweep, for `run` or for `resume`."""
+    if resuming:
+        allowed = ", ".join(sorted(checkpoint.RESUMABLE_KEYS - {"out_dir"}))
+        return (
+            f"Nothing was changed; a resume may change only {allowed}. To start the changed "
+            f"sweep in this folder instead: sweepjax run EXPERIMENT --out {out_dir} --overwrite "
+            "(sweepjax.run(config, overwrite=True))."
+        )
+    return (
+        "Nothing was changed; pass --overwrite (overwrite=True) to discard it, or choose "
+        "another out_dir."
+    )
+
+
+def check_contents(config: Config, data: dict[str, str], *, resuming: bool) -> None:
+    """Refuse a checkpoint or result files of another sweep in `config.out_dir`; reads only."""
+    meta = checkpoint.read_meta(config.out_dir)
+    if meta is None:
+        if resuming:
+            raise ValueError(
+                f"resume: {config.out_dir} holds no readable checkpoint to resume; start the "
+                "sweep with `sweepjax run`."
+            )
+        check_results(config, data, resuming=resuming)
+        return
+    diffs = checkpoint.differences(meta, config.to_json(), data)
+    if diffs:
+        raise checkpoint.CheckpointMismatch(
+            f"{config.out_dir} holds a checkpoint (step {meta['step']}) of a different sweep: "
+            + "; ".join(diffs)
+            + ". "
+            + keep_advice(config.out_dir, resuming=resuming)
+        )
+    if meta["step"] > config.steps:
+        raise ValueError(
+            f"steps: {config.steps} is below the checkpoint's step {meta['step']} in "
+            f"{config.out_dir}; a sweep resumes forward only (set steps >= {meta['step']})."
+        )
+
+
+def check_results(config: Config, data: dict[str, str], *, resuming: bool = False) -> None:
+    """Refuse result files (without a checkpoint) that another sweep wrote into `out_dir`."""
+    folder = Path(config.out_dir)
+    present = [n for n in RESULT_FILES if (folder / n).exists()]
+    if not present:
+        return
+    keep = keep_advice(config.out_dir, resuming=resuming)
+    saved = _summary_config(folder / "sweep.json")
+    if saved is None:
+        raise checkpoint.CheckpointMismatch(
+            f"{config.out_dir} holds {', '.join(present)} without a readable sweep.json, so "
+            f"whether they are this sweep's cannot be told. {keep}"
+        )
+    diffs = checkpoint.differences({"config": saved}, config.to_json(), data)
+    if diffs:
+        raise checkpoint.CheckpointMismatch(
+            f"{config.out_dir} holds the results of a different sweep: {'; '.join(diffs)}. {keep}"
+        )
+
+
+def _summary_config(path: Path) -> dict[str, Any] | None:
+    try:
+        config = json.loads(path.read_text()).get("config")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return config if isinstance(config, dict) else None
+
+
+def check_room(out_dir: str, checkpoint_bytes: int, keep: int) -> None:
+    """Refuse to train into a folder that is not writable or lacks room for its checkpoints.
+
+    The room asked for is `keep + 1` checkpoints (the kept ones and the one being written)
+    and a megabyte for the result files.
+    """
+    try:
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+        free = shutil.disk_usage(out_dir).free
+    except OSError as err:
+        raise StorageError(f"out_dir: {describe_os_error(err, 'write in ' + out_dir)}") from err
+    need = (keep + 1) * checkpoint_bytes + (1 << 20)
+    if free < need:
+        raise StorageError(
+            f"out_dir: {out_dir} has {free / 2**20:,.0f} MiB free; this sweep needs about "
+            f"{need / 2**20:,.0f} MiB ({keep} kept checkpoints of {checkpoint_bytes / 2**20:,.1f} "
+            "MiB and one being written). Nothing was trained; free some space, lower "
+            "keep_checkpoints, or choose another out_dir."
+        )
