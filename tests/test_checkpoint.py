@@ -309,6 +309,15 @@ def test_restore_targets_the_current_device(tiny_config, tiny_data, tmp_path):
         assert isinstance(leaf, jax.Array) and leaf.sharding == here
 
 
+def test_the_last_step_is_checkpointed_whatever_checkpoint_every_is(
+    tiny_config, tiny_data, tmp_path
+):
+    config = _config(tiny_config, tmp_path, steps=50, checkpoint_every=20)
+    sweepjax.run(config, quiet=True, dataset=tiny_data)
+    assert checkpoint.saved_steps(tmp_path) == [20, 40, 50]
+    assert checkpoint.read_meta(tmp_path)["step"] == 50
+
+
 def test_checkpoint_keys_are_validated(tiny_config):
     with pytest.raises(ValueError, match="checkpoint_every: 15 must be a positive multiple"):
         sweepjax.validate(tiny_config.replace(checkpoint_every=15))

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from scipy.stats import qmc
 
 from sweepjax.distributions import make
 from sweepjax.space import (
@@ -30,10 +31,18 @@ def test_log_uniform_is_uniform_on_the_log_scale():
     assert decades.min() > 850  # about 1000 per decade; a linear sampler would put ~90% in the top
 
 
-def test_quasi_random_covers_evenly():
-    u = SearchSpace(x=Uniform(0.0, 1.0)).sample(64, "quasi_random", seed=0)["x"]
-    counts = np.histogram(u, bins=8, range=(0, 1))[0]
-    assert counts.min() >= 6 and counts.max() <= 10  # scrambled Halton: near-uniform strata
+def test_quasi_random_has_lower_discrepancy_than_random():
+    """What makes it quasi-random: over 10 seeds, 64 points in 3 dimensions, the worst
+    scrambled-Halton draw is more even (centered L2 discrepancy) than the best random one."""
+    space = SearchSpace(a=Uniform(0.0, 1.0), b=Uniform(0.0, 1.0), c=Uniform(0.0, 1.0))
+
+    def discrepancy(method, seed):
+        hp = space.sample(64, method, seed=seed)
+        return qmc.discrepancy(np.stack([hp["a"], hp["b"], hp["c"]], 1).astype(np.float64))
+
+    quasi = [discrepancy("quasi_random", seed) for seed in range(10)]
+    random = [discrepancy("random", seed) for seed in range(10)]
+    assert max(quasi) < min(random) / 2  # measured: 1.0e-3 against 4.1e-3 (median 1.3e-2)
 
 
 def test_grid_is_the_product_of_axes():

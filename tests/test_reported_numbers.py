@@ -1,0 +1,102 @@
+"""What a sweep reports is what it measured: every metric of `results.csv` recomputed here, apart
+from the engine, with a plain Flax `apply` on the right split from each exported member.
+
+The data's classes overlap, so accuracies do not saturate at 1.0 and the final validation
+accuracy is not the best for every member: a swapped split or column shows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+import pytest
+
+import sweepjax
+from sweepjax.models import build_model
+
+
+def _overlapping_data() -> sweepjax.Dataset:
+    rng = np.random.default_rng(7)
+    centers = rng.normal(size=(3, 12)) * 0.6  # close centers, unit noise: about 60% separable
+
+    def make(n):
+        y = rng.integers(0, 3, n)
+        return centers[y] + rng.normal(size=(n, 12)), y
+
+    (x, y), (xt, yt) = make(400), make(120)
+    return sweepjax.from_arrays(x, y, xt, yt, val_size=100, name="overlapping")
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """A finished 4-member sweep on overlapping classes, and each member's exported variables."""
+    out = tmp_path_factory.mktemp("reported")
+    data = _overlapping_data()
+    config = sweepjax.Config(
+        model={"name": "mlp", "hidden": [16], "num_classes": 3},
+        optimizer="sgd",
+        space={"learning_rate": sweepjax.LogUniform(0.01, 1.0), "momentum": 0.9},
+        population=4,
+        steps=60,
+        batch_size=16,
+        eval_every=10,
+        out_dir=str(out / "sweep"),
+    )
+    result = sweepjax.run(config, quiet=True, dataset=data)
+    restore = ocp.StandardCheckpointer().restore
+    variables = []
+    for member in range(config.population):
+        to = sweepjax.export_member(config.out_dir, member, out / f"member{member}")
+        variables.append(restore((to / "checkpoint").absolute()))
+    return config, data, sweepjax.read_result(config.out_dir), result, variables
+
+
+def _measure(config, variables, x, y) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of one member on (x, y), in evaluation mode."""
+    logits = build_model(config.model).apply(variables, np.asarray(x, np.float32), train=False)
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, np.asarray(y)).mean()
+    return float(loss), float((np.argmax(logits, -1) == np.asarray(y)).mean())
+
+
+def test_each_members_metrics_are_its_parameters_on_the_right_split(sweep):
+    config, data, saved, _, variables = sweep
+    accuracies = [row["final_val_accuracy"] for row in saved.rows]
+    assert 0.4 < max(accuracies) < 0.95 and len(set(accuracies)) > 1  # not saturated
+    for row, member_variables in zip(saved.rows, variables, strict=True):
+        val_loss, val_acc = _measure(config, member_variables, data.val_x, data.val_y)
+        train_loss, _ = _measure(config, member_variables, data.train_x, data.train_y)
+        _, test_acc = _measure(config, member_variables, data.test_x, data.test_y)
+        # float32 sums over 100 examples in another order: a few ulps of the mean loss.
+        np.testing.assert_allclose(row["final_val_loss"], val_loss, rtol=1e-5)
+        assert abs(row["final_val_loss"] - train_loss) > 1e-3  # the validation split, not train's
+        # An argmax may flip on a near-tie under another summation order: one example at most.
+        assert abs(row["final_val_accuracy"] - val_acc) <= 1 / len(data.val_y) + 1e-6
+        assert abs(row["test_accuracy"] - test_acc) <= 1 / len(data.test_y) + 1e-6
+
+
+def test_best_so_far_and_final_columns_follow_the_curves(sweep):
+    _, _, saved, returned, _ = sweep
+    curves = saved.curves
+    assert curves["steps"].tolist() == [10, 20, 30, 40, 50, 60]
+    for row in saved.rows:
+        member = row["member"]
+        val = curves["val_accuracy"][:, member]
+        assert row["final_val_accuracy"] == pytest.approx(val[-1])
+        assert row["best_val_accuracy"] == pytest.approx(val.max())
+        assert row["final_val_loss"] == pytest.approx(curves["val_loss"][-1, member])
+    assert any(row["best_val_accuracy"] > row["final_val_accuracy"] for row in saved.rows)
+    assert [r["member"] for r in saved.rows] == [r["member"] for r in returned.rows]
+
+
+def test_ranking_and_summary_follow_the_final_validation_accuracy(sweep):
+    _, _, saved, _, _ = sweep
+    ranked = saved.ranked()
+    keys = [row["final_val_accuracy"] for row in ranked]
+    assert keys == sorted(keys, reverse=True)
+    best = max(saved.rows, key=lambda row: row["final_val_accuracy"])
+    assert saved.best["member"] == best["member"]
+    assert saved.summary["best_member"] == best["member"]
+    assert saved.summary["best_test_accuracy"] == pytest.approx(best["test_accuracy"])
+    board = saved.leaderboard().splitlines()
+    assert board[1].split()[0] == str(best["member"])
