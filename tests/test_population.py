@@ -235,6 +235,35 @@ def test_a_diverged_member_is_quarantined(tiny_config, tiny_data):
     assert result.summary["mean_val_accuracy"] == pytest.approx(np.mean(ok_acc))
 
 
+def test_a_diverged_members_whole_state_stays_frozen(tiny_config, tiny_data):
+    """Step by step: from the step a member diverges, its parameters, optimizer state and
+    batch-norm statistics never change again, and it never comes back to life."""
+    config = tiny_config.replace(
+        model={"name": "mlp", "hidden": [16], "num_classes": 3, "norm": True},
+        search="grid",
+        population=2,
+        steps=1,
+        space={"learning_rate": sweepjax.Choice([0.01, 1e6]), "momentum": 0.9},
+    )
+    program, hparams = program_of(config), sample_hparams(config)
+    x, y = jnp.asarray(tiny_data.train_x), jnp.asarray(tiny_data.train_y)
+    pop = init_population(program, hparams, x[: config.batch_size])
+    step = make_train_chunk(program, 1)
+    states, alive = [], []
+    for _ in range(30):
+        pop, _ = step(pop, hparams, x, y, jax.random.key(config.seed))
+        member = (pop.params, pop.opt_state, pop.model_state)
+        states.append([np.asarray(leaf[1]) for leaf in jax.tree.leaves(member)])
+        alive.append(bool(pop.alive[1]))
+    diverged = alive.index(False)
+    assert diverged > 0 and not any(alive[diverged:]) and all(np.asarray(pop.alive)[:1])
+    assert int(pop.diverged_at[1]) == diverged  # the step (from 0) whose update failed
+    for later in states[diverged:]:  # the failed step applied nothing, nor did any after it
+        for a, b in zip(states[diverged - 1], later, strict=True):
+            assert_same(a, b)
+    assert all(np.isfinite(leaf).all() for leaf in states[-1])
+
+
 class _NNX(nnx.Module):
     def __init__(self, rngs: nnx.Rngs):
         self.hidden = nnx.Linear(12, 8, rngs=rngs)
@@ -270,3 +299,59 @@ def test_a_chunk_is_one_device_program_with_no_host_round_trip(tiny_config, tiny
     with jax.transfer_guard("disallow"):
         pop, losses = chunk(pop, hparams, x, y, key)
     assert losses.shape == (5, tiny_config.population)
+
+
+def test_the_schedule_drives_training_at_the_right_step(tiny_config, tiny_data):
+    """A linear decay to zero over 10 steps: the rate applied at step t is the schedule's value
+    at t (a plain Optax loop with `optax.linear_schedule` agrees), and after step 10 the
+    member stops moving, while a constant-rate twin goes on."""
+    config = tiny_config.replace(
+        model=_Linen(),
+        optimizer="sgd",
+        schedule="linear",
+        space={"learning_rate": 0.5, "decay_steps": 10, "momentum": 0.0},
+        population=2,
+        steps=20,
+    )
+    x, y = jnp.asarray(tiny_data.train_x), jnp.asarray(tiny_data.train_y)
+    key = jax.random.key(config.seed)
+
+    def params_at_10_and_20(config):
+        """Two chunks of 10 steps (each donates its input): the params after each, and losses."""
+        program, hparams = program_of(config), sample_hparams(config)
+        pop = init_population(program, hparams, x[: config.batch_size])
+        chunk = make_train_chunk(program, 10)
+        pop, losses_a = chunk(pop, hparams, x, y, key)
+        at_10 = jax.tree.map(np.asarray, pop.params)
+        pop, losses_b = chunk(pop, hparams, x, y, key)
+        at_20 = jax.tree.map(np.asarray, pop.params)
+        return at_10, at_20, np.concatenate([np.asarray(losses_a), np.asarray(losses_b)])
+
+    at_10, at_20, losses = params_at_10_and_20(config)
+    for a, b in zip(jax.tree.leaves(at_10), jax.tree.leaves(at_20), strict=True):
+        assert_same(a, b)  # zero rate from step 10: not one parameter moves
+    constant = config.replace(schedule="constant", space={"learning_rate": 0.5, "momentum": 0.0})
+    at_10, at_20, _ = params_at_10_and_20(constant)
+    pairs = zip(jax.tree.leaves(at_10), jax.tree.leaves(at_20), strict=True)
+    assert all(not np.array_equal(a, b) for a, b in pairs)  # the twin keeps moving
+
+    module, schedule = _Linen(), optax.linear_schedule(0.5, 0.0, 10)
+    params = module.init(jax.random.split(jax.random.key(1))[0], x[:16])["params"]
+    optimizer = optax.sgd(schedule)
+    opt_state = optimizer.init(params)
+
+    @jax.jit
+    def step(params, opt_state, xb, yb):
+        def loss_fn(p):
+            logits = module.apply({"params": p}, xb)
+            return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
+
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    for t in range(config.steps):
+        idx = batch_indices(key, t, len(x), 16)
+        params, opt_state, loss = step(params, opt_state, x[idx], y[idx])
+        # Tolerance as in test_parity_with_a_plain_flax_optax_loop (float32, another order).
+        np.testing.assert_allclose(losses[t, 1], loss, rtol=1e-5)

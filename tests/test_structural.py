@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import count_compiles
+from conftest import assert_same, count_compiles
 
 import sweepjax
 from sweepjax.data import batch_indices
@@ -70,6 +70,31 @@ def test_dropout_rate_is_data(tiny_config, tiny_data):
         )
     assert compiles[0] == 0
     assert not np.allclose(first, second)
+
+
+def test_each_member_draws_its_own_dropout_masks(tiny_config, tiny_data):
+    """Members 0 and 1 start from the same parameters and never move (a learning rate far
+    below a float32 ulp of any weight), so
+    their losses differ only by their dropout masks: those come from each member's own seed,
+    and a member's masks do not change when it trains among more members."""
+    config = tiny_config.replace(
+        space={"learning_rate": 1e-30, "dropout": 0.5}, population=4, steps=6
+    )
+    program, hparams = program_of(config), sample_hparams(config)
+    x, y = jnp.asarray(tiny_data.train_x), jnp.asarray(tiny_data.train_y)
+    key = jax.random.key(config.seed)
+
+    def losses_of(hparams):
+        pop = init_population(program, hparams, x[: config.batch_size])
+        same_start = jax.tree.map(lambda p: p.at[:].set(p[0]), pop.params)
+        pop = pop.replace(params=same_start)
+        return np.asarray(make_train_chunk(program, config.steps)(pop, hparams, x, y, key)[1])
+
+    no_dropout = losses_of(sample_hparams(config.replace(space={**config.space, "dropout": 0.0})))
+    assert_same(no_dropout[:, 0], no_dropout[:, 1])  # without masks the two are one
+    losses = losses_of(hparams)
+    assert not np.array_equal(losses[:, 0], losses[:, 1])  # two seeds, two sets of masks
+    assert_same(losses_of(hparams.select([0, 1])), losses[:, :2])
 
 
 def test_member_batch_and_dropout_are_validated(tiny_config, tiny_data):
