@@ -355,3 +355,14 @@ def test_the_schedule_drives_training_at_the_right_step(tiny_config, tiny_data):
         params, opt_state, loss = step(params, opt_state, x[idx], y[idx])
         # Tolerance as in test_parity_with_a_plain_flax_optax_loop (float32, another order).
         np.testing.assert_allclose(losses[t, 1], loss, rtol=1e-5)
+
+
+def test_the_nesterov_key_reaches_the_optimizer(tiny_config, tiny_data):
+    """`nesterov=True` on sgd trains as the `nesterov` family does, and unlike plain momentum."""
+    space = {"learning_rate": 0.1, "momentum": 0.9}
+    config = tiny_config.replace(model=_Linen(), space=space, population=2, steps=10)
+    _, with_key, _ = _train(config.replace(optimizer="sgd", nesterov=True), tiny_data)
+    _, family, _ = _train(config.replace(optimizer="nesterov"), tiny_data)
+    _, plain, _ = _train(config.replace(optimizer="sgd", nesterov=False), tiny_data)
+    assert_same(with_key, family)
+    assert not np.array_equal(with_key[1:], plain[1:])  # step 0's loss precedes any update

@@ -7,13 +7,18 @@ accuracy is not the best for every member: a swapped split or column shows.
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
 import pytest
 
 import sweepjax
+from sweepjax import Choice
 from sweepjax.models import build_model
+from sweepjax.population import init_population, make_train_chunk
+from sweepjax.sweep import program_of, sample_hparams
 
 
 def _overlapping_data() -> sweepjax.Dataset:
@@ -100,3 +105,24 @@ def test_ranking_and_summary_follow_the_final_validation_accuracy(sweep):
     assert saved.summary["best_test_accuracy"] == pytest.approx(best["test_accuracy"])
     board = saved.leaderboard().splitlines()
     assert board[1].split()[0] == str(best["member"])
+
+
+@pytest.mark.filterwarnings("ignore:Mean of empty slice")  # a chunk after the divergence: NaN
+def test_a_chunks_train_loss_averages_only_the_steps_a_member_was_alive(tiny_config, tiny_data):
+    config = tiny_config.replace(
+        search="grid", population=2, steps=30, space={"learning_rate": Choice([0.05, 1e4])}
+    )
+    result = sweepjax.run(config, quiet=True, dataset=tiny_data)
+    program, hparams = program_of(config), sample_hparams(config)
+    x, y = jnp.asarray(tiny_data.train_x), jnp.asarray(tiny_data.train_y)
+    pop = init_population(program, hparams, x[: config.batch_size])
+    _, losses = make_train_chunk(program, config.steps)(
+        pop, hparams, x, y, jax.random.key(config.seed)
+    )
+    per_chunk = np.asarray(losses).reshape(3, 10, 2)  # [chunk, step, member]; NaN once diverged
+    diverged_at = result.rows[1]["diverged_at_step"]
+    assert result.rows[1]["status"] == "diverged" and diverged_at % 10 > 0  # inside a chunk
+    expected = np.nanmean(np.where(np.isfinite(per_chunk), per_chunk, np.nan), axis=1)
+    # The same program on the same devices (invariant 2), summed in another order: rounding.
+    np.testing.assert_allclose(result.curves["train_loss"], expected, rtol=1e-6)
+    assert result.rows[1]["final_train_loss"] == pytest.approx(expected[diverged_at // 10, 1])
