@@ -1,0 +1,60 @@
+"""No hyperparameter is silently ignored: two members equal but for one key (the same seed, the
+same batches) must train differently. One compiled program per key."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import sweepjax
+from sweepjax.population import init_population, make_train_chunk
+from sweepjax.sweep import program_of, sample_hparams
+
+CASES = [  # (optimizer, schedule, key, two values, other fixed names)
+    ("sgd", "constant", "momentum", [0.0, 0.9], {}),
+    ("sgd", "constant", "weight_decay", [0.0, 0.5], {}),
+    ("sgd", "constant", "l2", [0.0, 0.5], {}),
+    ("sgd", "constant", "clip_norm", [1e-3, 100.0], {}),
+    ("sgd", "constant", "clip_value", [1e-4, 100.0], {}),
+    ("sgd", "constant", "dropout", [0.0, 0.5], {}),
+    ("sgd", "constant", "batch_size", [8, 16], {}),
+    ("adam", "constant", "b1", [0.5, 0.9], {}),
+    ("adam", "constant", "b2", [0.9, 0.999], {}),
+    ("adam", "constant", "eps", [1e-8, 1e-1], {}),
+    ("rmsprop", "constant", "decay", [0.5, 0.9], {}),
+    ("sgd", "cosine", "decay_steps", [3, 100], {}),
+    ("sgd", "cosine", "alpha", [0.0, 0.9], {"decay_steps": 3}),
+    ("sgd", "exponential", "decay_rate", [0.1, 0.99], {"decay_steps": 1}),
+    ("sgd", "constant", "warmup_steps", [0, 5], {}),
+]
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "schedule", "key", "values", "fixed"),
+    CASES,
+    ids=[f"{o}-{s}-{k}" for o, s, k, _, _ in CASES],
+)
+def test_a_key_that_changes_training_is_not_ignored(
+    tiny_config, tiny_data, optimizer, schedule, key, values, fixed
+):
+    config = tiny_config.replace(
+        optimizer=optimizer,
+        schedule=schedule,
+        search="grid",
+        population=2,
+        steps=6,
+        space={"learning_rate": 0.05, **fixed, key: sweepjax.Choice(values)},
+    )
+    program, hparams = program_of(config), sample_hparams(config)
+    hparams = sweepjax.HParams({**hparams.values, "seed": np.zeros(2, np.int32)})
+    np.testing.assert_allclose(np.sort(hparams[key]), sorted(values), rtol=1e-6)  # float32
+    x, y = jnp.asarray(tiny_data.train_x), jnp.asarray(tiny_data.train_y)
+    pop = init_population(program, hparams, x[: config.batch_size])
+    _, losses = make_train_chunk(program, config.steps)(
+        pop, hparams, x, y, jax.random.key(config.seed)
+    )
+    losses = np.asarray(losses)
+    assert np.isfinite(losses).all()
+    assert not np.array_equal(losses[:, 0], losses[:, 1]), f"{key} changed nothing"
