@@ -57,6 +57,8 @@ RESUMABLE_KEYS = frozenset(
         "population_width",
     }
 )
+# What `resume --set` may change: the resumable keys but the folder itself.
+RESUME_OVERRIDES = tuple(sorted(RESUMABLE_KEYS - {"out_dir"}))
 
 
 class CheckpointError(StorageError):

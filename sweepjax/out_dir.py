@@ -69,7 +69,7 @@ def discard(out_dir: str) -> None:
 def keep_advice(out_dir: str, *, resuming: bool) -> str:
     """What to do about a folder that holds another sweep, for `run` or for `resume`."""
     if resuming:
-        allowed = ", ".join(sorted(checkpoint.RESUMABLE_KEYS - {"out_dir"}))
+        allowed = ", ".join(checkpoint.RESUME_OVERRIDES)
         return (
             f"Nothing was changed; a resume may change only {allowed}. To start the changed "
             f"sweep in this folder instead: sweepjax run EXPERIMENT --out {out_dir} --overwrite "

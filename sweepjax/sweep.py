@@ -327,7 +327,7 @@ def resume(
 
 def _check_resume_overrides(out_dir: str, overrides: Sequence[str]) -> None:
     """Refuse an override that would make the resumed sweep another sweep."""
-    allowed = sorted(checkpoint.RESUMABLE_KEYS - {"out_dir"})
+    allowed = checkpoint.RESUME_OVERRIDES
     for item in overrides:
         key = item.partition("=")[0].strip()
         if key not in allowed:

@@ -50,12 +50,15 @@ def command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "sweepjax.cli"]
 
 
+def environment(**changes: str) -> dict[str, str]:
+    """This process's environment with this checkout first on PYTHONPATH, then `changes`."""
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, **changes}
+
+
 def start(*args: str) -> subprocess.Popen:
     """`sweepjax ARGS...` started in the background, its output piped."""
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-    }
+    env = environment()
     env.pop("XLA_FLAGS", None)  # the command's own devices: one per core
     return subprocess.Popen(
         [*command(), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

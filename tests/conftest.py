@@ -61,17 +61,25 @@ def count_compiles():
     counter[0] = _compiles[0] - before
 
 
-def make_tiny_data() -> sweepjax.Dataset:
-    """A small, learnable 3-class problem in 12 features (fast to train, no download)."""
-    rng = np.random.default_rng(0)
-    centers = rng.normal(size=(3, 12)) * 2.0
+def make_tiny_data(
+    spread: float = 2.0,
+    seed: int = 0,
+    sizes: tuple[int, int] = (240, 60),
+    val_size: int = 40,
+    name: str = "tiny",
+) -> sweepjax.Dataset:
+    """A small 3-class problem in 12 features (fast to train, no download): class centers
+    `spread` standard deviations apart, unit noise; learnable at 2, overlapping near 0.6.
+    `sizes` are the train (validation included) and test examples."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(3, 12)) * spread
 
     def make(n):
         y = rng.integers(0, 3, n)
         return centers[y] + rng.normal(size=(n, 12)), y
 
-    (x, y), (xt, yt) = make(240), make(60)
-    return sweepjax.from_arrays(x, y, xt, yt, val_size=40, name="tiny")
+    (x, y), (xt, yt) = make(sizes[0]), make(sizes[1])
+    return sweepjax.from_arrays(x, y, xt, yt, val_size=val_size, name=name)
 
 
 @pytest.fixture(scope="session")

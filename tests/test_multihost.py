@@ -4,7 +4,6 @@ into one directory and resume it, with the results of the same sweep in one proc
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -14,7 +13,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-from command import tiny_experiment
+from command import environment, tiny_experiment
 from conftest import xla_flags
 
 import sweepjax
@@ -23,7 +22,6 @@ from sweepjax.errors import EXIT_INTERRUPTED
 from sweepjax.experiment import load_experiment
 from sweepjax.results import read_rows
 
-ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 150  # seconds for a pair of processes; a hung coordinator fails the test instead
 
 EXPERIMENT = tiny_experiment(20)
@@ -80,13 +78,9 @@ def _free_port() -> int:
 
 def _start(folder: Path, driver: str = "driver.py", out: str = "multi") -> list[subprocess.Popen]:
     """Start `folder/driver` as processes 0 and 1 of a sweep in `folder/out`."""
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-        "JAX_PLATFORMS": "cpu",
-        "XLA_FLAGS": xla_flags(2),
-        "JAX_DEFAULT_MATMUL_PRECISION": "highest",
-    }
+    env = environment(
+        JAX_PLATFORMS="cpu", XLA_FLAGS=xla_flags(2), JAX_DEFAULT_MATMUL_PRECISION="highest"
+    )
     port = str(_free_port())
     return [
         subprocess.Popen(

@@ -7,7 +7,6 @@ the kill lands exactly where the test wants it. Resuming happens in this process
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -17,14 +16,13 @@ from pathlib import Path
 
 import jax
 import pytest
-from command import tiny_experiment
+from command import environment, tiny_experiment
 from conftest import xla_flags
 from test_checkpoint import assert_same_results
 
 import sweepjax
 from sweepjax import checkpoint
 
-ROOT = Path(__file__).resolve().parent.parent
 STEPS = 60
 
 EXPERIMENT = tiny_experiment(STEPS)
@@ -94,18 +92,16 @@ def files(tmp_path_factory):
 
 
 def _start(files: Path, out: Path, args: list[str], **env: str) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    env = environment(
         # the precision conftest sets in this process (it matters on GPUs, whose default is TF32)
-        "JAX_DEFAULT_MATMUL_PRECISION": "highest",
+        JAX_DEFAULT_MATMUL_PRECISION="highest",
         # this process's CPU devices (conftest's), not the command's one per core: one device
         # and several compile to programs that round differently (docs/performance.md), which
         # the bitwise comparison with this process's reference run would see
-        "XLA_FLAGS": xla_flags(len(jax.devices("cpu"))),
-        "MARKER": str(out.parent / f"{out.name}.marker"),
+        XLA_FLAGS=xla_flags(len(jax.devices("cpu"))),
+        MARKER=str(out.parent / f"{out.name}.marker"),
         **env,
-    }
+    )
     command = [sys.executable, str(files / "driver.py"), *args]
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 

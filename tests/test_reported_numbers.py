@@ -13,6 +13,7 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 import pytest
+from conftest import make_tiny_data
 
 import sweepjax
 from sweepjax import Choice
@@ -21,23 +22,12 @@ from sweepjax.population import init_population, make_train_chunk
 from sweepjax.sweep import program_of, sample_hparams
 
 
-def _overlapping_data() -> sweepjax.Dataset:
-    rng = np.random.default_rng(7)
-    centers = rng.normal(size=(3, 12)) * 0.6  # close centers, unit noise: about 60% separable
-
-    def make(n):
-        y = rng.integers(0, 3, n)
-        return centers[y] + rng.normal(size=(n, 12)), y
-
-    (x, y), (xt, yt) = make(400), make(120)
-    return sweepjax.from_arrays(x, y, xt, yt, val_size=100, name="overlapping")
-
-
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
     """A finished 4-member sweep on overlapping classes, and each member's exported variables."""
     out = tmp_path_factory.mktemp("reported")
-    data = _overlapping_data()
+    # close centers, unit noise: about 60% separable
+    data = make_tiny_data(0.6, seed=7, sizes=(400, 120), val_size=100, name="overlapping")
     config = sweepjax.Config(
         model={"name": "mlp", "hidden": [16], "num_classes": 3},
         optimizer="sgd",
