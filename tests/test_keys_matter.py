@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import sweepjax
+from sweepjax import stream
 from sweepjax.population import init_population, make_train_chunk
 from sweepjax.sweep import program_of, sample_hparams
 
@@ -58,3 +59,42 @@ def test_a_key_that_changes_training_is_not_ignored(
     losses = np.asarray(losses)
     assert np.isfinite(losses).all()
     assert not np.array_equal(losses[:, 0], losses[:, 1]), f"{key} changed nothing"
+
+
+STRUCTURAL = [  # (key, the default, another value): keys of the whole sweep, not of a member
+    ("precision", "float32", "bfloat16"),
+    ("augment", None, {"crop_padding": 1, "flip": True}),
+]
+
+
+@pytest.mark.parametrize(("key", "default", "other"), STRUCTURAL, ids=[k for k, *_ in STRUCTURAL])
+def test_a_sweep_key_that_changes_training_is_not_ignored(
+    tiny_config, tiny_images, key, default, other
+):
+    """From the config through `sweepjax.run`: the same sweep with the key changed trains
+    differently."""
+    config = tiny_config.replace(population=2, steps=10, batch_size=12, eval_every=10)
+    curves = [
+        sweepjax.run(config.replace(**{key: value}), quiet=True, dataset=tiny_images).curves
+        for value in (default, other)
+    ]
+    assert np.isfinite(curves[1]["train_loss"]).all()
+    assert not np.array_equal(curves[0]["train_loss"], curves[1]["train_loss"]), key
+
+
+def test_streamed_placement_trains_from_host_blocks(tiny_config, tiny_images, monkeypatch):
+    """`data_placement="stream"` gathers every step's batch on the host (and gives the device
+    path's numbers: `test_stream.py`); `"device"` gathers none there."""
+    blocks = []
+    host_block = stream.host_block
+
+    def counted(x, y, data_key, start, length, batch):
+        blocks.append((start, length))
+        return host_block(x, y, data_key, start, length, batch)
+
+    monkeypatch.setattr(stream, "host_block", counted)
+    config = tiny_config.replace(population=2, steps=20, batch_size=12, eval_every=10)
+    sweepjax.run(config.replace(data_placement="device"), quiet=True, dataset=tiny_images)
+    assert blocks == []
+    result = sweepjax.run(config.replace(data_placement="stream"), quiet=True, dataset=tiny_images)
+    assert sorted(blocks) == [(0, 10), (10, 10)] and result.summary["data_placement"] == "stream"

@@ -264,6 +264,34 @@ def test_a_diverged_members_whole_state_stays_frozen(tiny_config, tiny_data):
     assert all(np.isfinite(leaf).all() for leaf in states[-1])
 
 
+def test_an_update_that_overflows_a_parameter_with_a_finite_loss_is_divergence(
+    tiny_config, tiny_data
+):
+    """Member 1's output biases sit at float32's largest value, all equal, so its logits are
+    equal and its loss and gradient (softmax 1/3 minus the labels) are finite; a step of rate
+    1e36 pushes a bias past the largest value (any increase above half an ulp, 1e31, is inf)."""
+    config = tiny_config.replace(
+        search="grid", population=2, steps=1, space={"learning_rate": sweepjax.Choice([0.01, 1e36])}
+    )
+    program, hparams = program_of(config), sample_hparams(config)
+    x, y = jnp.asarray(tiny_data.train_x), jnp.asarray(tiny_data.train_y)
+    pop = init_population(program, hparams, x[: config.batch_size])
+    biggest = np.finfo(np.float32).max
+    output_bias = pop.params["Dense_1"]["bias"]  # [P, classes]
+    params = {
+        **pop.params,
+        "Dense_1": {**pop.params["Dense_1"], "bias": output_bias.at[1].set(biggest)},
+    }
+    pop = pop.replace(params=params)
+    before = [np.asarray(leaf[1]) for leaf in jax.tree.leaves(pop.params)]
+    pop, losses = make_train_chunk(program, 1)(pop, hparams, x, y, jax.random.key(config.seed))
+    assert np.isfinite(np.asarray(losses)[0]).all()  # the loss before the failed update
+    assert np.asarray(pop.alive).tolist() == [True, False]
+    assert int(pop.diverged_at[1]) == 0
+    for old, leaf in zip(before, jax.tree.leaves(pop.params), strict=True):
+        np.testing.assert_array_equal(np.asarray(leaf[1]), old)  # the overflowing step not applied
+
+
 class _NNX(nnx.Module):
     def __init__(self, rngs: nnx.Rngs):
         self.hidden = nnx.Linear(12, 8, rngs=rngs)

@@ -2,7 +2,8 @@
 from the engine, with a plain Flax `apply` on the right split from each exported member.
 
 The data's classes overlap, so accuracies do not saturate at 1.0 and the final validation
-accuracy is not the best for every member: a swapped split or column shows.
+accuracy is not the best for every member: a swapped split or column shows. The model has batch
+normalization and dropout, so evaluation in training mode shows too.
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ def sweep(tmp_path_factory):
     # close centers, unit noise: about 60% separable
     data = make_tiny_data(0.6, seed=7, sizes=(400, 120), val_size=100, name="overlapping")
     config = sweepjax.Config(
-        model={"name": "mlp", "hidden": [16], "num_classes": 3},
+        model={"name": "mlp", "hidden": [16], "num_classes": 3, "norm": "batch"},
         optimizer="sgd",
-        space={"learning_rate": sweepjax.LogUniform(0.01, 1.0), "momentum": 0.9},
+        space={"learning_rate": sweepjax.LogUniform(0.01, 1.0), "momentum": 0.9, "dropout": 0.3},
         population=4,
         steps=60,
         batch_size=16,
@@ -47,9 +48,14 @@ def sweep(tmp_path_factory):
     return config, data, sweepjax.read_result(config.out_dir), result, variables
 
 
-def _measure(config, variables, x, y) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of one member on (x, y), in evaluation mode."""
-    logits = build_model(config.model).apply(variables, np.asarray(x, np.float32), train=False)
+def _measure(config, variables, x, y, train: bool = False) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of one member on (x, y), in evaluation mode unless
+    `train` (batch statistics of `x`, the running averages left as they were)."""
+    module, x = build_model(config.model), np.asarray(x, np.float32)
+    if train:
+        logits, _ = module.apply(variables, x, train=True, mutable=["batch_stats"])
+    else:
+        logits = module.apply(variables, x, train=False)
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, np.asarray(y)).mean()
     return float(loss), float((np.argmax(logits, -1) == np.asarray(y)).mean())
 
@@ -65,6 +71,8 @@ def test_each_members_metrics_are_its_parameters_on_the_right_split(sweep):
         # float32 sums over 100 examples in another order: a few ulps of the mean loss.
         np.testing.assert_allclose(row["final_val_loss"], val_loss, rtol=1e-5)
         assert abs(row["final_val_loss"] - train_loss) > 1e-3  # the validation split, not train's
+        in_train_mode, _ = _measure(config, member_variables, data.val_x, data.val_y, train=True)
+        assert abs(row["final_val_loss"] - in_train_mode) > 1e-3  # running averages, not batch's
         # An argmax may flip on a near-tie under another summation order: one example at most.
         assert abs(row["final_val_accuracy"] - val_acc) <= 1 / len(data.val_y) + 1e-6
         assert abs(row["test_accuracy"] - test_acc) <= 1 / len(data.test_y) + 1e-6
