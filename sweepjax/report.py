@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.stats import rankdata
 
 from sweepjax.lock import holder
 from sweepjax.results import CURVES, METRICS, RANK_BY, Result, atomic_write, leaderboard
@@ -209,14 +210,11 @@ def is_log_scale(summary: Mapping[str, Any], name: str, values: Sequence[float] 
     return bool(finite.size and finite.min() > 0 and finite.max() / finite.min() > 100)
 
 
-def _ranks(values: np.ndarray) -> np.ndarray:
-    return np.argsort(np.argsort(values, kind="stable"), kind="stable").astype(float)
-
-
 def importance(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     """|Spearman correlation| of each numeric varying dimension with the ranking metric.
 
-    Over healthy members only; a rough guide to which hyperparameters matter most.
+    Over healthy members only; tied values (a grid, a `Choice`) share their mean rank. A rough
+    guide to which hyperparameters matter most.
 
     >>> rows = [{"member": i, "lr": i + 1.0, "wd": 1.0, "status": "ok",
     ...          "final_val_accuracy": 0.1 * i} for i in range(4)]
@@ -228,8 +226,8 @@ def importance(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     for name in varying_dimensions(rows):
         if not _is_numeric(rows, name) or len(healthy) < 3:
             continue
-        x = _ranks(np.asarray([_number(r[name]) for r in healthy]))
-        y = _ranks(np.asarray([_number(r[RANK_BY]) for r in healthy]))
+        x = rankdata([_number(r[name]) for r in healthy])
+        y = rankdata([_number(r[RANK_BY]) for r in healthy])
         if x.std() == 0 or y.std() == 0:
             out[name] = 0.0
         else:

@@ -51,7 +51,7 @@ def test_a_row_record_and_its_table(tiny_data):
 
 @pytest.mark.parametrize("row", [TINY, TINY_CNN], ids=["mlp", "cnn1d"])
 def test_the_torch_ways_start_from_the_engines_members_and_track_its_losses(row, tiny_data):
-    pytest.importorskip("torch")
+    pytest.importorskip("torch", reason="PyTorch comes with the bench extra: '.[dev,bench]'")
     scan = bench.run_baseline("scan", row, tiny_data, members=[0, 2])
     one = bench.run_torch("torch", row, tiny_data, members=[0, 2])
     population = bench.run_torch("torch_vmap", row, tiny_data, members=[0])

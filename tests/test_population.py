@@ -264,6 +264,28 @@ def test_a_diverged_members_whole_state_stays_frozen(tiny_config, tiny_data):
     assert all(np.isfinite(leaf).all() for leaf in states[-1])
 
 
+def test_a_diverged_member_never_trains_again_even_when_its_loss_would_be_finite(
+    tiny_config, tiny_data
+):
+    """Member 1 is marked diverged with healthy parameters and rate: every later step would
+    give it a finite loss and update, and none may apply."""
+    config = tiny_config.replace(population=2, steps=5)
+    program, hparams = program_of(config), sample_hparams(config)
+    x, y = jnp.asarray(tiny_data.train_x), jnp.asarray(tiny_data.train_y)
+    pop = init_population(program, hparams, x[: config.batch_size])
+    pop = pop.replace(alive=jnp.array([True, False]), diverged_at=jnp.array([-1, 0], jnp.int32))
+    member = (pop.params, pop.opt_state, pop.model_state)
+    before = [np.asarray(leaf[1]) for leaf in jax.tree.leaves(member)]
+    pop, losses = make_train_chunk(program, 5)(pop, hparams, x, y, jax.random.key(config.seed))
+    losses = np.asarray(losses)
+    assert np.isfinite(losses[:, 0]).all() and np.isnan(losses[:, 1]).all()
+    assert np.asarray(pop.alive).tolist() == [True, False]
+    assert np.asarray(pop.diverged_at).tolist() == [-1, 0]
+    after = jax.tree.leaves((pop.params, pop.opt_state, pop.model_state))
+    for old, leaf in zip(before, after, strict=True):
+        np.testing.assert_array_equal(np.asarray(leaf[1]), old)
+
+
 def test_an_update_that_overflows_a_parameter_with_a_finite_loss_is_divergence(
     tiny_config, tiny_data
 ):

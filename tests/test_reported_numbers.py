@@ -17,10 +17,11 @@ import pytest
 from conftest import make_tiny_data
 
 import sweepjax
-from sweepjax import Choice
+from sweepjax import Choice, results
 from sweepjax.models import build_model
-from sweepjax.population import init_population, make_train_chunk
+from sweepjax.population import _eval_batches, init_population, make_train_chunk
 from sweepjax.sweep import program_of, sample_hparams
+from sweepjax.training import Curves
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +79,12 @@ def test_each_members_metrics_are_its_parameters_on_the_right_split(sweep):
         assert abs(row["test_accuracy"] - test_acc) <= 1 / len(data.test_y) + 1e-6
 
 
+def test_results_have_the_swept_hyperparameters_the_seed_and_the_metrics(sweep):
+    config, _, saved, _, _ = sweep
+    swept = list(config.space)  # the constants too: they are the config's values
+    assert list(saved.rows[0]) == ["member", *swept, "seed", *results.METRICS]
+
+
 def test_best_so_far_and_final_columns_follow_the_curves(sweep):
     _, _, saved, returned, _ = sweep
     curves = saved.curves
@@ -124,3 +131,54 @@ def test_a_chunks_train_loss_averages_only_the_steps_a_member_was_alive(tiny_con
     # The same program on the same devices (invariant 2), summed in another order: rounding.
     np.testing.assert_allclose(result.curves["train_loss"], expected, rtol=1e-6)
     assert result.rows[1]["final_train_loss"] == pytest.approx(expected[diverged_at // 10, 1])
+    assert result.summary["members"] == 2 and result.summary["diverged"] == 1
+
+
+def test_a_chunks_mean_train_loss_counts_each_members_alive_steps():
+    """By hand: 3 steps alive, 1 step alive, none. Losses of O(1), so a NaN counted as any
+    number shows (the sweep above has a diverged member's losses near 1e31)."""
+    nan = np.nan
+    curves = Curves()
+    losses = np.array([[1.0, 4.0, nan], [2.0, nan, nan], [6.0, nan, nan]], np.float32)
+    curves.append(3, losses, np.zeros(3), np.zeros(3))
+    np.testing.assert_array_equal(curves.arrays()["train_loss"], [[3.0, 4.0, nan]])
+
+
+def _row(member: int, accuracy: float, diverged_at: int = -1) -> dict:
+    row = {"member": member, "learning_rate": 0.1, **dict.fromkeys(results.METRICS, accuracy)}
+    status = "ok" if diverged_at < 0 else "diverged"
+    return {**row, "status": status, "diverged_at_step": diverged_at}
+
+
+def test_the_leaderboard_counts_what_it_leaves_out():
+    nan = float("nan")
+    rows = [_row(0, 0.5), _row(1, 0.9), _row(2, 0.7), _row(3, nan, 5), _row(4, nan, 7)]
+    lines = results.leaderboard(rows, top=2).splitlines()
+    assert [line.split()[0] for line in lines[1:3]] == ["1", "2"]  # by accuracy, best first
+    assert lines[3:] == [
+        "... and 1 more healthy members",
+        "diverged (2): #3 at step 5, #4 at step 7",
+    ]
+    assert "more" not in results.leaderboard(rows, top=3)
+    assert results.leaderboard(rows[:1]).splitlines()[1].split()[0] == "0"  # one member
+    last = results.leaderboard(rows, top=1).splitlines()[-1]
+    assert last == "diverged (2): #3 at step 5 and 1 more"
+
+
+def test_a_split_is_evaluated_in_as_few_batches_as_hold_it():
+    x, y = jnp.arange(10.0).reshape(10, 1), jnp.arange(10)
+    xs, ys, mask = _eval_batches(x, y, 4)
+    assert xs.shape == (3, 4, 1) and ys.shape == (3, 4) and mask.shape == (3, 4)
+    np.testing.assert_array_equal(mask.reshape(-1), np.arange(12) < 10)  # the padding masked
+    np.testing.assert_array_equal(ys.reshape(-1)[:10], y)
+    np.testing.assert_array_equal(xs.reshape(-1)[:10], x[:, 0])
+
+
+def test_curves_are_read_as_far_as_they_agree(tmp_path):
+    """A curves file from a sweep of another size, or cut short, is read only where it fits."""
+    ones = np.ones
+    np.savez(tmp_path / "curves.npz", steps=np.array([10, 20, 30]), train_loss=ones((3, 2)),
+             val_loss=ones((2, 2)), val_accuracy=ones((3, 5)))  # fmt: skip
+    curves = results._read_curves(tmp_path, members=2)
+    assert sorted(curves) == ["steps", "train_loss", "val_loss"]  # 5 members are not 2
+    assert curves["steps"].tolist() == [10, 20] and curves["train_loss"].shape == (2, 2)

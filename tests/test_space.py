@@ -59,6 +59,25 @@ def test_grid_spreads_population_over_free_axes():
     assert len(set(hp["a"].tolist())) == 4 and len(set(hp["b"].tolist())) == 4
 
 
+def test_grid_shares_the_population_between_free_and_fixed_axes():
+    """A `Choice` of 2 and a continuous axis without `num`: the free axis takes n / 2 points."""
+    mixed = SearchSpace(c=Choice([1, 2]), a=Uniform(0, 1))
+    assert [mixed.grid_size(n) for n in (2, 8)] == [2, 8]
+    hp = mixed.sample(8, "grid")
+    assert sorted(set(hp["c"].tolist())) == [1, 2] and len(set(hp["a"].tolist())) == 4
+    free = SearchSpace(a=Uniform(0, 1))
+    assert free.grid_size() == 1 and free.grid_size(1) == 1 and free.grid_size(3) == 3
+    assert SearchSpace(lr=0.1).grid_size() == 1 and SearchSpace().grid_size(5) == 1
+
+
+@pytest.mark.parametrize("method", ["grid", "random", "quasi_random"])
+def test_a_population_of_one_is_allowed_and_of_none_or_a_fraction_is_not(method):
+    assert SearchSpace(lr=0.1).sample(1, method)["lr"].tolist() == [np.float32(0.1)]
+    for n in (0, -1, 2.5):
+        with pytest.raises(ValueError, match=rf"population: {n!r} must be a positive integer"):
+            SearchSpace(lr=0.1).sample(n, method)
+
+
 def test_grid_size_mismatch_names_population():
     with pytest.raises(ValueError, match=r"population: 5 does not match the grid's 6 points"):
         SearchSpace(a=Choice([1, 2, 3]), b=Choice([0.1, 0.2])).sample(5, "grid")

@@ -1,0 +1,300 @@
+"""Mutation testing: plant one small change at a time in the code that computes what users read,
+run the tests that should notice, and list the changes no test noticed (the survivors).
+
+A mutant changes one operator or constant in one function: `<` to `<=`, `+` to `-`, `max` to
+`min`, `argmax` to `argmin`, `and` to `or`, `True` to `False`, an integer `n` to `n + 1`, a
+`not` or a unary minus dropped, a call statement removed. Strings are left alone (a changed
+message is not a wrong number). Each mutant runs in its own copy of the checkout, its tests run
+there with `pytest -x`; a failing or timed-out run kills it. `docs/testing.md` lists the
+targets, the survivors and what was done about each.
+
+Run:
+    python tools/mutate.py --list                      # the mutants, without running them
+    python tools/mutate.py --jobs 2 --json mutants.json
+    python tools/mutate.py --only results.py:summarize:3 --show   # one mutant's change
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import concurrent.futures
+import copy
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+READ_BY_USERS = ["tests/test_reported_numbers.py"]
+# (module, functions or methods, the tests that should notice a change in them)
+TARGETS = [
+    ("population.py", ["_eval_batches", "_evaluate_members"], [*READ_BY_USERS, "tests/test_layout.py"]),
+    (
+        "training.py",
+        ["Curves.append", "Curves.arrays", "_chunk_mean", "_result", "_last_finite"],
+        [*READ_BY_USERS, "tests/test_population.py", "tests/test_checkpoint.py"],
+    ),
+    (
+        "results.py",
+        ["Result.ranked", "Result.best", "member_rows", "summarize", "leaderboard", "_read_curves"],
+        [*READ_BY_USERS, "tests/test_report.py", "tests/test_cli.py"],
+    ),
+    (
+        "report.py",
+        [
+            "sweep_status", "status_line", "_ranked", "hyperparameter_columns", "varying_dimensions",
+            "is_log_scale", "importance", "important_pair", "divergence_boundary",
+            "member_schedules", "_best_index", "leaderboard_rows", "_facts",
+        ],
+        ["tests/test_report_numbers.py", "tests/test_report.py", "tests/test_cli.py"],
+    ),
+    (
+        "space.py",
+        ["HParams.member", "HParams.select", "SearchSpace.grid_size", "SearchSpace.check_grid",
+         "SearchSpace.sample", "SearchSpace._draw", "SearchSpace._grid_points"],
+        ["tests/test_space.py", "tests/test_config.py"],
+    ),
+]  # fmt: skip
+
+SWAPS = {  # operator and name replacements
+    ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt,
+    ast.Eq: ast.NotEq, ast.NotEq: ast.Eq, ast.Is: ast.IsNot, ast.IsNot: ast.Is,
+    ast.In: ast.NotIn, ast.NotIn: ast.In, ast.Add: ast.Sub, ast.Sub: ast.Add,
+    ast.Mult: ast.Div, ast.Div: ast.Mult, ast.FloorDiv: ast.Mult, ast.Pow: ast.Mult,
+    ast.And: ast.Or, ast.Or: ast.And,
+}  # fmt: skip
+NAMES = {"max": "min", "min": "max", "argmax": "argmin", "argmin": "argmax", "any": "all",
+         "all": "any", "nanmax": "nanmin", "nanmin": "nanmax", "argsort": "sort"}  # fmt: skip
+
+
+Site = Callable[[ast.AST], None] | str  # how a site's node changes, or `_DROP`
+
+
+@dataclasses.dataclass(frozen=True)
+class Mutant:
+    module: str
+    function: str
+    index: int  # the function's n-th mutable site, in `ast.walk` order
+    line: int
+    change: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.module}:{self.function}:{self.index}"
+
+    def source(self) -> str:
+        return mutated_source(self)
+
+
+def _sites(node: ast.AST) -> Iterator[tuple[ast.AST, str, Site]]:
+    """Each site in `node` once: `(node, description, apply)`, `apply` mutating the node."""
+    if isinstance(node, ast.Compare):
+        for i, op in enumerate(node.ops):
+            if type(op) in SWAPS:
+                yield node, f"{type(op).__name__} -> {SWAPS[type(op)].__name__}", _set_op(i)
+    elif isinstance(node, ast.BinOp | ast.AugAssign | ast.BoolOp) and type(node.op) in SWAPS:
+        yield node, f"{type(node.op).__name__} -> {SWAPS[type(node.op)].__name__}", _set_op(None)
+    elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not | ast.USub):
+        yield node, f"{type(node.op).__name__} dropped", _DROP
+    elif isinstance(node, ast.Constant) and type(node.value) in (bool, int, float):
+        new = (not node.value) if isinstance(node.value, bool) else node.value + 1
+        yield node, f"{node.value!r} -> {new!r}", lambda n, new=new: setattr(n, "value", new)
+    elif isinstance(node, ast.Name | ast.Attribute) and _name(node) in NAMES:
+        yield node, f"{_name(node)} -> {NAMES[_name(node)]}", _rename
+    elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+        yield node, "call statement removed", _DROP
+
+
+def _name(node: ast.AST) -> str:
+    return node.id if isinstance(node, ast.Name) else node.attr
+
+
+def _rename(node: ast.AST) -> None:
+    setattr(node, "id" if isinstance(node, ast.Name) else "attr", NAMES[_name(node)])
+
+
+def _set_op(i: int | None):
+    def apply(node):
+        if i is None:
+            node.op = SWAPS[type(node.op)]()
+        else:
+            node.ops[i] = SWAPS[type(node.ops[i])]()
+
+    return apply
+
+
+_DROP = "drop"  # the node is replaced: its operand for a unary operator, `pass` for a call
+
+
+def _functions(tree: ast.Module) -> dict[str, ast.FunctionDef]:
+    found = {}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            found[node.name] = node
+        elif isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef):
+                    found[f"{node.name}.{item.name}"] = item
+    return found
+
+
+def _body_nodes(function: ast.FunctionDef) -> Iterator[ast.AST]:
+    """The function's statements' nodes, skipping its docstring, annotations and f-strings."""
+    body = function.body
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        body = body[1:]
+    nodes = [node for statement in body for node in ast.walk(statement)]
+    skipped = set()
+    for node in nodes:
+        parts = [node] if isinstance(node, ast.JoinedStr) else []
+        parts += [getattr(node, "annotation", None), getattr(node, "returns", None)]
+        skipped |= {id(n) for part in parts if part is not None for n in ast.walk(part)}
+    return (node for node in nodes if id(node) not in skipped)
+
+
+def list_mutants(module: str, functions: Sequence[str]) -> list[Mutant]:
+    tree = ast.parse((ROOT / "sweepjax" / module).read_text())
+    defs, mutants = _functions(tree), []
+    for name in functions:
+        if name not in defs:
+            raise SystemExit(f"tools/mutate.py: {module} has no function {name!r}")
+        for index, (node, change, _) in enumerate(_all_sites(defs[name])):
+            mutants.append(Mutant(module, name, index, getattr(node, "lineno", 0), change))
+    return mutants
+
+
+def _all_sites(function: ast.FunctionDef) -> list[tuple[ast.AST, str, Site]]:
+    return [site for node in _body_nodes(function) for site in _sites(node)]
+
+
+class _Replace(ast.NodeTransformer):
+    def __init__(self, target: ast.AST, replacement: ast.AST):
+        self.target, self.replacement = target, replacement
+
+    def generic_visit(self, node):
+        if node is self.target:
+            return self.replacement
+        return super().generic_visit(node)
+
+
+def mutated_source(mutant: Mutant) -> str:
+    """The module's source with the one change of `mutant`."""
+    tree = ast.parse((ROOT / "sweepjax" / mutant.module).read_text())
+    node, _, apply = _all_sites(_functions(tree)[mutant.function])[mutant.index]
+    if apply == _DROP:
+        replacement = ast.Pass() if isinstance(node, ast.Expr) else copy.deepcopy(node.operand)
+        tree = _Replace(node, ast.copy_location(replacement, node)).visit(tree)
+    else:
+        apply(node)
+    return ast.unparse(ast.fix_missing_locations(tree))
+
+
+COPIED = ["sweepjax", "tests", "experiments", "tools", "docs", "pyproject.toml", "README.md"]
+
+
+def _copy_checkout(to: Path) -> None:
+    """The files the tests read, in `to`: the tests run there, so the copy is what they import."""
+    for name in COPIED:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, to / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, to / name)
+
+
+def run_mutant(mutant: Any, tests: Sequence[str], timeout: float) -> dict:
+    """Run `tests` against `mutant` (a dataclass with `id`, `module` and `source()`; None: the
+    code as it is) in a copy of the checkout; `killed` unless they all pass."""
+    with tempfile.TemporaryDirectory(prefix="mutant-") as tmp:
+        _copy_checkout(Path(tmp))
+        if mutant is not None:
+            (Path(tmp) / "sweepjax" / mutant.module).write_text(mutant.source())
+        # First on the path of the tests and of any `sweepjax` command they start.
+        env = {**os.environ, "PYTHONPATH": tmp, "PYTHONDONTWRITEBYTECODE": "1"}
+        command = [sys.executable, "-m", "pytest", "-x", "-q", "-n", "0", "-p", "no:cacheprovider"]
+        began = time.perf_counter()
+        try:
+            done = subprocess.run(
+                [*command, *tests], cwd=tmp, env=env, capture_output=True, timeout=timeout
+            )
+            outcome = "survived" if done.returncode == 0 else "killed"
+            tail = done.stdout.decode(errors="replace").strip().splitlines()[-1:]
+        except subprocess.TimeoutExpired:
+            outcome, tail = "killed (timeout)", []
+    seconds = round(time.perf_counter() - began, 1)
+    if mutant is None:
+        return {"tests": list(tests), "outcome": outcome, "last_line": tail[0] if tail else ""}
+    return {**dataclasses.asdict(mutant), "id": mutant.id, "outcome": outcome, "seconds": seconds,
+            "last_line": tail[0] if tail else ""}  # fmt: skip
+
+
+def _plan(only: Sequence[str]) -> list[tuple[Mutant, list[str]]]:
+    plan = []
+    for module, functions, tests in TARGETS:
+        for mutant in list_mutants(module, functions):
+            if not only or any(mutant.id == o or mutant.id.startswith(o + ":") for o in only):
+                plan.append((mutant, tests))
+    return plan
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--list", action="store_true", help="list the mutants and stop")
+    parser.add_argument("--show", action="store_true", help="print each mutant's changed line")
+    parser.add_argument("--only", nargs="*", default=[], help="mutant ids or id prefixes")
+    parser.add_argument("--jobs", type=int, default=1, help="mutants run at once")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per mutant")
+    parser.add_argument("--json", help="write every outcome to this file")
+    args = parser.parse_args(argv)
+    plan = _plan(args.only)
+    if args.list or args.show:
+        for mutant, _ in plan:
+            print(f"{mutant.id}  line {mutant.line}: {mutant.change}")
+            if args.show:
+                print("   ", _changed_line(mutant))
+        return 0
+    return _run_plan(plan, args)
+
+
+def _changed_line(mutant: Mutant) -> str:
+    before = ast.unparse(ast.parse((ROOT / "sweepjax" / mutant.module).read_text())).splitlines()
+    after = mutated_source(mutant).splitlines()
+    changed = [b for a, b in zip(before, after, strict=False) if a != b]
+    return changed[0].strip() if changed else "(no textual change)"
+
+
+def _run_plan(plan: list[tuple[Mutant, list[str]]], args: argparse.Namespace) -> int:
+    outcomes = []
+    with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
+        test_sets = {tuple(tests) for _, tests in plan}
+        for unchanged in pool.map(lambda t: run_mutant(None, t, args.timeout), test_sets):
+            if unchanged["outcome"] != "survived":  # every mutant would count as killed
+                print(f"the unchanged code fails {unchanged}", file=sys.stderr)
+                return 1
+        futures = [pool.submit(run_mutant, m, tests, args.timeout) for m, tests in plan]
+        for number, future in enumerate(concurrent.futures.as_completed(futures), 1):
+            outcome = future.result()
+            outcomes.append(outcome)
+            print(f"[{number}/{len(plan)}] {outcome['id']} ({outcome['change']}): "
+                  f"{outcome['outcome']} in {outcome['seconds']} s", flush=True)  # fmt: skip
+    outcomes.sort(key=lambda o: (o["module"], o["function"], o["index"]))
+    survivors = [o for o in outcomes if o["outcome"] == "survived"]
+    print(f"\n{len(plan)} mutants, {len(plan) - len(survivors)} killed, {len(survivors)} survived")
+    for o in survivors:
+        print(f"  {o['id']}  line {o['line']}: {o['change']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(outcomes, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""The bugs users would suffer, planted by hand one at a time: each must fail the test named
+beside it. Where `tools/mutate.py` changes operators at random sites, these are the realistic
+bugs in the path from training to the numbers a user reads (`docs/testing.md`).
+
+Run:
+    python tools/planted.py            # every bug; prints each one's verdict
+    python tools/planted.py --jobs 2 nesterov dropout
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import dataclasses
+import sys
+from collections.abc import Sequence
+
+from mutate import ROOT, run_mutant
+
+
+@dataclasses.dataclass(frozen=True)
+class Planted:
+    id: str
+    module: str
+    old: str  # text found exactly once in the module
+    new: str
+    test: str
+
+    def source(self) -> str:
+        text = (ROOT / "sweepjax" / self.module).read_text()
+        if text.count(self.old) != 1:
+            raise SystemExit(f"{self.id}: {self.old!r} is not in {self.module} exactly once")
+        return text.replace(self.old, self.new)
+
+
+POP, NUM, KEYS = (
+    "tests/test_population.py::test_",
+    "tests/test_reported_numbers.py::test_",
+    ("tests/test_keys_matter.py::test_"),
+)
+LR = "learning_rate_at(program.schedule, step, hp)"
+OK = "ok = alive & jnp.isfinite(loss) & _all_finite(candidate)"
+FINAL_BEST = '"{}_val_accuracy": arrays["val_accuracy"][-1],\n        "{}_val_accuracy": best_val,'
+BUGS = [
+    Planted("schedule-one-step-late", "population.py", LR, LR.replace("step", "step + 1", 1),
+         POP + "the_schedule_drives_training_at_the_right_step"),
+    Planted("schedule-never-applied", "population.py",
+         f"opt_state = Optimizer.set_learning_rate(opt_state, {LR})", "opt_state = opt_state",
+         POP + "the_schedule_drives_training_at_the_right_step"),
+    Planted("validation-on-train", "training.py", "((dataset.val_x, dataset.val_y), mesh)",
+         "((dataset.train_x, dataset.train_y), mesh)",
+         NUM + "each_members_metrics_are_its_parameters_on_the_right_split"),
+    Planted("test-on-validation", "training.py", "((dataset.test_x, dataset.test_y), mesh)",
+         "((dataset.val_x, dataset.val_y), mesh)",
+         NUM + "each_members_metrics_are_its_parameters_on_the_right_split"),
+    Planted("eval-in-training-mode", "population.py", "model_state, xs, False,",
+         "model_state, xs, True,", NUM + "each_members_metrics_are_its_parameters_on_the_right_split"),
+    Planted("diverged-comes-back", "population.py", OK, OK.replace("alive & ", ""),
+         POP + "a_diverged_member_never_trains_again_even_when_its_loss_would_be_finite"),
+    Planted("divergence-by-loss-only", "population.py", OK, OK.replace(" & _all_finite(candidate)", ""),
+         POP + "an_update_that_overflows_a_parameter_with_a_finite_loss_is_divergence"),
+    Planted("batch-stats-not-frozen", "population.py",
+         "keep({**model_state, **new_model_state}, model_state)",
+         "{**model_state, **new_model_state}", POP + "a_diverged_members_whole_state_stays_frozen"),
+    Planted("nesterov-dropped", "sweep.py", "names, config.nesterov", "names, False",
+         POP + "the_nesterov_key_reaches_the_optimizer"),
+    Planted("one-dropout-key", "population.py", 'fold_in(_member_key(hp["seed"]), step)',
+         "fold_in(jax.random.key(0), step)",
+         "tests/test_structural.py::test_each_member_draws_its_own_dropout_masks"),
+    Planted("chunk-loss-over-all-steps", "training.py", "total / np.maximum(alive_steps, 1)",
+         "total / losses.shape[0]",
+         NUM + "a_chunks_train_loss_averages_only_the_steps_a_member_was_alive"),
+    Planted("final-best-swapped", "training.py", FINAL_BEST.format("final", "best"),
+         FINAL_BEST.format("best", "final"), NUM + "best_so_far_and_final_columns_follow_the_curves"),
+    Planted("ranking-reversed", "results.py", "return sorted(ok, key=lambda r: -r[RANK_BY])",
+         "return sorted(ok, key=lambda r: r[RANK_BY])",
+         NUM + "ranking_and_summary_follow_the_final_validation_accuracy"),
+    Planted("summary-best-is-worst", "results.py", "best = max(ok,", "best = min(ok,",
+         NUM + "ranking_and_summary_follow_the_final_validation_accuracy"),
+    Planted("last-step-not-saved", "training.py", "step % every == 0 or step == config.steps or",
+         "step % every == 0 or",
+         "tests/test_checkpoint.py::test_the_last_step_is_checkpointed_whatever_checkpoint_every_is"),
+    Planted("quasi-random-is-random", "space.py", 'if method == "random":',
+         'if method in ("random", "quasi_random"):',
+         "tests/test_space.py::test_quasi_random_has_lower_discrepancy_than_random"),
+    Planted("clip-norm-ignored", "optim.py", 'optax.clip_by_global_norm(hp["clip_norm"])',
+         "optax.identity()", KEYS + "a_key_that_changes_training_is_not_ignored[sgd-constant-clip_norm]"),
+    Planted("l2-ignored", "optim.py", 'optax.add_decayed_weights(hp["l2"])', "optax.identity()",
+         KEYS + "a_key_that_changes_training_is_not_ignored[sgd-constant-l2]"),
+    Planted("precision-ignored", "sweep.py", "compute_dtype=config.precision", 'compute_dtype="float32"',
+         KEYS + "a_sweep_key_that_changes_training_is_not_ignored[precision]"),
+    Planted("augment-ignored", "sweep.py", "augment=augmentation_of(config.augment)", "augment=None",
+         KEYS + "a_sweep_key_that_changes_training_is_not_ignored[augment]"),
+    Planted("streaming-ignored", "training.py", 'make_chunk = make_train_chunk if data_placement == "device" else make_stream_chunk',
+         "make_chunk = make_train_chunk", KEYS + "streamed_placement_trains_from_host_blocks"),
+]  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("bugs", nargs="*", help="bug ids (default: all)")
+    parser.add_argument("--jobs", type=int, default=1, help="bugs run at once")
+    args = parser.parse_args(argv)
+    unknown = set(args.bugs) - {bug.id for bug in BUGS}
+    if unknown:
+        raise SystemExit(f"unknown bugs {sorted(unknown)}; allowed: {[b.id for b in BUGS]}")
+    bugs = [bug for bug in BUGS if not args.bugs or bug.id in args.bugs]
+    for bug in bugs:
+        bug.source()  # every planted text is still there, before anything runs
+    with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
+        outcomes = list(pool.map(lambda bug: run_mutant(bug, [bug.test], 600.0), bugs))
+    missed = [o["id"] for o in outcomes if o["outcome"] == "survived"]
+    for o in outcomes:
+        print(f"{o['id']:28} {'caught' if o['outcome'] != 'survived' else 'MISSED'} "
+              f"by {o['test'].split('::')[1]} ({o['seconds']} s)")  # fmt: skip
+    print(f"\n{len(outcomes) - len(missed)} of {len(outcomes)} planted bugs caught")
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
