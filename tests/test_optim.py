@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from sweepjax.optim import FAMILIES, Optimizer
+from sweepjax.optim import COMMON, FAMILIES, Optimizer
 
 A = jax.random.normal(jax.random.key(0), (6, 4))
 B = jax.random.normal(jax.random.key(1), (6,))
@@ -265,3 +265,24 @@ def test_optimizer_family_as_a_per_member_choice():
         expected = _run_optax(reference, hp, steps=20)
         for name in PARAMS:
             np.testing.assert_allclose(mixed[name][i], expected[name], rtol=2e-5, atol=1e-6)
+
+
+# The changed value of each hyperparameter: half its default, or these where half would say
+# nothing (an epsilon below float32's resolution against the gradients, a zero default).
+CHANGED = {"eps": 1.0, "initial_scale": 1.0, "momentum": 0.5, "l2": 0.5, "weight_decay": 0.5}
+EVERY_KEY = [(f, n) for f, family in FAMILIES.items() for n in family.defaults]
+EVERY_KEY += [("sgd", n) for n in COMMON if n != "learning_rate"]
+
+
+@pytest.mark.parametrize(("family", "name"), EVERY_KEY, ids=[f"{f}-{n}" for f, n in EVERY_KEY])
+def test_every_optimizer_hyperparameter_changes_training(family, name):
+    """Two members equal but for `name`: a hyperparameter silently ignored trains them alike."""
+    default = {**COMMON, **FAMILIES[family].defaults}[name]
+    value = CHANGED.get(name, default / 2)
+    opt = Optimizer(family, frozenset({name, "learning_rate"}))
+    hps = {"learning_rate": np.float32([0.01, 0.01]), name: np.float32([default, value])}
+    # Lion's update is a sign, which b1 flips only once its slow momentum (b2 = 0.99) has grown:
+    # 10 steps show no b1, 40 do.
+    params = _run_population(opt, hps, steps=40)
+    assert np.isfinite(params["w"]).all()
+    assert not np.array_equal(params["w"][0], params["w"][1]), f"{family}: {name} changed nothing"

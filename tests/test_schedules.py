@@ -265,3 +265,22 @@ def test_every_family_has_finite_defaults():
         assert np.isfinite(values).all() and (values >= 0).all(), family
         if family != "noisy_linear_cosine":  # its noise may lift it above the peak
             assert values.max() <= 0.1 * 1.01, family  # beta may add 0.1%
+
+
+# The changed value of each parameter: half its default, or these where half would say nothing
+# (a zero default, a flag, a warmup of 0). The last piecewise scale is 1.0 by default, which
+# makes its boundary invisible: 0.5 in the base.
+CHANGED = {"warmup_steps": 20.0, "cycle": 1.0, "staircase": 1.0, "alpha": 0.5}
+BASE = {"scale_2": 0.5}
+EVERY_KEY = [(f, n) for f in BUILTIN_SCHEDULES for n in schedule_parameters(f, 100)]
+
+
+@pytest.mark.parametrize(("family", "name"), EVERY_KEY, ids=[f"{f}-{n}" for f, n in EVERY_KEY])
+def test_every_schedule_parameter_changes_the_rate(family, name):
+    """A parameter silently ignored would leave the schedule on 200 steps unchanged."""
+    hp = {"learning_rate": 0.1, **schedule_parameters(family, 100)}
+    hp |= {k: v for k, v in BASE.items() if k in hp}
+    value = CHANGED.get(name, hp[name] / 2 if hp[name] else 0.5)
+    base, changed = curve(family, hp), curve(family, {**hp, name: value})
+    assert np.isfinite(changed).all()
+    assert not np.array_equal(base, changed), f"{family}: {name} changed nothing"
