@@ -172,7 +172,8 @@ class Optimizer:
     """The static structure of an optimizer: family (or families), which names are set, nesterov.
 
     `init(params, hp)` and `update(grads, state, params)` are the per-member pure functions;
-    `set_learning_rate(state, lr)` writes this step's scheduled learning rate into the state.
+    `set_hyperparameters(state, hp, lr)` writes the member's values and this step's scheduled
+    learning rate into the state.
     With a tuple of families, `hp["optimizer"]` is the member's index into it.
 
     >>> opt = Optimizer("adam", frozenset({"learning_rate"}))
@@ -252,10 +253,15 @@ class Optimizer:
         # factory here are placeholders that never reach the update.
         return self._factory()(**self.hyperparameters).update(grads, state, params)
 
-    @staticmethod
-    def set_learning_rate(state: Any, learning_rate: jax.Array) -> Any:
-        hyperparams = dict(state.hyperparams)
-        hyperparams["learning_rate"] = jnp.asarray(
-            learning_rate, hyperparams["learning_rate"].dtype
-        )
+    def set_hyperparameters(
+        self, state: Any, hp: Mapping[str, Any], learning_rate: jax.Array
+    ) -> Any:
+        """`state` with every injected hyperparameter written from the member's values `hp`
+        (defaults where `hp` has none) and the learning rate from this step's schedule.
+
+        The state's copy is the one the update reads; writing it every step makes `hp` the one
+        source of truth, so a member's values changed between chunks take effect.
+        """
+        values = {**self._values(hp), "learning_rate": learning_rate}
+        hyperparams = {k: jnp.asarray(values[k], v.dtype) for k, v in state.hyperparams.items()}
         return state._replace(hyperparams=hyperparams)

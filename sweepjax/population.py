@@ -137,7 +137,8 @@ def _all_finite(tree: Any) -> jax.Array:
 def _member_step(program: Program, state: tuple, hp: Mapping[str, jax.Array], x, y, step):
     """One member's step; a member that is or turns non-finite keeps its last finite state."""
     params, model_state, opt_state, alive, diverged_at = state
-    opt_state = Optimizer.set_learning_rate(opt_state, learning_rate_at(program.schedule, step, hp))
+    learning_rate = learning_rate_at(program.schedule, step, hp)
+    opt_state = program.optimizer.set_hyperparameters(opt_state, hp, learning_rate)
     rng = jax.random.fold_in(_member_key(hp["seed"]), step)
 
     def loss_fn(p):

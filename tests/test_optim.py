@@ -218,8 +218,8 @@ def test_parity_with_plain_optax(family, names, members, reference):
 def test_wrapping_does_not_change_adams_trajectory():
     """Optax issue 1532 reports Adam drifting under inject_hyperparams; ours does not.
 
-    Our Adam (inject_hyperparams, the learning rate written into the state every step as the
-    engine does) is bit-identical over 500 steps to plain `optax.adam` given the same values as
+    Our Adam (inject_hyperparams, every hyperparameter written into the state every step as
+    the engine does) is bit-identical over 500 steps to plain `optax.adam` given the same values as
     arrays. Against `optax.adam(1e-3)` with Python constants it agrees to float32 rounding: the
     small difference there comes from XLA folding the constants, not from the wrapper.
     """
@@ -228,7 +228,7 @@ def test_wrapping_does_not_change_adams_trajectory():
 
     def wrapped(h):
         def update(grads, state, params):
-            state = Optimizer.set_learning_rate(state, h["learning_rate"])
+            state = opt.set_hyperparameters(state, h, h["learning_rate"])
             return opt.update(grads, state, params)
 
         return optax.GradientTransformation(lambda p: opt.init(p, h), update)

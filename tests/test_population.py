@@ -416,3 +416,25 @@ def test_the_nesterov_key_reaches_the_optimizer(tiny_config, tiny_data):
     _, plain, _ = _train(config.replace(optimizer="sgd", nesterov=False), tiny_data)
     assert_same(with_key, family)
     assert not np.array_equal(with_key[1:], plain[1:])  # step 0's loss precedes any update
+
+
+def test_a_members_values_changed_between_chunks_take_effect(tiny_config, tiny_data):
+    """Every hyperparameter is read from the member's values at each step, not from the copy
+    the optimizer state took at init: momentum and weight decay changed after the first chunk
+    change the second, as population-based training needs."""
+    names = {"learning_rate": 0.05, "momentum": 0.0, "weight_decay": 0.0}
+    config = tiny_config.replace(space=names, population=2, steps=5)
+    program, first = program_of(config), sample_hparams(config)
+    x, y = jnp.asarray(tiny_data.train_x), jnp.asarray(tiny_data.train_y)
+    chunk, key = make_train_chunk(program, 5), jax.random.key(config.seed)
+    changed = sweepjax.HParams(
+        {**first.values, "momentum": np.float32([0.0, 0.9]), "weight_decay": np.float32([0.0, 0.5])}
+    )
+    pop, _ = chunk(init_population(program, first, x[:16]), first, x, y, key)
+    kept, kept_losses = chunk(jax.tree.map(jnp.copy, pop), first, x, y, key)
+    moved, moved_losses = chunk(pop, changed, x, y, key)
+    kept_losses, moved_losses = np.asarray(kept_losses), np.asarray(moved_losses)
+    assert_same(moved_losses[:, 0], kept_losses[:, 0])  # member 0's values did not change
+    assert not np.array_equal(moved_losses[1:, 1], kept_losses[1:, 1])  # after its first update
+    assert moved.opt_state.hyperparams["momentum"].tolist() == pytest.approx([0.0, 0.9])
+    assert moved.opt_state.hyperparams["weight_decay"].tolist() == pytest.approx([0.0, 0.5])

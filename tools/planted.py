@@ -45,7 +45,8 @@ BUGS = [
     Planted("schedule-one-step-late", "population.py", LR, LR.replace("step", "step + 1", 1),
          POP + "the_schedule_drives_training_at_the_right_step"),
     Planted("schedule-never-applied", "population.py",
-         f"opt_state = Optimizer.set_learning_rate(opt_state, {LR})", "opt_state = opt_state",
+         "set_hyperparameters(opt_state, hp, learning_rate)",
+         'set_hyperparameters(opt_state, hp, hp["learning_rate"])',  # the initial rate throughout
          POP + "the_schedule_drives_training_at_the_right_step"),
     Planted("validation-on-train", "training.py", "((dataset.val_x, dataset.val_y), mesh)",
          "((dataset.train_x, dataset.train_y), mesh)",
