@@ -30,7 +30,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {  # public name: (module, attribute 
     "Config": ("sweepjax.config", "Config"),
     "Dataset": ("sweepjax.data", "Dataset"),
     "datasets": ("sweepjax.data", None),
-    "divergence_boundary": ("sweepjax.report", "divergence_boundary"),
+    "divergence_boundary": ("sweepjax.analysis", "divergence_boundary"),
     "DoesNotFit": ("sweepjax.placement", "DoesNotFit"),
     "EXIT_INTERRUPTED": ("sweepjax.errors", "EXIT_INTERRUPTED"),
     "export_member": ("sweepjax.checkpoint", "export_member"),
@@ -69,6 +69,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {  # public name: (module, attribute 
 
 if TYPE_CHECKING:
     from sweepjax import data as datasets  # noqa: F401
+    from sweepjax.analysis import divergence_boundary as divergence_boundary
     from sweepjax.benchmark import bench_schedules as bench_schedules
     from sweepjax.checkpoint import CheckpointError as CheckpointError
     from sweepjax.checkpoint import CheckpointMismatch as CheckpointMismatch
@@ -100,7 +101,6 @@ if TYPE_CHECKING:
     from sweepjax.population import make_evaluate as make_evaluate
     from sweepjax.population import make_stream_chunk as make_stream_chunk
     from sweepjax.population import make_train_chunk as make_train_chunk
-    from sweepjax.report import divergence_boundary as divergence_boundary
     from sweepjax.report import read_sweep as read_sweep
     from sweepjax.report import sweep_status as sweep_status
     from sweepjax.report import write_report as write_report

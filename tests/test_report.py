@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 
 import sweepjax
+from sweepjax.analysis import member_schedules
 from sweepjax.cli import main
-from sweepjax.report import FIGURES, member_schedules, read_sweep, show, write_report
+from sweepjax.figures import FIGURES
+from sweepjax.report import read_sweep, show, write_report
 
 ALL_FIGURES = set(FIGURES)
 

@@ -1,4 +1,4 @@
-"""The numbers and words of the report and `show`, from results tables made by hand: the status,
+"""The numbers and words of the report and `show` (`sweepjax.analysis`, `sweepjax.report`), from results tables made by hand: the status,
 which columns vary, log scales, importance, the heat map's pair, the divergence boundary."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 import sweepjax
-from sweepjax import report
+from sweepjax import analysis, report
 
 NAN = float("nan")
 
@@ -47,9 +47,9 @@ def test_the_status_line_names_progress_size_and_best():
 
 def test_columns_that_vary_are_the_hyperparameters_with_two_values_or_more():
     rows = [_row(i, 0.5, learning_rate=0.1 * (i + 1), momentum=0.9, seed=i) for i in range(3)]
-    assert report.hyperparameter_columns(rows) == ["learning_rate", "momentum", "seed"]
-    assert report.hyperparameter_columns(rows[:1]) == ["learning_rate", "momentum", "seed"]
-    assert report.varying_dimensions(rows) == ["learning_rate"]  # not the seed, not a constant
+    assert analysis.hyperparameter_columns(rows) == ["learning_rate", "momentum", "seed"]
+    assert analysis.hyperparameter_columns(rows[:1]) == ["learning_rate", "momentum", "seed"]
+    assert analysis.varying_dimensions(rows) == ["learning_rate"]  # not the seed, not a constant
 
 
 @pytest.mark.parametrize(
@@ -71,7 +71,7 @@ def test_columns_that_vary_are_the_hyperparameters_with_two_values_or_more():
 )
 def test_a_dimension_is_log_scaled_by_its_distribution_or_its_spread(entry, values, log):
     space = {"lr": entry} if entry is not None else {}
-    assert report.is_log_scale({"config": {"space": space}}, "lr", values) is log
+    assert analysis.is_log_scale({"config": {"space": space}}, "lr", values) is log
 
 
 def test_importance_is_the_rank_correlation_over_healthy_members():
@@ -79,20 +79,20 @@ def test_importance_is_the_rank_correlation_over_healthy_members():
     rows = [_row(i, a, lr=lr, wd=0.1 * (i % 2)) for i, (a, lr) in enumerate(zip(accuracy, [1, 2, 3, 4], strict=True))]  # fmt: skip
     # ranks of lr 0 1 2 3 against accuracy's 0 2 1 3: Spearman 1 - 6 * 2 / (4 * 15) = 0.8
     # wd ties share mean ranks: 1.5 3.5 1.5 3.5, a correlation of 4 / (2 * sqrt(5))
-    assert report.importance(rows) == {"lr": pytest.approx(0.8), "wd": pytest.approx(0.8944272)}
+    assert analysis.importance(rows) == {"lr": pytest.approx(0.8), "wd": pytest.approx(0.8944272)}
     shuffled = [_row(i, a, lr=lr) for i, (a, lr) in enumerate(zip(accuracy, [3, 1, 2, 4], strict=True))]  # fmt: skip
-    assert report.importance(shuffled)["lr"] == pytest.approx(0.2)  # 1 - 6 * (4 + 4) / 60
+    assert analysis.importance(shuffled)["lr"] == pytest.approx(0.2)  # 1 - 6 * (4 + 4) / 60
     wild = [*rows, _row(4, NAN, "diverged", 3, lr=1e6, wd=0.0)]
-    assert report.importance(wild) == report.importance(rows)  # the diverged never enter
+    assert analysis.importance(wild) == analysis.importance(rows)  # the diverged never enter
 
 
 def test_importance_needs_three_healthy_members_and_numbers():
     rows = [_row(i, 0.1 * i, lr=float(i), optimizer=["sgd", "adam"][i % 2]) for i in range(3)]
-    assert report.importance(rows) == {"lr": 1.0}  # three suffice; the family names never count
-    assert report.importance(rows[:2]) == {}
+    assert analysis.importance(rows) == {"lr": 1.0}  # three suffice; the family names never count
+    assert analysis.importance(rows[:2]) == {}
     flat = [*rows, _row(3, NAN, "diverged", 2, lr=9.0, optimizer="sgd")]
     flat = [{**r, "final_val_accuracy": 0.5} if r["status"] == "ok" else r for r in flat]
-    assert report.importance(flat) == {"lr": 0.0}  # accuracy constant: no correlation to speak of
+    assert analysis.importance(flat) == {"lr": 0.0}  # accuracy constant: no correlation to speak of
 
 
 def test_the_heat_map_pairs_the_two_most_important_numbers():
@@ -102,10 +102,10 @@ def test_the_heat_map_pairs_the_two_most_important_numbers():
             [(0.1, 0.9, 0.1, 8), (0.2, 0.5, 0.3, 16), (0.3, 0.7, 0.2, 32), (0.4, 0.1, 0.4, 64)]
         )
     ]
-    assert report.important_pair(rows) == ("batch", "momentum")  # |rho| 1.0, 0.8, dropout 0.8
+    assert analysis.important_pair(rows) == ("batch", "momentum")  # |rho| 1.0, 0.8, dropout 0.8
     with_lr = [{**r, "learning_rate": [0.1, 0.2, 0.1, 0.2][r["member"]]} for r in rows]
-    assert report.important_pair(with_lr) == ("learning_rate", "batch")  # the learning rate first
-    assert report.important_pair([_row(0, 0.1, lr=0.1), _row(1, 0.2, lr=0.2)]) is None
+    assert analysis.important_pair(with_lr) == ("learning_rate", "batch")  # the learning rate first
+    assert analysis.important_pair([_row(0, 0.1, lr=0.1), _row(1, 0.2, lr=0.2)]) is None
 
 
 def test_the_divergence_boundary_per_setting_of_the_repeated_dimensions():
@@ -115,22 +115,22 @@ def test_the_divergence_boundary_per_setting_of_the_repeated_dimensions():
         _row(i, 0.5, s, 2 if s != "ok" else -1, learning_rate=lr, momentum=m, wd=0.1 * i)
         for i, (lr, m, s) in enumerate(grid)
     ]
-    boundary = report.divergence_boundary(rows)  # wd: six values in six rows, no grouping
+    boundary = analysis.divergence_boundary(rows)  # wd: six values in six rows, no grouping
     assert boundary == [
         {"setting": {"momentum": 0.0}, "members": 3, "diverged": 2,
          "smallest_diverged": 1.0, "largest_healthy": 0.1},
         {"setting": {"momentum": 0.9}, "members": 3, "diverged": 1,
          "smallest_diverged": 0.1, "largest_healthy": 0.03},
     ]  # fmt: skip
-    assert report.divergence_boundary(rows[:2])[0]["setting"] == {}  # 2 values in 2 rows
-    halves = report.divergence_boundary(rows[:2] + rows[3:5])  # 2 values in 4 rows: grouped
+    assert analysis.divergence_boundary(rows[:2])[0]["setting"] == {}  # 2 values in 2 rows
+    halves = analysis.divergence_boundary(rows[:2] + rows[3:5])  # 2 values in 4 rows: grouped
     assert [b["setting"] for b in halves] == [{"momentum": 0.0}, {"momentum": 0.9}]
-    assert report.divergence_boundary(rows, "momentum")[0]["smallest_diverged"] == 0.0
-    assert report.divergence_boundary(rows, "batch") == []
-    assert report.divergence_boundary([]) == []
-    assert report.divergence_boundary(rows[:1])[0]["members"] == 1
+    assert analysis.divergence_boundary(rows, "momentum")[0]["smallest_diverged"] == 0.0
+    assert analysis.divergence_boundary(rows, "batch") == []
+    assert analysis.divergence_boundary([]) == []
+    assert analysis.divergence_boundary(rows[:1])[0]["members"] == 1
     named = [{**r, "learning_rate": "high"} for r in rows]
-    assert report.divergence_boundary(named) == []
+    assert analysis.divergence_boundary(named) == []
 
 
 def test_the_leaderboard_tables_order_and_the_best_member():
@@ -139,8 +139,8 @@ def test_the_leaderboard_tables_order_and_the_best_member():
     best, diverged = report.leaderboard_rows(rows, top=1)
     assert [r["member"] for r in best] == [0]
     assert [r["member"] for r in diverged] == [2, 4, 1]  # by step, then by member
-    assert report._best_index(sweepjax.Result(rows, {}, {})) == 2  # its position in the table
-    assert report._best_index(sweepjax.Result(rows[1:2], {}, {})) is None
+    assert analysis.best_index(sweepjax.Result(rows, {}, {})) == 2  # its position in the table
+    assert analysis.best_index(sweepjax.Result(rows[1:2], {}, {})) is None
 
 
 def test_the_reports_facts_come_from_the_summary_and_its_config():
@@ -163,5 +163,5 @@ def test_the_reports_facts_come_from_the_summary_and_its_config():
 def test_schedules_are_drawn_at_num_steps_or_at_every_step():
     rows = [_row(0, 0.5, learning_rate=0.1)]
     result = sweepjax.Result(rows, {}, {"config": sweepjax.Config(steps=40).to_json()})
-    assert report.member_schedules(result, num=5)[0].tolist() == [0, 10, 20, 30, 40]
-    assert report.member_schedules(result, num=200)[0].tolist() == list(range(41))
+    assert analysis.member_schedules(result, num=5)[0].tolist() == [0, 10, 20, 30, 40]
+    assert analysis.member_schedules(result, num=200)[0].tolist() == list(range(41))

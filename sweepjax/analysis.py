@@ -1,0 +1,255 @@
+"""What a sweep's results say, from its table alone: which members are healthy and best, which
+hyperparameters vary and matter, where divergence begins, the schedule each member followed.
+
+These read `results.csv` rows and `sweep.json` (as `sweepjax.Result` holds them) and compute
+the numbers the report and `sweepjax show` print.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from scipy.stats import rankdata
+
+from sweepjax.results import METRICS, RANK_BY, Result
+
+_DEFAULT_PAIR = ("learning_rate", "weight_decay")
+
+
+def config_of(summary: Mapping[str, Any]) -> dict[str, Any]:
+    config = summary.get("config")
+    return config if isinstance(config, dict) else {}
+
+
+def is_diverged(row: Mapping[str, Any]) -> bool:
+    return row.get("status") != "ok"
+
+
+def as_number(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def ranked_rows(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    healthy = [r for r in rows if not is_diverged(r) and math.isfinite(as_number(r.get(RANK_BY)))]
+    return sorted(healthy, key=lambda r: -as_number(r[RANK_BY]))
+
+
+def hyperparameter_columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The hyperparameter columns of a results table (neither `member` nor a metric).
+
+    >>> hyperparameter_columns([{"member": 0, "learning_rate": 0.1, "seed": 0, "status": "ok"}])
+    ['learning_rate', 'seed']
+    """
+    if not rows:
+        return []
+    return [c for c in rows[0] if c != "member" and c not in METRICS]
+
+
+def is_numeric(rows: Sequence[Mapping[str, Any]], name: str) -> bool:
+    return all(isinstance(r.get(name), int | float) for r in rows)
+
+
+def varying_dimensions(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Hyperparameter columns (but `seed`) that take more than one value across the members.
+
+    >>> varying_dimensions([{"member": 0, "lr": 0.1, "seed": 0}, {"member": 1, "lr": 0.2, "seed": 1}])
+    ['lr']
+    """
+    return [
+        c
+        for c in hyperparameter_columns(rows)
+        if c != "seed" and len({str(r.get(c)) for r in rows}) > 1
+    ]
+
+
+def is_log_scale(summary: Mapping[str, Any], name: str, values: Sequence[float] = ()) -> bool:
+    """Whether dimension `name` is log-scaled: `LogUniform` in the sweep's space.
+
+    Without a space entry, positive values spanning more than two decades count as log-scaled.
+
+    >>> space = {"learning_rate": {"distribution": "LogUniform", "low": 1e-3, "high": 1.0}}
+    >>> is_log_scale({"config": {"space": space}}, "learning_rate")
+    True
+    """
+    entry = config_of(summary).get("space", {}).get(name)
+    if isinstance(entry, dict) and "distribution" in entry:
+        return entry["distribution"] == "LogUniform"
+    finite = np.asarray([v for v in values if math.isfinite(v)], float)
+    return bool(finite.size and finite.min() > 0 and finite.max() / finite.min() > 100)
+
+
+def importance(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """|Spearman correlation| of each numeric varying dimension with the ranking metric.
+
+    Over healthy members only; tied values (a grid, a `Choice`) share their mean rank. A rough
+    guide to which hyperparameters matter most.
+
+    >>> rows = [{"member": i, "lr": i + 1.0, "wd": 1.0, "status": "ok",
+    ...          "final_val_accuracy": 0.1 * i} for i in range(4)]
+    >>> importance(rows)
+    {'lr': 1.0}
+    """
+    healthy = ranked_rows(rows)
+    out = {}
+    for name in varying_dimensions(rows):
+        if not is_numeric(rows, name) or len(healthy) < 3:
+            continue
+        x = rankdata([as_number(r[name]) for r in healthy])
+        y = rankdata([as_number(r[RANK_BY]) for r in healthy])
+        if x.std() == 0 or y.std() == 0:
+            out[name] = 0.0
+        else:
+            out[name] = round(abs(float(np.corrcoef(x, y)[0, 1])), 6)
+    return out
+
+
+def important_pair(rows: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
+    """The two dimensions of the heat map: learning rate and weight decay when both vary,
+    otherwise the most important numeric dimensions (see `importance`).
+
+    >>> rows = [{"member": i, "learning_rate": 0.1 * (i + 1), "weight_decay": 1e-4 * (i % 2 + 1),
+    ...          "momentum": 0.1 * i, "status": "ok", "final_val_accuracy": 0.5} for i in range(4)]
+    >>> important_pair(rows)
+    ('learning_rate', 'weight_decay')
+    """
+    numeric = [d for d in varying_dimensions(rows) if is_numeric(rows, d)]
+    if len(numeric) < 2:
+        return None
+    score = importance(rows)
+    order = sorted(numeric, key=lambda d: (d not in _DEFAULT_PAIR, -score.get(d, 0.0)))
+    return order[0], order[1]
+
+
+def divergence_boundary(
+    rows: Sequence[Mapping[str, Any]], name: str = "learning_rate"
+) -> list[dict[str, Any]]:
+    """The smallest `name` that diverged and the largest that did not, per setting of the others.
+
+    Members are grouped by the other varying hyperparameters whose values repeat (a grid, a
+    `Choice`); continuous dimensions sampled at random do not split the population.
+
+    Args:
+      rows: the results table.
+      name: the dimension along which divergence is bounded.
+
+    Returns:
+      One dict per setting: `setting` (the grouping values), `members`, `diverged`,
+      `smallest_diverged` and `largest_healthy` (None when there is none). Empty if `name` is not
+      a numeric column.
+
+    >>> rows = [{"member": i, "learning_rate": lr, "momentum": m, "status": s}
+    ...         for i, (lr, m, s) in enumerate([(0.1, 0.0, "ok"), (1.0, 0.0, "diverged"),
+    ...                                         (0.1, 0.9, "diverged"), (0.01, 0.9, "ok")])]
+    >>> [(b["setting"], b["smallest_diverged"], b["largest_healthy"])
+    ...  for b in divergence_boundary(rows)]
+    [({'momentum': 0.0}, 1.0, 0.1), ({'momentum': 0.9}, 0.1, 0.01)]
+    """
+    if not rows or name not in rows[0] or not is_numeric(rows, name):
+        return []
+    groups = [
+        d
+        for d in varying_dimensions(rows)
+        if d != name and len({str(r[d]) for r in rows}) <= len(rows) / 2
+    ]
+    settings: dict[tuple, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        settings.setdefault(tuple(row[d] for d in groups), []).append(row)
+    out = []
+    for key in sorted(settings, key=lambda k: tuple(str(v) for v in k)):
+        members = settings[key]
+        bad = [as_number(r[name]) for r in members if is_diverged(r)]
+        good = [as_number(r[name]) for r in members if not is_diverged(r)]
+        out.append(
+            {
+                "setting": dict(zip(groups, key, strict=True)),
+                "members": len(members),
+                "diverged": len(bad),
+                "smallest_diverged": min(bad) if bad else None,
+                "largest_healthy": max(good) if good else None,
+            }
+        )
+    return out
+
+
+def boundary_text(b: Mapping[str, Any]) -> str:
+    setting = ", ".join(f"{k}={format_value(v)}" for k, v in b["setting"].items()) or "all members"
+    return (
+        f"{setting}: smallest diverged {format_value(b['smallest_diverged'])}, "
+        f"largest healthy {format_value(b['largest_healthy'])} ({b['diverged']}/{b['members']} diverged)"
+    )
+
+
+def member_schedules(result: Result, num: int = 200) -> tuple[np.ndarray, np.ndarray] | None:
+    """The learning rate each member followed, from the config's schedule and its hyperparameters.
+
+    Hyperparameters the table does not hold take the defaults of the config's optimizer and
+    schedule.
+
+    Args:
+      result: a sweep (its `summary` must hold the config).
+      num: how many steps to evaluate between 0 and the config's `steps`.
+
+    Returns:
+      `steps [S]` and `learning_rate [P, S]`, or None if the schedule cannot be computed (no
+      config, or a schedule family this version does not know).
+    """
+    import jax
+
+    from sweepjax.schedules import learning_rate_at
+
+    config = config_of(result.summary)
+    family, steps = config.get("schedule"), config.get("steps")
+    if not isinstance(family, str) or not isinstance(steps, int) or not result.rows:
+        return None
+    defaults = _defaults(config)
+    if defaults is None:
+        return None
+    names = [n for n in defaults if n != "seed"]
+    hp = {
+        n: np.asarray([as_number(r.get(n, defaults[n])) for r in result.rows], np.float32)
+        for n in names
+    }
+    grid = np.unique(np.linspace(0, steps, min(num, steps + 1)).round().astype(np.int64))
+    try:
+        lr = jax.vmap(lambda h: learning_rate_at(family, grid, h))(hp)
+    except (KeyError, ValueError, TypeError):
+        return None
+    return grid, np.asarray(lr, np.float64)
+
+
+def _defaults(config: Mapping[str, Any]) -> dict[str, float] | None:
+    """Every per-member hyperparameter of a stored config with its default."""
+    from sweepjax.config import Config, allowed_hyperparameters
+    from sweepjax.schedules import schedule_parameters
+
+    try:
+        return {k: float(v) for k, v in allowed_hyperparameters(Config.from_json(config)).items()}
+    except (TypeError, ValueError, KeyError):
+        pass  # a config from another version of sweepjax: fall back to the schedule alone
+    try:
+        params = schedule_parameters(config["schedule"], config["steps"])
+    except (KeyError, ValueError, TypeError):
+        return None
+    return {"learning_rate": 1e-3, **{k: float(v) for k, v in params.items()}}
+
+
+def format_value(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.4g}"
+    return str(value)
+
+
+def best_index(result: Result) -> int | None:
+    ranked = ranked_rows(result.rows)
+    if not ranked:
+        return None
+    member = ranked[0]["member"]
+    return next(i for i, r in enumerate(result.rows) if r["member"] == member)
