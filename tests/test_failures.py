@@ -9,6 +9,7 @@ import stat
 
 import numpy as np
 import pytest
+from conftest import result_row
 
 from sweepjax import errors, results
 from sweepjax.errors import StorageError
@@ -19,8 +20,7 @@ FILES = ["curves.npz", "results.csv", "sweep.json"]
 
 
 def _result(accuracy: float) -> Result:
-    row = {"member": 0, "learning_rate": 0.1, **dict.fromkeys(results.METRICS, accuracy)}
-    row.update(status="ok", diverged_at_step=-1)
+    row = result_row(0, accuracy, learning_rate=0.1)
     curves = {"steps": np.arange(2), "val_accuracy": np.full((2, 1), accuracy)}
     return Result([row], curves, {"steps_done": 2, "config": {"steps": 2}})
 

@@ -3,7 +3,6 @@ the tests catch is killed, the unchanged code survives."""
 
 from __future__ import annotations
 
-import ast
 import sys
 from pathlib import Path
 
@@ -11,25 +10,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 import mutate  # noqa: E402
 
 
-def _changed_lines(mutant: mutate.Mutant) -> list[tuple[str, str]]:
-    source = (mutate.ROOT / "sweepjax" / mutant.module).read_text()
-    before = ast.unparse(ast.parse(source)).splitlines()
-    after = mutate.mutated_source(mutant)
-    compile(after, mutant.module, "exec")  # still Python
-    return [(a, b) for a, b in zip(before, after.splitlines(), strict=True) if a != b]
-
-
 def test_every_mutant_changes_one_line_of_its_function():
     mutants = mutate.list_mutants("results.py", ["summarize", "Result.ranked"])
     changes = {m.change for m in mutants}
     assert {"Eq -> NotEq", "max -> min", "USub dropped", "Sub -> Add"} <= changes
     for mutant in mutants:
-        assert len(_changed_lines(mutant)) == 1, mutant
+        compile(mutate.mutated_source(mutant), mutant.module, "exec")  # still Python
+        assert len(mutate.changed_lines(mutant)) == 1, mutant
 
 
 def test_docstrings_annotations_and_messages_are_not_mutated():
     for mutant in mutate.list_mutants("space.py", ["SearchSpace.check_grid"]):
-        ((before, _),) = _changed_lines(mutant)
+        ((before, _),) = mutate.changed_lines(mutant)
         assert not before.lstrip().startswith(("def ", '"', "raise ValueError(f")), mutant
 
 

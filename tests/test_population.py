@@ -20,12 +20,23 @@ from sweepjax.population import init_population, make_evaluate, make_train_chunk
 from sweepjax.sweep import program_of, sample_hparams
 
 
-def _train(config, data, hparams=None, steps=None):
-    """Train a population directly; return the final population and per-step losses."""
+def _start(config, data, hparams=None):
+    """`(program, hparams, x, y, population)`: a fresh population and what its chunks take."""
     program = program_of(config)
     hparams = hparams or sample_hparams(config)
     x, y = jnp.asarray(data.train_x), jnp.asarray(data.train_y)
-    pop = init_population(program, hparams, x[: config.batch_size])
+    return program, hparams, x, y, init_population(program, hparams, x[: config.batch_size])
+
+
+def _member_state(pop, member: int) -> list[np.ndarray]:
+    """A member's parameters, optimizer state and model state, leaf by leaf."""
+    state = (pop.params, pop.opt_state, pop.model_state)
+    return [np.asarray(leaf[member]) for leaf in jax.tree.leaves(state)]
+
+
+def _train(config, data, hparams=None, steps=None):
+    """Train a population directly; return the final population and per-step losses."""
+    program, hparams, x, y, pop = _start(config, data, hparams)
     pop, losses = make_train_chunk(program, steps or config.steps)(
         pop, hparams, x, y, jax.random.key(config.seed)
     )
@@ -245,15 +256,12 @@ def test_a_diverged_members_whole_state_stays_frozen(tiny_config, tiny_data):
         steps=1,
         space={"learning_rate": sweepjax.Choice([0.01, 1e6]), "momentum": 0.9},
     )
-    program, hparams = program_of(config), sample_hparams(config)
-    x, y = jnp.asarray(tiny_data.train_x), jnp.asarray(tiny_data.train_y)
-    pop = init_population(program, hparams, x[: config.batch_size])
+    program, hparams, x, y, pop = _start(config, tiny_data)
     step = make_train_chunk(program, 1)
     states, alive = [], []
     for _ in range(30):
         pop, _ = step(pop, hparams, x, y, jax.random.key(config.seed))
-        member = (pop.params, pop.opt_state, pop.model_state)
-        states.append([np.asarray(leaf[1]) for leaf in jax.tree.leaves(member)])
+        states.append(_member_state(pop, 1))
         alive.append(bool(pop.alive[1]))
     diverged = alive.index(False)
     assert diverged > 0 and not any(alive[diverged:]) and all(np.asarray(pop.alive)[:1])
@@ -270,20 +278,16 @@ def test_a_diverged_member_never_trains_again_even_when_its_loss_would_be_finite
     """Member 1 is marked diverged with healthy parameters and rate: every later step would
     give it a finite loss and update, and none may apply."""
     config = tiny_config.replace(population=2, steps=5)
-    program, hparams = program_of(config), sample_hparams(config)
-    x, y = jnp.asarray(tiny_data.train_x), jnp.asarray(tiny_data.train_y)
-    pop = init_population(program, hparams, x[: config.batch_size])
+    program, hparams, x, y, pop = _start(config, tiny_data)
     pop = pop.replace(alive=jnp.array([True, False]), diverged_at=jnp.array([-1, 0], jnp.int32))
-    member = (pop.params, pop.opt_state, pop.model_state)
-    before = [np.asarray(leaf[1]) for leaf in jax.tree.leaves(member)]
+    before = _member_state(pop, 1)
     pop, losses = make_train_chunk(program, 5)(pop, hparams, x, y, jax.random.key(config.seed))
     losses = np.asarray(losses)
     assert np.isfinite(losses[:, 0]).all() and np.isnan(losses[:, 1]).all()
     assert np.asarray(pop.alive).tolist() == [True, False]
     assert np.asarray(pop.diverged_at).tolist() == [-1, 0]
-    after = jax.tree.leaves((pop.params, pop.opt_state, pop.model_state))
-    for old, leaf in zip(before, after, strict=True):
-        np.testing.assert_array_equal(np.asarray(leaf[1]), old)
+    for old, new in zip(before, _member_state(pop, 1), strict=True):
+        np.testing.assert_array_equal(new, old)
 
 
 def test_an_update_that_overflows_a_parameter_with_a_finite_loss_is_divergence(
@@ -295,9 +299,7 @@ def test_an_update_that_overflows_a_parameter_with_a_finite_loss_is_divergence(
     config = tiny_config.replace(
         search="grid", population=2, steps=1, space={"learning_rate": sweepjax.Choice([0.01, 1e36])}
     )
-    program, hparams = program_of(config), sample_hparams(config)
-    x, y = jnp.asarray(tiny_data.train_x), jnp.asarray(tiny_data.train_y)
-    pop = init_population(program, hparams, x[: config.batch_size])
+    program, hparams, x, y, pop = _start(config, tiny_data)
     biggest = np.finfo(np.float32).max
     output_bias = pop.params["Dense_1"]["bias"]  # [P, classes]
     params = {
@@ -305,13 +307,13 @@ def test_an_update_that_overflows_a_parameter_with_a_finite_loss_is_divergence(
         "Dense_1": {**pop.params["Dense_1"], "bias": output_bias.at[1].set(biggest)},
     }
     pop = pop.replace(params=params)
-    before = [np.asarray(leaf[1]) for leaf in jax.tree.leaves(pop.params)]
+    before = _member_state(pop, 1)
     pop, losses = make_train_chunk(program, 1)(pop, hparams, x, y, jax.random.key(config.seed))
     assert np.isfinite(np.asarray(losses)[0]).all()  # the loss before the failed update
     assert np.asarray(pop.alive).tolist() == [True, False]
     assert int(pop.diverged_at[1]) == 0
-    for old, leaf in zip(before, jax.tree.leaves(pop.params), strict=True):
-        np.testing.assert_array_equal(np.asarray(leaf[1]), old)  # the overflowing step not applied
+    for old, new in zip(before, _member_state(pop, 1), strict=True):
+        np.testing.assert_array_equal(new, old)  # the overflowing step not applied
 
 
 class _NNX(nnx.Module):
@@ -424,13 +426,12 @@ def test_a_members_values_changed_between_chunks_take_effect(tiny_config, tiny_d
     change the second, as population-based training needs."""
     names = {"learning_rate": 0.05, "momentum": 0.0, "weight_decay": 0.0}
     config = tiny_config.replace(space=names, population=2, steps=5)
-    program, first = program_of(config), sample_hparams(config)
-    x, y = jnp.asarray(tiny_data.train_x), jnp.asarray(tiny_data.train_y)
+    program, first, x, y, pop = _start(config, tiny_data)
     chunk, key = make_train_chunk(program, 5), jax.random.key(config.seed)
     changed = sweepjax.HParams(
         {**first.values, "momentum": np.float32([0.0, 0.9]), "weight_decay": np.float32([0.0, 0.5])}
     )
-    pop, _ = chunk(init_population(program, first, x[:16]), first, x, y, key)
+    pop, _ = chunk(pop, first, x, y, key)
     kept, kept_losses = chunk(jax.tree.map(jnp.copy, pop), first, x, y, key)
     moved, moved_losses = chunk(pop, changed, x, y, key)
     kept_losses, moved_losses = np.asarray(kept_losses), np.asarray(moved_losses)

@@ -4,16 +4,12 @@ which columns vary, log scales, importance, the heat map's pair, the divergence 
 from __future__ import annotations
 
 import pytest
+from conftest import result_row
 
 import sweepjax
 from sweepjax import analysis, report
 
 NAN = float("nan")
-
-
-def _row(member: int, accuracy: float, status: str = "ok", step: int = -1, **hps) -> dict:
-    return {"member": member, **hps, "status": status, "diverged_at_step": step,
-            "final_val_accuracy": accuracy}  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -35,7 +31,7 @@ def test_the_status_of_a_sweep_from_its_summary(summary, status):
 
 
 def test_the_status_line_names_progress_size_and_best():
-    rows = [_row(0, 0.5), _row(1, 0.9), _row(2, NAN, "diverged", 4)]
+    rows = [result_row(0, 0.5), result_row(1, 0.9), result_row(2, NAN, 4)]
     summary = {"steps_done": 20, "config": {"steps": 30}}
     line = report.status_line(sweepjax.Result(rows, {}, summary))
     assert (
@@ -46,7 +42,7 @@ def test_the_status_line_names_progress_size_and_best():
 
 
 def test_columns_that_vary_are_the_hyperparameters_with_two_values_or_more():
-    rows = [_row(i, 0.5, learning_rate=0.1 * (i + 1), momentum=0.9, seed=i) for i in range(3)]
+    rows = [result_row(i, 0.5, learning_rate=0.1 * (i + 1), momentum=0.9, seed=i) for i in range(3)]
     assert analysis.hyperparameter_columns(rows) == ["learning_rate", "momentum", "seed"]
     assert analysis.hyperparameter_columns(rows[:1]) == ["learning_rate", "momentum", "seed"]
     assert analysis.varying_dimensions(rows) == ["learning_rate"]  # not the seed, not a constant
@@ -76,28 +72,28 @@ def test_a_dimension_is_log_scaled_by_its_distribution_or_its_spread(entry, valu
 
 def test_importance_is_the_rank_correlation_over_healthy_members():
     accuracy = [0.1, 0.3, 0.2, 0.4]
-    rows = [_row(i, a, lr=lr, wd=0.1 * (i % 2)) for i, (a, lr) in enumerate(zip(accuracy, [1, 2, 3, 4], strict=True))]  # fmt: skip
+    rows = [result_row(i, a, lr=lr, wd=0.1 * (i % 2)) for i, (a, lr) in enumerate(zip(accuracy, [1, 2, 3, 4], strict=True))]  # fmt: skip
     # ranks of lr 0 1 2 3 against accuracy's 0 2 1 3: Spearman 1 - 6 * 2 / (4 * 15) = 0.8
     # wd ties share mean ranks: 1.5 3.5 1.5 3.5, a correlation of 4 / (2 * sqrt(5))
     assert analysis.importance(rows) == {"lr": pytest.approx(0.8), "wd": pytest.approx(0.8944272)}
-    shuffled = [_row(i, a, lr=lr) for i, (a, lr) in enumerate(zip(accuracy, [3, 1, 2, 4], strict=True))]  # fmt: skip
+    shuffled = [result_row(i, a, lr=lr) for i, (a, lr) in enumerate(zip(accuracy, [3, 1, 2, 4], strict=True))]  # fmt: skip
     assert analysis.importance(shuffled)["lr"] == pytest.approx(0.2)  # 1 - 6 * (4 + 4) / 60
-    wild = [*rows, _row(4, NAN, "diverged", 3, lr=1e6, wd=0.0)]
+    wild = [*rows, result_row(4, NAN, 3, lr=1e6, wd=0.0)]
     assert analysis.importance(wild) == analysis.importance(rows)  # the diverged never enter
 
 
 def test_importance_needs_three_healthy_members_and_numbers():
-    rows = [_row(i, 0.1 * i, lr=float(i), optimizer=["sgd", "adam"][i % 2]) for i in range(3)]
+    rows = [result_row(i, 0.1 * i, lr=float(i), optimizer=["sgd", "adam"][i % 2]) for i in range(3)]
     assert analysis.importance(rows) == {"lr": 1.0}  # three suffice; the family names never count
     assert analysis.importance(rows[:2]) == {}
-    flat = [*rows, _row(3, NAN, "diverged", 2, lr=9.0, optimizer="sgd")]
+    flat = [*rows, result_row(3, NAN, 2, lr=9.0, optimizer="sgd")]
     flat = [{**r, "final_val_accuracy": 0.5} if r["status"] == "ok" else r for r in flat]
     assert analysis.importance(flat) == {"lr": 0.0}  # accuracy constant: no correlation to speak of
 
 
 def test_the_heat_map_pairs_the_two_most_important_numbers():
     rows = [
-        _row(i, a, momentum=m, dropout=d, batch=b)
+        result_row(i, a, momentum=m, dropout=d, batch=b)
         for i, (a, m, d, b) in enumerate(
             [(0.1, 0.9, 0.1, 8), (0.2, 0.5, 0.3, 16), (0.3, 0.7, 0.2, 32), (0.4, 0.1, 0.4, 64)]
         )
@@ -105,14 +101,14 @@ def test_the_heat_map_pairs_the_two_most_important_numbers():
     assert analysis.important_pair(rows) == ("batch", "momentum")  # |rho| 1.0, 0.8, dropout 0.8
     with_lr = [{**r, "learning_rate": [0.1, 0.2, 0.1, 0.2][r["member"]]} for r in rows]
     assert analysis.important_pair(with_lr) == ("learning_rate", "batch")  # the learning rate first
-    assert analysis.important_pair([_row(0, 0.1, lr=0.1), _row(1, 0.2, lr=0.2)]) is None
+    assert analysis.important_pair([result_row(0, 0.1, lr=0.1), result_row(1, 0.2, lr=0.2)]) is None
 
 
 def test_the_divergence_boundary_per_setting_of_the_repeated_dimensions():
     grid = [(0.1, 0.0, "ok"), (1.0, 0.0, "diverged"), (3.0, 0.0, "diverged"),
             (0.1, 0.9, "diverged"), (0.01, 0.9, "ok"), (0.03, 0.9, "ok")]  # fmt: skip
     rows = [
-        _row(i, 0.5, s, 2 if s != "ok" else -1, learning_rate=lr, momentum=m, wd=0.1 * i)
+        result_row(i, 0.5, 2 if s != "ok" else -1, learning_rate=lr, momentum=m, wd=0.1 * i)
         for i, (lr, m, s) in enumerate(grid)
     ]
     boundary = analysis.divergence_boundary(rows)  # wd: six values in six rows, no grouping
@@ -134,8 +130,8 @@ def test_the_divergence_boundary_per_setting_of_the_repeated_dimensions():
 
 
 def test_the_leaderboard_tables_order_and_the_best_member():
-    rows = [_row(3, 0.5), _row(1, NAN, "diverged", 9), _row(0, 0.9), _row(2, NAN, "diverged", 4)]
-    rows.append(_row(4, NAN, "diverged", 4))
+    rows = [result_row(3, 0.5), result_row(1, NAN, 9), result_row(0, 0.9), result_row(2, NAN, 4)]
+    rows.append(result_row(4, NAN, 4))
     best, diverged = report.leaderboard_rows(rows, top=1)
     assert [r["member"] for r in best] == [0]
     assert [r["member"] for r in diverged] == [2, 4, 1]  # by step, then by member
@@ -147,7 +143,7 @@ def test_the_reports_facts_come_from_the_summary_and_its_config():
     config = {"optimizer": "adam", "steps": 30, "model": {"name": "mlp"}, "space": {"lr": 0.1}}
     summary = {"dataset": "mnist1d (4000 examples)", "config": config, "steps_done": 30,
                "train_seconds": 1.5, "device": "cpu"}  # fmt: skip
-    facts = dict(report._facts(sweepjax.Result([_row(0, 0.5)], {}, summary)))
+    facts = dict(report._facts(sweepjax.Result([result_row(0, 0.5)], {}, summary)))
     assert facts == {
         "status": "finished, step 30/30, 1 members, 0 diverged, best #0 at final_val_accuracy 0.5",
         "dataset": "mnist1d (4000 examples)",
@@ -161,7 +157,7 @@ def test_the_reports_facts_come_from_the_summary_and_its_config():
 
 
 def test_schedules_are_drawn_at_num_steps_or_at_every_step():
-    rows = [_row(0, 0.5, learning_rate=0.1)]
+    rows = [result_row(0, 0.5, learning_rate=0.1)]
     result = sweepjax.Result(rows, {}, {"config": sweepjax.Config(steps=40).to_json()})
     assert analysis.member_schedules(result, num=5)[0].tolist() == [0, 10, 20, 30, 40]
     assert analysis.member_schedules(result, num=200)[0].tolist() == list(range(41))

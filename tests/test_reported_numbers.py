@@ -14,7 +14,7 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 import pytest
-from conftest import make_tiny_data
+from conftest import make_tiny_data, result_row
 
 import sweepjax
 from sweepjax import Choice, results
@@ -144,15 +144,15 @@ def test_a_chunks_mean_train_loss_counts_each_members_alive_steps():
     np.testing.assert_array_equal(curves.arrays()["train_loss"], [[3.0, 4.0, nan]])
 
 
-def _row(member: int, accuracy: float, diverged_at: int = -1) -> dict:
-    row = {"member": member, "learning_rate": 0.1, **dict.fromkeys(results.METRICS, accuracy)}
-    status = "ok" if diverged_at < 0 else "diverged"
-    return {**row, "status": status, "diverged_at_step": diverged_at}
-
-
 def test_the_leaderboard_counts_what_it_leaves_out():
     nan = float("nan")
-    rows = [_row(0, 0.5), _row(1, 0.9), _row(2, 0.7), _row(3, nan, 5), _row(4, nan, 7)]
+    rows = [
+        result_row(0, 0.5),
+        result_row(1, 0.9),
+        result_row(2, 0.7),
+        result_row(3, nan, 5),
+        result_row(4, nan, 7),
+    ]
     lines = results.leaderboard(rows, top=2).splitlines()
     assert [line.split()[0] for line in lines[1:3]] == ["1", "2"]  # by accuracy, best first
     assert lines[3:] == [

@@ -235,10 +235,10 @@ def run_mutant(mutant: Any, tests: Sequence[str], timeout: float) -> dict:
         except subprocess.TimeoutExpired:
             outcome, tail = "killed (timeout)", []
     seconds = round(time.perf_counter() - began, 1)
+    result = {"outcome": outcome, "seconds": seconds, "last_line": tail[0] if tail else ""}
     if mutant is None:
-        return {"tests": list(tests), "outcome": outcome, "last_line": tail[0] if tail else ""}
-    return {**dataclasses.asdict(mutant), "id": mutant.id, "outcome": outcome, "seconds": seconds,
-            "last_line": tail[0] if tail else ""}  # fmt: skip
+        return {"tests": list(tests), **result}
+    return {**dataclasses.asdict(mutant), "id": mutant.id, **result}
 
 
 def _plan(only: Sequence[str]) -> list[tuple[Mutant, list[str]]]:
@@ -264,16 +264,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         for mutant, _ in plan:
             print(f"{mutant.id}  line {mutant.line}: {mutant.change}")
             if args.show:
-                print("   ", _changed_line(mutant))
+                print("   ", *(after.strip() for _, after in changed_lines(mutant)))
         return 0
     return _run_plan(plan, args)
 
 
-def _changed_line(mutant: Mutant) -> str:
+def changed_lines(mutant: Mutant) -> list[tuple[str, str]]:
+    """`(before, after)` of each line the mutant changes, both sides as `ast.unparse` writes them."""
     before = ast.unparse(ast.parse((ROOT / "sweepjax" / mutant.module).read_text())).splitlines()
     after = mutated_source(mutant).splitlines()
-    changed = [b for a, b in zip(before, after, strict=False) if a != b]
-    return changed[0].strip() if changed else "(no textual change)"
+    return [(a, b) for a, b in zip(before, after, strict=True) if a != b]
 
 
 def _run_plan(plan: list[tuple[Mutant, list[str]]], args: argparse.Namespace) -> int:
