@@ -433,7 +433,9 @@ def test_a_members_values_changed_between_chunks_take_effect(tiny_config, tiny_d
     )
     pop, _ = chunk(pop, first, x, y, key)
     kept, kept_losses = chunk(jax.tree.map(jnp.copy, pop), first, x, y, key)
-    moved, moved_losses = chunk(pop, changed, x, y, key)
+    with count_compiles() as compiles:
+        moved, moved_losses = chunk(pop, changed, x, y, key)
+    assert compiles[0] == 0  # new values are data (invariant 1)
     kept_losses, moved_losses = np.asarray(kept_losses), np.asarray(moved_losses)
     assert_same(moved_losses[:, 0], kept_losses[:, 0])  # member 0's values did not change
     assert not np.array_equal(moved_losses[1:, 1], kept_losses[1:, 1])  # after its first update
