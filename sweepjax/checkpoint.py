@@ -134,10 +134,23 @@ def saved_steps(out_dir: str | os.PathLike) -> list[int]:
 
 
 def data_identity(dataset: Any) -> dict[str, str]:
-    """The description and a fingerprint (digest of every split's arrays) of a `Dataset`."""
-    names = ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y")
-    fingerprint = _digest((name, np.asarray(getattr(dataset, name))) for name in names)
-    return {"describe": dataset.describe(), "fingerprint": fingerprint}
+    """The description and a fingerprint (digest of every split's arrays) of a `Dataset`.
+
+    Leaves are named `<split><path>`, but a split's `inputs` and `targets` are named
+    `<split>_x` and `<split>_y`, so a classification set keeps the fingerprint it had before
+    splits were pytrees (and its checkpoints still resume).
+    """
+    short = {"['inputs']": "_x", "['targets']": "_y"}
+
+    def named(split: str, tree: Any):
+        for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+            key = jax.tree_util.keystr(path)
+            yield f"{split}{short.get(key, key)}", np.asarray(leaf)
+
+    leaves = [
+        item for split in ("train", "val", "test") for item in named(split, getattr(dataset, split))
+    ]
+    return {"describe": dataset.describe(), "fingerprint": _digest(leaves)}
 
 
 def _key_name(key: Any) -> str:
@@ -301,6 +314,11 @@ def _flatten(prefix: str, value: Any) -> dict[str, Any]:
     return {prefix: value}
 
 
+# Config keys added since checkpoints were first written, with the value an older checkpoint
+# (which does not record them) meant.
+ADDED_KEYS = {"task": "classification"}
+
+
 def differences(
     saved: Mapping[str, Any], config_json: Mapping[str, Any], data: Mapping[str, str]
 ) -> list[str]:
@@ -320,7 +338,7 @@ def differences(
     for key in sorted(set(old) | set(new)):
         if key.split(".")[0] in RESUMABLE_KEYS:
             continue
-        a, b = old.get(key, "<absent>"), new.get(key, "<absent>")
+        a, b = old.get(key, ADDED_KEYS.get(key, "<absent>")), new.get(key, "<absent>")
         if {_canonical(a), _canonical(b)} <= {'"<absent>"', "null"}:
             continue  # a key added since the checkpoint, at its default None (e.g. `augment`)
         if _canonical(a) != _canonical(b):

@@ -35,10 +35,13 @@ class Config:
     `model` is a built-in model spec `{"name": "mlp", **options}` or any Flax module (a
     `flax.linen.Module` instance, or a `flax.nnx.Module` class / constructor taking `rngs=`).
     `space` maps hyperparameter names to distributions or fixed values; names the optimizer or
-    schedule do not name in `space` keep their defaults.
+    schedule do not name in `space` keep their defaults. `task` is what members minimize and
+    how they are measured and ranked: a built-in name (`classification`, `regression`,
+    `multilabel`, `next_token`) or a `sweepjax.Task`.
     """
 
     dataset: str = "mnist1d"
+    task: Any = "classification"
     val_size: int = 500
     normalize: str = "standard"
     model: Any = dataclasses.field(default_factory=lambda: {"name": "mlp"})
@@ -86,6 +89,7 @@ class Config:
         """A JSON-able description (a user module is recorded by its repr)."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["model"] = dict(self.model) if isinstance(self.model, Mapping) else repr(self.model)
+        out["task"] = self.task if isinstance(self.task, str) else f"Task({self.task.name!r})"
         out["space"] = {k: space_lib.to_json(v) for k, v in self.space.items()}
         for name in FAMILY_KEYS:
             if isinstance(out[name], tuple):
@@ -94,7 +98,10 @@ class Config:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Config:
-        """Inverse of `to_json`; an unknown key or distribution is a `ValueError` naming it."""
+        """Inverse of `to_json`; an unknown key or distribution is a `ValueError` naming it.
+
+        A config saved before tasks existed is a classification sweep (the default).
+        """
         names = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(data) - set(names))
         if unknown:
@@ -180,7 +187,7 @@ def apply_overrides(config: Config, overrides: Sequence[str]) -> Config:
     changes: dict[str, Any] = {}
     model = dict(config.model) if isinstance(config.model, Mapping) else config.model
     space = dict(config.space) if isinstance(config.space, Mapping) else config.space
-    valid = sorted([*FIELD_TYPES, "augment", "model", "model.<option>", "space.<name>"])
+    valid = sorted([*FIELD_TYPES, "augment", "task", "model", "model.<option>", "space.<name>"])
     for item in overrides:
         key, sep, text = item.partition("=")
         key = key.strip()
@@ -203,7 +210,7 @@ def apply_overrides(config: Config, overrides: Sequence[str]) -> Config:
             space[rest] = value
         elif key == "model":
             model = value if isinstance(value, Mapping) else {"name": value}
-        elif key in FIELD_TYPES or key == "augment":
+        elif key in FIELD_TYPES or key in ("augment", "task"):
             changes[key] = value
         else:
             raise ValueError(f"{key}: unknown key; valid keys: {valid}.")

@@ -32,22 +32,57 @@ SPLIT_SEED = 0  # the validation split is carved with a fixed seed, the same for
 
 
 class Dataset(NamedTuple):
-    """Arrays of one classification data set; features float32, labels int32."""
+    """A data set's train, validation and test splits.
+
+    Each split is a pytree of numpy arrays (or memory-mapped arrays) sharing a leading example
+    axis: for the built-in tasks a dict with `inputs` (what the model takes) and `targets`,
+    plus anything a user task reads (masks, weights, ...). `num_classes` is set for
+    classification sets.
+    """
 
     name: str
-    train_x: np.ndarray
-    train_y: np.ndarray
-    val_x: np.ndarray
-    val_y: np.ndarray
-    test_x: np.ndarray
-    test_y: np.ndarray
-    num_classes: int
+    train: Any
+    val: Any
+    test: Any
+    num_classes: int | None = None
 
     def describe(self) -> str:
-        return (
-            f"{self.name}: {len(self.train_y)} train / {len(self.val_y)} val / "
-            f"{len(self.test_y)} test, features {self.train_x.shape[1:]}, {self.num_classes} classes"
+        sizes = f"{num_examples(self.train)} train / {num_examples(self.val)} val / {num_examples(self.test)} test"
+        if self.num_classes is not None and set(self.train) == {"inputs", "targets"}:
+            shape = tuple(self.train["inputs"].shape[1:])
+            return f"{self.name}: {sizes}, features {shape}, {self.num_classes} classes"
+        shapes = jax.tree.map(lambda a: tuple(a.shape[1:]), self.train)
+        return f"{self.name}: {sizes}, examples {shapes}"
+
+
+def num_examples(split: Any, key: str = "dataset") -> int:
+    """The example count of a split, which every leaf must share (else a `ValueError`).
+
+    >>> num_examples({"inputs": np.zeros((5, 2)), "targets": np.zeros(5)})
+    5
+    """
+    counts = {
+        jax.tree_util.keystr(path): np.shape(leaf)[0] if np.ndim(leaf) else None
+        for path, leaf in jax.tree_util.tree_leaves_with_path(split)
+    }
+    if not counts:
+        raise ValueError(f"{key}: a split has no arrays; allowed: a pytree of arrays.")
+    if len(set(counts.values())) != 1 or None in counts.values():
+        raise ValueError(
+            f"{key}: the leaves disagree on the example count ({counts}); allowed: arrays "
+            "sharing one leading example axis."
         )
+    return next(iter(counts.values()))
+
+
+def take(split: Any, indices: Any) -> Any:
+    """The examples `indices` of every leaf of `split` (numpy, on the host)."""
+    return jax.tree.map(lambda a: np.take(a, indices, axis=0), split)
+
+
+def first(split: Any, count: int) -> Any:
+    """The first `count` examples of `split`."""
+    return jax.tree.map(lambda a: a[:count], split)
 
 
 def cache_dir() -> Path:
@@ -103,6 +138,93 @@ def _mnist1d_arrays() -> dict[str, np.ndarray]:
     return arrays
 
 
+def _as_device_dtype(a: Any) -> Any:
+    """float64 and int64 as JAX holds them (float32, int32); a memory-mapped array stays lazy."""
+    a = a if isinstance(a, np.ndarray) else np.asarray(a)
+    if a.dtype == np.float64:
+        return a.astype(np.float32)
+    if a.dtype == np.int64:
+        return a.astype(np.int32)
+    return a
+
+
+def read_examples(source: Any, key: str = "dataset") -> Any:
+    """A split as a pytree of arrays from any random-access source.
+
+    `source` is a pytree of arrays (numpy, memory-mapped, jax), or any object with `__len__`
+    and `__getitem__` returning one example as a pytree of arrays (a `tfds.data_source`, a
+    `grain` data source, a list of dicts): its records are read once and stacked.
+
+    >>> records = [{"inputs": np.ones(3), "targets": 1.0}] * 4
+    >>> jax.tree.map(np.shape, read_examples(records))
+    {'inputs': (4, 3), 'targets': (4,)}
+    """
+    if isinstance(source, Mapping | np.ndarray | jax.Array | tuple):
+        split = jax.tree.map(_as_device_dtype, source)
+        num_examples(split, key)
+        return split
+    if not (hasattr(source, "__len__") and hasattr(source, "__getitem__")):
+        raise ValueError(
+            f"{key}: {type(source).__name__} is not a data source; allowed: a pytree of arrays, "
+            "or an object with __len__ and __getitem__ returning examples."
+        )
+    try:
+        records = source.__getitems__(range(len(source)))
+    except (AttributeError, TypeError):  # many sources index one record at a time
+        records = [source[i] for i in range(len(source))]
+    if not records:
+        raise ValueError(f"{key}: the source {type(source).__name__} holds no examples.")
+    return jax.tree.map(lambda *leaves: _as_device_dtype(np.stack(leaves)), *records)
+
+
+def from_examples(
+    train: Any,
+    test: Any,
+    val: Any = None,
+    *,
+    val_size: int = 0,
+    name: str = "examples",
+    num_classes: int | None = None,
+) -> Dataset:
+    """A `Dataset` from splits given as pytrees of arrays or random-access sources.
+
+    Without `val`, the validation split is `val_size` examples carved from train with a fixed
+    seed (a copy; pass `val` to keep memory-mapped arrays on the disk).
+
+    >>> train = {"inputs": np.zeros((10, 3)), "targets": np.zeros((10, 2))}
+    >>> from_examples(train, train, val_size=2).describe()
+    "examples: 8 train / 2 val / 10 test, examples {'inputs': (3,), 'targets': (2,)}"
+    """
+    train, test = read_examples(train, "train"), read_examples(test, "test")
+    count = num_examples(train, "train")
+    if val is not None:
+        return Dataset(name, train, read_examples(val, "val"), test, num_classes)
+    if not 0 <= val_size < count:
+        raise ValueError(
+            f"val_size: {val_size} must be >= 0 and below the {count} training examples."
+        )
+    order = np.random.default_rng(SPLIT_SEED).permutation(count)
+    return Dataset(
+        name, take(train, order[val_size:]), take(train, order[:val_size]), test, num_classes
+    )
+
+
+def _class_count(name: str, labels: dict[str, np.ndarray], num_classes: int | None) -> int | None:
+    """The classes of integer 1-D labels (checked against `num_classes` when given); None for
+    other targets (regression, multi-label, ...)."""
+    if any(y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) for y in labels.values()):
+        return num_classes
+    largest = max(int(y.max(initial=0)) for y in labels.values())
+    num_classes = int(num_classes or largest + 1)
+    for split, y in labels.items():
+        if y.size and (y.min() < 0 or y.max() >= num_classes):
+            raise ValueError(
+                f"dataset: {name!r} {split} labels span [{int(y.min())}, {int(y.max())}]; "
+                f"allowed: 0 to {num_classes - 1} ({num_classes} classes)."
+            )
+    return num_classes
+
+
 def from_arrays(
     train_x: np.ndarray,
     train_y: np.ndarray,
@@ -112,83 +234,59 @@ def from_arrays(
     name: str = "arrays",
     num_classes: int | None = None,
 ) -> Dataset:
-    """A `Dataset` from numpy arrays; the validation split is carved from train with a fixed seed.
+    """A `Dataset` of `inputs` and `targets` arrays; the validation split is carved from train.
 
-    >>> ds = from_arrays(np.zeros((10, 3)), np.arange(10) % 2, np.zeros((4, 3)), np.zeros(4), 2)
-    >>> len(ds.train_y), len(ds.val_y), ds.num_classes
+    Integer 1-D targets are class labels (`num_classes` defaults to the largest label + 1);
+    float or multi-column targets are kept as they are, for regression and multi-label tasks.
+
+    >>> ds = from_arrays(np.zeros((10, 3)), np.arange(10) % 2, np.zeros((4, 3)), np.zeros(4, int), 2)
+    >>> num_examples(ds.train), num_examples(ds.val), ds.num_classes
     (8, 2, 2)
     """
-    train_y = np.asarray(train_y)
-    test_y = np.asarray(test_y)
-    for split, labels in (("train", train_y), ("test", test_y)):
-        if labels.ndim != 1 or (
-            labels.size and (labels.min() < 0 or labels != labels.astype(int)).any()
-        ):
-            raise ValueError(f"dataset: {split} labels must be a 1-D array of integers >= 0.")
-    num_classes = int(num_classes or max(train_y.max(initial=0), test_y.max(initial=0)) + 1)
-    for split, labels in (("train", train_y), ("test", test_y)):
-        if labels.size and labels.max() >= num_classes:
-            raise ValueError(
-                f"dataset: {name!r} {split} labels span [{int(labels.min())}, "
-                f"{int(labels.max())}]; allowed: 0 to {num_classes - 1} ({num_classes} classes)."
-            )
-    if not 0 <= val_size < len(train_y):
-        raise ValueError(
-            f"val_size: {val_size} must be >= 0 and below the {len(train_y)} training examples."
-        )
-    order = np.random.default_rng(SPLIT_SEED).permutation(len(train_y))
-    val, train = order[:val_size], order[val_size:]
-    f32 = lambda a: np.asarray(a, np.float32)  # noqa: E731
-    i32 = lambda a: np.asarray(a, np.int32)  # noqa: E731
-    return Dataset(
-        name,
-        f32(train_x)[train],
-        i32(train_y)[train],
-        f32(train_x)[val],
-        i32(train_y)[val],
-        f32(test_x),
-        i32(test_y),
-        num_classes,
-    )
+    labels = {"train": _as_device_dtype(train_y), "test": _as_device_dtype(test_y)}
+    classes = _class_count(name, labels, num_classes)
+    train = {"inputs": np.asarray(train_x, np.float32), "targets": labels["train"]}
+    test = {"inputs": np.asarray(test_x, np.float32), "targets": labels["test"]}
+    return from_examples(train, test, val_size=val_size, name=name, num_classes=classes)
 
 
 NORMALIZATIONS = ("standard", "scale", "none")
 
 
+def _float_inputs(split: Any) -> np.ndarray | None:
+    inputs = split.get("inputs") if isinstance(split, Mapping) else None
+    return inputs if inputs is not None and np.issubdtype(inputs.dtype, np.floating) else None
+
+
 def normalize(dataset: Dataset, method: str) -> Dataset:
-    """Normalise features with statistics of the training split only.
+    """Normalise the float `inputs` with statistics of the training split only.
 
     `standard`: subtract the mean and divide by the standard deviation, per channel (the last
     axis) for images and over all features for vectors; `scale`: divide by 255 (8-bit images);
-    `none`: leave as is.
+    `none`: leave as is. Splits without float `inputs` (tokens, say) are left as they are.
 
     >>> ds = from_arrays(np.arange(20.0).reshape(10, 2), np.arange(10) % 2, np.ones((2, 2)), [0, 1], 2)
-    >>> abs(round(float(normalize(ds, "standard").train_x.mean()), 6))
+    >>> abs(round(float(normalize(ds, "standard").train["inputs"].mean()), 6))
     0.0
     """
     if method not in NORMALIZATIONS:
         raise ValueError(f"normalize: unknown {method!r}; allowed: {list(NORMALIZATIONS)}.")
-    if method == "none":
+    x = _float_inputs(dataset.train)
+    if method == "none" or x is None:
         return dataset
     if method == "scale":
         mean, std = np.float32(0.0), np.float32(255.0)
     else:
-        axes = tuple(range(dataset.train_x.ndim - 1)) if dataset.train_x.ndim > 2 else None
-        mean = dataset.train_x.mean(axis=axes)
-        std = np.maximum(dataset.train_x.std(axis=axes), 1e-6)
-    f = lambda a: ((a - mean) / std).astype(np.float32)  # noqa: E731
+        axes = tuple(range(x.ndim - 1)) if x.ndim > 2 else None
+        mean = x.mean(axis=axes)
+        std = np.maximum(x.std(axis=axes), 1e-6)
+
+    def scaled(split):
+        return {**split, "inputs": ((split["inputs"] - mean) / std).astype(np.float32)}
+
     return dataset._replace(
-        train_x=f(dataset.train_x), val_x=f(dataset.val_x), test_x=f(dataset.test_x)
+        train=scaled(dataset.train), val=scaled(dataset.val), test=scaled(dataset.test)
     )
-
-
-def _tfds_examples(source: Any, feature: str) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        examples = source.__getitems__(range(len(source)))
-    except TypeError:  # some data sources (and tfds' mocks) only index one record at a time
-        examples = [source[i] for i in range(len(source))]
-    x = np.stack([np.asarray(e[feature]) for e in examples])
-    return x, np.asarray([e["label"] for e in examples])
 
 
 def _load_tfds(spec: str, val_size: int) -> Dataset:
@@ -219,18 +317,11 @@ def _load_tfds(spec: str, val_size: int) -> Dataset:
             f"{tfds.core.constants.DATA_DIR} (set TFDS_DATA_DIR to change it); prepare it with "
             f"`tfds build {full} --file_format=array_record` on a machine with network access."
         ) from err
-    (train_x, train_y), (test_x, test_y) = (
-        _tfds_examples(train, feature),
-        _tfds_examples(test, feature),
-    )
+    train, test = read_examples(train, "train"), read_examples(test, "test")
     num_classes = features["label"].num_classes
-    for split, labels in (("train", train_y), ("test", test_y)):
-        if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-            raise ValueError(
-                f"dataset: {spec!r} {split} labels span [{labels.min()}, {labels.max()}]; "
-                f"allowed: 0 to {num_classes - 1}."
-            )
-    return from_arrays(train_x, train_y, test_x, test_y, val_size, spec, num_classes)
+    return from_arrays(
+        train[feature], train["label"], test[feature], test["label"], val_size, spec, num_classes
+    )
 
 
 def load_dataset(name: str, val_size: int, normalization: str = "standard") -> Dataset:

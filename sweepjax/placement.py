@@ -182,30 +182,28 @@ class MemoryPlan:
         return int(min(members, room // max(self.temp_per_member, 1)))
 
 
-def _one_step(
-    program: Program, hparams: HParams, train_x, train_y, members: int
-) -> jax.stages.Lowered:
+def _one_step(program: Program, hparams: HParams, train: Any, members: int) -> jax.stages.Lowered:
     """A one-step chunk of `members` members, lowered from shapes alone (no device work)."""
 
     def shape(a, rows=None):
         return jax.ShapeDtypeStruct(a.shape if rows is None else (rows, *a.shape[1:]), a.dtype)
 
     small = HParams({k: shape(v, members) for k, v in hparams.values.items()})
-    x, y = shape(train_x), shape(train_y)
-    example = shape(train_x, program.batch_size)
+    data = jax.tree.map(shape, train)
+    example = program.task.inputs(jax.tree.map(lambda a: shape(a, program.batch_size), train))
     pop = jax.eval_shape(lambda h: init_population(program, h, example), small)
-    return make_train_chunk(program, 1).lower(pop, small, x, y, jax.random.key(0))
+    return make_train_chunk(program, 1).lower(pop, small, data, jax.random.key(0))
 
 
-def _temp_bytes(program: Program, hparams: HParams, train_x, train_y, members: int) -> int:
-    analysis = _one_step(program, hparams, train_x, train_y, members).compile().memory_analysis()
+def _temp_bytes(program: Program, hparams: HParams, train: Any, members: int) -> int:
+    analysis = _one_step(program, hparams, train, members).compile().memory_analysis()
     if analysis is None:
         return 0
     return int(getattr(analysis, "temp_size_in_bytes", 0))
 
 
 def plan_memory(
-    program: Program, pop: Population, hparams: HParams, train_x, train_y, *, devices: int = 1
+    program: Program, pop: Population, hparams: HParams, train: Any, *, devices: int = 1
 ) -> MemoryPlan:
     """Estimate one device's memory for its `P / devices` members from small compiled steps.
 
@@ -215,10 +213,10 @@ def plan_memory(
     """
     size = pop.size
     state_bytes = sum(x.nbytes for x in jax.tree.leaves(pop) if np.ndim(x) >= 1)
-    small = _temp_bytes(program, hparams, train_x, train_y, MIN_WIDTH)
-    large = _temp_bytes(program, hparams, train_x, train_y, 2 * MIN_WIDTH)
+    small = _temp_bytes(program, hparams, train, MIN_WIDTH)
+    large = _temp_bytes(program, hparams, train, 2 * MIN_WIDTH)
     per_member = max(large - small, 0) // MIN_WIDTH
-    data = train_x.nbytes + train_y.nbytes
+    data = sum(leaf.nbytes for leaf in jax.tree.leaves(train))
     return MemoryPlan(
         limit=device_memory(),
         fixed=data + max(small - MIN_WIDTH * per_member, 0),
@@ -227,13 +225,13 @@ def plan_memory(
     )
 
 
-def check_fits(program: Program, hparams: HParams, example_x: Any, population: int) -> None:
+def check_fits(program: Program, hparams: HParams, example_inputs: Any, population: int) -> None:
     """Refuse a population whose state alone overflows its devices, before any array is made.
 
     A member's state (parameters, optimizer and model state, hyperparameters) is measured from
     shapes (`jax.eval_shape`: nothing compiles or is allocated) on the few members of `hparams`;
     a step's working memory comes on top, planned by `width_search`. A model that cannot take
-    `example_x` is left to the sweep's data check.
+    `example_inputs` (a pytree) is left to the sweep's data check.
 
     Raises:
       DoesNotFit: the state needs over `HEADROOM` of a device's memory (the host's, for CPU
@@ -246,7 +244,7 @@ def check_fits(program: Program, hparams: HParams, example_x: Any, population: i
     """
     mesh = population_mesh(population)
     devices = 1 if mesh is None else mesh.size
-    example = jax.ShapeDtypeStruct(np.shape(example_x), example_x.dtype)
+    example = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype), example_inputs)
     try:
         state = jax.eval_shape(lambda hp: init_population(program, hp, example), hparams)
     except Exception:  # a model that cannot take the data: the sweep's data check names it
@@ -359,8 +357,7 @@ def width_search(
     program: Program,
     pop: Population,
     hparams: HParams,
-    train_x: jax.Array,
-    train_y: jax.Array,
+    train: Any,
     *,
     mesh: Mesh | None = None,
     member_steps: int = 0,
@@ -372,7 +369,7 @@ def width_search(
     Args:
       setting: `config.population_width`: a positive int (members per group, capped at each
         device's share) or `"auto"`.
-      program, pop, hparams, train_x, train_y: the sweep's, placed as it trains.
+      program, pop, hparams, train: the sweep's, placed as it trains.
       mesh: the population mesh, or None for one device.
       member_steps: the member-steps still to train (whether trying widths and planning memory
         pay).
@@ -390,9 +387,9 @@ def width_search(
     >>> from sweepjax.sweep import program_of, sample_hparams
     >>> config = sweepjax.Config(population=4, steps=10, batch_size=8)
     >>> program, hp = program_of(config), sample_hparams(config)
-    >>> x, y = np.zeros((8, 40), np.float32), np.zeros(8, np.int32)
-    >>> pop = init_population(program, hp, x)
-    >>> width_search(2, program, pop, hp, x, y).width
+    >>> train = {"inputs": np.zeros((8, 40), np.float32), "targets": np.zeros(8, np.int32)}
+    >>> pop = init_population(program, hp, train["inputs"])
+    >>> width_search(2, program, pop, hp, train).width
     2
     """
     devices = 1 if mesh is None else mesh.size
@@ -401,7 +398,7 @@ def width_search(
     # of them compile and run the same programs.
     plan = None
     if distributed.from_primary(member_steps >= PLAN_MIN_MEMBER_STEPS or _may_not_fit(pop, share)):
-        plan = plan_memory(program, pop, hparams, train_x, train_y, devices=devices)
+        plan = plan_memory(program, pop, hparams, train, devices=devices)
     fits = distributed.from_primary(share if plan is None else plan.max_width(share))
     if fits == 0:
         raise DoesNotFit(

@@ -20,6 +20,7 @@ from typing import Any
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from sweepjax.data import Augment, augment_batch, augment_key, chunk_indices
@@ -28,6 +29,7 @@ from sweepjax.models import Model
 from sweepjax.optim import Optimizer
 from sweepjax.schedules import learning_rate_at
 from sweepjax.space import HParams
+from sweepjax.tasks import TASKS, Task, check_task, reported, split_sums
 
 
 @flax.struct.dataclass
@@ -58,6 +60,7 @@ class Program:
     member_batch: bool = False  # member i averages its loss over the first `batch_size[i]` examples
     augment: Augment | None = None  # on-device augmentation of the shared batch, once per step
     compute_dtype: str = "float32"  # the forward/backward dtype; parameters stay float32
+    task: Task = TASKS["classification"]  # the loss and the metrics
 
 
 def _cast_floats(tree: Any, dtype: Any) -> Any:
@@ -85,31 +88,43 @@ def forward(program: Program, params, model_state, x, train: bool, rng, dropout_
     return logits, new_state
 
 
+def program_metrics(program: Program, batch: Any) -> tuple[str, ...]:
+    """The task's reported metric names on the program's model, from one `batch` (shapes only).
+
+    Raises:
+      ValueError: the task does not fit the model's outputs and the batch (`tasks.check_task`).
+    """
+    batch = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype), batch)
+    outputs = jax.eval_shape(lambda b: program.model.apply_fresh(program.task.inputs(b))[0], batch)
+    return check_task(program.task, outputs, batch)
+
+
 def _member_key(seed: jax.Array) -> jax.Array:
     return jax.random.key(seed.astype(jnp.uint32))
 
 
-def init_population(program: Program, hparams: HParams, example_x: jax.Array) -> Population:
+def init_population(program: Program, hparams: HParams, example_inputs: Any) -> Population:
     """Initialise every member from its own `seed`, its optimizer state from its hyperparameters.
 
     Args:
       program: the sweep's static structure.
       hparams: per-member hyperparameters (leading axis P), with a `seed` column.
-      example_x: one input batch (its values are not used; its shape is).
+      example_inputs: one batch of model inputs, a pytree (its values are not used; its
+        shapes are).
 
     Returns:
       The `Population` at step 0, all members alive.
     """
-    return _init_population(
-        program, hparams, jax.ShapeDtypeStruct(example_x.shape, example_x.dtype)
-    )
+    leaves, treedef = jax.tree.flatten(example_inputs)
+    shapes = tuple(jax.ShapeDtypeStruct(leaf.shape, leaf.dtype) for leaf in leaves)
+    return _init_population(program, hparams, treedef, shapes)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 2))
+@functools.partial(jax.jit, static_argnums=(0, 2, 3))
 def _init_population(
-    program: Program, hparams: HParams, example: jax.ShapeDtypeStruct
+    program: Program, hparams: HParams, treedef: Any, shapes: tuple[jax.ShapeDtypeStruct, ...]
 ) -> Population:
-    x = jnp.zeros(example.shape, example.dtype)
+    x = jax.tree.unflatten(treedef, [jnp.zeros(s.shape, s.dtype) for s in shapes])
 
     def init_member(hp: Mapping[str, jax.Array]):
         variables = program.model.init(_member_key(hp["seed"]), x)
@@ -134,21 +149,23 @@ def _all_finite(tree: Any) -> jax.Array:
     return jnp.stack(leaves).all() if leaves else jnp.array(True)
 
 
-def _member_step(program: Program, state: tuple, hp: Mapping[str, jax.Array], x, y, step):
+def _member_step(program: Program, state: tuple, hp: Mapping[str, jax.Array], batch, step):
     """One member's step; a member that is or turns non-finite keeps its last finite state."""
     params, model_state, opt_state, alive, diverged_at = state
     learning_rate = learning_rate_at(program.schedule, step, hp)
     opt_state = program.optimizer.set_hyperparameters(opt_state, hp, learning_rate)
     rng = jax.random.fold_in(_member_key(hp["seed"]), step)
 
+    x = program.task.inputs(batch)
+
     def loss_fn(p):
-        logits, new_model_state = forward(
+        outputs, new_model_state = forward(
             program, p, model_state, x, True, rng, hp["dropout"] if program.dropout else None
         )
-        losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+        losses = program.task.loss(outputs, batch)
         if not program.member_batch:
             return losses.mean(), new_model_state
-        weights = (jnp.arange(y.shape[0]) < hp["batch_size"]).astype(losses.dtype)
+        weights = (jnp.arange(losses.shape[0]) < hp["batch_size"]).astype(losses.dtype)
         return jnp.sum(losses * weights) / jnp.sum(weights), new_model_state
 
     (loss, new_model_state), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
@@ -171,31 +188,36 @@ def _member_step(program: Program, state: tuple, hp: Mapping[str, jax.Array], x,
     return new_state, jnp.where(alive, loss, jnp.nan)
 
 
-def _device_batch(data: tuple, idx: jax.Array) -> tuple:
+def _device_batch(data: Any, idx: jax.Array) -> Any:
     """The device path: `data` is the whole training set, `idx` one step's indices."""
-    train_x, train_y = data
-    return train_x[idx], train_y[idx]
+    return jax.tree.map(lambda leaf: leaf[idx], data)
 
 
-def _streamed_batch(data: tuple, item: tuple) -> tuple:
+def _streamed_batch(data: Any, item: Any) -> Any:
     """The streaming path: the step's batch arrives whole in the block; `data` is empty."""
     return item
+
+
+def _augmented(program: Program, batch: Any, data_key: jax.Array, step: jax.Array) -> Any:
+    """The batch with its `inputs` augmented (once per step, shared by every member)."""
+    if program.augment is None:
+        return batch
+    inputs = augment_batch(program.augment, batch["inputs"], augment_key(data_key, step))
+    return {**batch, "inputs": inputs}
 
 
 def _train_steps(program: Program, state: tuple, hp, data_key, data, xs, batch_of, step):
     """`len(xs)` steps of a vmapped group of members: `(state, step) -> (state, losses)`.
 
-    `batch_of(data, x)` gives each step's shared `(x, y)` from the scanned item `x`.
+    `batch_of(data, x)` gives each step's shared batch (a pytree) from the scanned item `x`.
     """
-    vmapped = jax.vmap(functools.partial(_member_step, program), in_axes=(0, 0, 0, 0, None))
+    vmapped = jax.vmap(functools.partial(_member_step, program), in_axes=(0, 0, 0, None))
     width = state[3].shape[0]  # the `alive` mask
 
     def one_step(carry, item):
         state, step = carry
-        x, y = batch_of(data, item)
-        if program.augment is not None:  # once per step, before vmap: shared by every member
-            x = augment_batch(program.augment, x, augment_key(data_key, step))
-        state, loss = vmapped(state, hp, *per_member((x, y), width), step)
+        batch = _augmented(program, batch_of(data, item), data_key, step)
+        state, loss = vmapped(state, hp, per_member(batch, width), step)
         return (state, step + 1), loss
 
     (state, step), losses = jax.lax.scan(one_step, (state, step), xs)
@@ -254,9 +276,10 @@ def _run_chunk(
 
 @functools.lru_cache(maxsize=64)
 def make_train_chunk(program: Program, num_steps: int, width: int | None = None, mesh=None):
-    """The compiled chunk `(population, hparams, train_x, train_y, data_key) -> (population, losses)`.
+    """The compiled chunk `(population, hparams, train, data_key) -> (population, losses)`.
 
-    The training set lives on the device; each step gathers its minibatch inside the chunk.
+    The training set `train` (a pytree of arrays) lives on the device; each step gathers its
+    minibatch inside the chunk.
     `losses` is `[num_steps, P]` train loss, NaN for members not alive at that step. The
     population argument is donated. Cached: the same program and length give the same function.
 
@@ -270,11 +293,12 @@ def make_train_chunk(program: Program, num_steps: int, width: int | None = None,
         None: the default device. The population size must be a multiple of the mesh size.
     """
 
-    def train_chunk(pop: Population, hparams: HParams, train_x, train_y, data_key):
+    def train_chunk(pop: Population, hparams: HParams, train, data_key):
         # The chunk's minibatch indices up front: one permutation per epoch, not per step.
-        indices = chunk_indices(data_key, pop.step, num_steps, train_x.shape[0], program.batch_size)
+        count = jax.tree.leaves(train)[0].shape[0]
+        indices = chunk_indices(data_key, pop.step, num_steps, count, program.batch_size)
         return _run_chunk(
-            program, width, mesh, _device_batch, pop, hparams, data_key, (train_x, train_y), indices
+            program, width, mesh, _device_batch, pop, hparams, data_key, train, indices
         )
 
     return jit(train_chunk, mesh, donate_argnums=0)
@@ -282,26 +306,24 @@ def make_train_chunk(program: Program, num_steps: int, width: int | None = None,
 
 @functools.lru_cache(maxsize=64)
 def make_stream_chunk(program: Program, num_steps: int, width: int | None = None, mesh=None):
-    """The compiled chunk `(population, hparams, block_x, block_y, data_key) -> (population, losses)`.
+    """The compiled chunk `(population, hparams, block, data_key) -> (population, losses)`.
 
     The streaming variant of `make_train_chunk`: the chunk's minibatches arrive as one block,
-    `block_x [num_steps, batch, ...]` and `block_y [num_steps, batch]`, gathered on the host
+    a pytree whose leaves are `[num_steps, batch, ...]`, gathered on the host
     (`sweepjax.stream`) with the same indices the device path computes, so both paths train
     on identical batches. The population argument is donated; cached like `make_train_chunk`,
     and `width` and `mesh` mean what they mean there.
     """
 
-    def stream_chunk(pop: Population, hparams: HParams, block_x, block_y, data_key):
-        return _run_chunk(
-            program, width, mesh, _streamed_batch, pop, hparams, data_key, (), (block_x, block_y)
-        )
+    def stream_chunk(pop: Population, hparams: HParams, block, data_key):
+        return _run_chunk(program, width, mesh, _streamed_batch, pop, hparams, data_key, (), block)
 
     return jit(stream_chunk, mesh, donate_argnums=0)
 
 
-def _eval_batches(x: jax.Array, y: jax.Array, eval_batch: int) -> tuple:
-    """A split as `[num_batches, eval_batch, ...]` batches, the padding masked out."""
-    n = x.shape[0]
+def _eval_batches(split: Any, eval_batch: int) -> tuple:
+    """A split as `[num_batches, eval_batch, ...]` batches, and the mask of the padding."""
+    n = jax.tree.leaves(split)[0].shape[0]
     num_batches = -(-n // eval_batch)
     pad = num_batches * eval_batch - n
 
@@ -309,50 +331,58 @@ def _eval_batches(x: jax.Array, y: jax.Array, eval_batch: int) -> tuple:
         a = jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1))
         return a.reshape(num_batches, eval_batch, *a.shape[1:])
 
-    return batched(x), batched(y), batched(jnp.ones(n, bool))
+    return jax.tree.map(batched, split), batched(jnp.ones(n, bool))
 
 
-def _evaluate_members(program: Program, eval_batch: int, width, params, model_state, x, y):
-    """Mean loss and accuracy `[P]` of the members in `params` over the split `(x, y)`."""
+def _evaluate_members(program: Program, eval_batch: int, width, params, model_state, split):
+    """The task's reported metrics `{name: [P]}` of the members in `params` over `split`."""
+    task = program.task
 
-    def member_sums(params, model_state, xs, ys, ms):
-        logits, _ = forward(program, params, model_state, xs, False, jax.random.key(0))
-        losses = optax.softmax_cross_entropy_with_integer_labels(logits, ys)
-        correct = jnp.argmax(logits, -1) == ys
-        return jnp.sum(losses * ms), jnp.sum(correct * ms)
+    def member_sums(params, model_state, batch, mask):
+        outputs, _ = forward(
+            program, params, model_state, task.inputs(batch), False, jax.random.key(0)
+        )
+        return split_sums(task, outputs, batch, mask)
 
     def group_sums(group):
         group_params, group_state = group
         size = jax.tree.leaves(group_params)[0].shape[0]
         vmapped = jax.vmap(member_sums)
+        batches, masks = _eval_batches(split, eval_batch)
 
-        def one_batch(totals, batch):
-            sums = vmapped(group_params, group_state, *per_member(batch, size))
-            return jax.tree.map(jnp.add, totals, sums), None
+        def sums_of(item):
+            return vmapped(group_params, group_state, *per_member(item, size))
 
-        zeros = (jnp.zeros(size), jnp.zeros(size))
-        return jax.lax.scan(one_batch, zeros, _eval_batches(x, y, eval_batch))[0]
+        def one_batch(totals, item):
+            return jax.tree.map(jnp.add, totals, sums_of(item)), None
 
-    loss_sum, correct_sum = map_groups(group_sums, (params, model_state), width)
-    return loss_sum / x.shape[0], correct_sum / x.shape[0]
+        first = jax.tree.map(lambda a: a[0], (batches, masks))
+        zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(sums_of, first))
+        return jax.lax.scan(one_batch, zeros, (batches, masks))[0]
+
+    sums = map_groups(group_sums, (params, model_state), width)
+    count = jax.tree.leaves(split)[0].shape[0]
+    means = jax.tree.map(lambda total: total / count, sums)
+    return jax.vmap(functools.partial(reported, task))(means)
 
 
 @functools.lru_cache(maxsize=64)
 def make_evaluate(program: Program, eval_batch: int, width: int | None = None, mesh=None):
-    """The compiled eval `(population, x, y) -> (loss [P], accuracy [P])` over a whole split.
+    """The compiled eval `(population, split) -> {metric: [P]}` over a whole split.
 
-    The split is processed in batches of `eval_batch` examples (the last one masked), so memory
-    stays bounded for large splits; `width` and `mesh` mean what they mean in `make_train_chunk`
+    The metrics are the task's reported ones (`sweepjax.tasks.reported`). The split is
+    processed in batches of `eval_batch` examples (the last one masked), so memory stays
+    bounded for large splits; `width` and `mesh` mean what they mean in `make_train_chunk`
     (the members are grouped and placed as they train).
     """
 
-    def evaluate(pop: Population, x: jax.Array, y: jax.Array):
+    def evaluate(pop: Population, split: Any):
         run = on_mesh(
             functools.partial(_evaluate_members, program, eval_batch, width),
             mesh,
-            in_specs=("split", "split", "shared", "shared"),
-            out_specs=("split", "split"),
+            in_specs=("split", "split", "shared"),
+            out_specs="split",
         )
-        return run(pop.params, pop.model_state, x, y)
+        return run(pop.params, pop.model_state, split)
 
     return jit(evaluate, mesh)

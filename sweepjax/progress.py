@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 from sweepjax import distributed
 from sweepjax.config import Config
 from sweepjax.space import HParams
+from sweepjax.tasks import Task
 from sweepjax.tensorboard_log import TensorBoardLog
 
 
@@ -21,8 +22,16 @@ class Progress:
     The bar shows only on a terminal; the TensorBoard log is written by process 0 alone.
     """
 
-    def __init__(self, config: Config, hparams: HParams, step: int, quiet: bool):
-        self.population = config.population
+    def __init__(
+        self,
+        config: Config,
+        task: Task,
+        names: tuple[str, ...],
+        hparams: HParams,
+        step: int,
+        quiet: bool,
+    ):
+        self.population, self.task = config.population, task
         self.bar = tqdm(
             total=config.steps,
             initial=step,
@@ -33,16 +42,23 @@ class Progress:
         )
         self.logs = None
         if config.tensorboard and distributed.is_primary():
-            self.logs = TensorBoardLog(config, hparams)
-        self.best, self.last = -np.inf, time.perf_counter()  # best validation accuracy so far
+            self.logs = TensorBoardLog(
+                config, hparams, ["train_loss", *(f"val_{m}" for m in names)]
+            )
+        self.sign = 1.0 if task.direction == "max" else -1.0
+        # The best validation value of the ranking metric so far, times `sign` (higher is better).
+        self.best, self.last = -np.inf, time.perf_counter()
 
     def __enter__(self) -> Progress:
         return self
 
-    def chunk(self, step: int, length: int, train_loss, val_loss, val_accuracy, alive) -> None:
-        """Show the chunk of `length` steps that ended at `step` (per-member numpy arrays)."""
+    def chunk(self, step: int, length: int, values: dict[str, np.ndarray], alive) -> None:
+        """Show the chunk of `length` steps that ended at `step`: `values` maps `train_loss` and
+        `val_<metric>` to per-member numpy arrays."""
         self.bar.update(length)
-        self.best = np.max(np.where(alive, val_accuracy, -np.inf), initial=self.best)
+        ranking = self.sign * values[f"val_{self.task.rank_by}"]
+        finite = alive & np.isfinite(ranking)
+        self.best = np.max(np.where(finite, ranking, -np.inf), initial=self.best)
         now = time.perf_counter()
         rate = self.population * length / max(now - self.last, 1e-9)  # over the last chunk
         self.last = now
@@ -50,12 +66,12 @@ class Progress:
             {
                 "alive": int(alive.sum()),
                 "diverged": int((~alive).sum()),
-                "best_val": f"{self.best:.3f}",
+                f"best_val_{self.task.rank_by}": f"{self.sign * self.best:.4g}",
                 "member-steps/s": f"{rate:,.0f}",
             }
         )
         if self.logs is not None:
-            self.logs.write(step, train_loss, val_loss, val_accuracy, alive)
+            self.logs.write(step, values, alive)
 
     def __exit__(self, *exc: Any) -> None:
         self.bar.close()

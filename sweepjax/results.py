@@ -1,8 +1,9 @@
 """The result of a sweep: the per-member table, the curves, and the files they are written to.
 
 Files in `out_dir` (each written atomically: a temporary file, then a rename):
-  * `results.csv`: one row per member (hyperparameters, status, final and best metrics);
-  * `curves.npz`: `steps [C]`, `train_loss`, `val_loss`, `val_accuracy` (each `[C, P]`);
+  * `results.csv`: one row per member (hyperparameters, status, the task's final, best and
+    test metrics);
+  * `curves.npz`: `steps [C]`, `train_loss` and `val_<metric>` for each task metric (`[C, P]`);
   * `sweep.json`: the config, library versions, device, timings and a summary.
 """
 
@@ -25,17 +26,40 @@ import numpy as np
 
 from sweepjax.errors import StorageError, describe_os_error
 
-METRICS = (
-    "status",
-    "diverged_at_step",
-    "final_train_loss",
-    "final_val_loss",
-    "final_val_accuracy",
-    "best_val_accuracy",
-    "test_accuracy",
-)
-RANK_BY = "final_val_accuracy"
-CURVES = ("train_loss", "val_loss", "val_accuracy")  # each `[C, P]` in curves.npz, with `steps`
+STATUS = ("status", "diverged_at_step")  # the columns every row has after its hyperparameters
+RANK_BY = "final_val_accuracy"  # what results without a recorded ranking (classification) rank by
+
+
+def ranking(summary: dict[str, Any]) -> tuple[str, str]:
+    """The column results rank by and its direction (`"max"` or `"min"`), from `sweep.json`.
+
+    >>> ranking({}), ranking({"rank_by": "final_val_mse", "rank_direction": "min"})
+    (('final_val_accuracy', 'max'), ('final_val_mse', 'min'))
+    """
+    return summary.get("rank_by", RANK_BY), summary.get("rank_direction", "max")
+
+
+def metric_of(column: str) -> str:
+    """The task metric a ranking column reports: `final_val_accuracy` -> `accuracy`."""
+    return column.removeprefix("final_val_")
+
+
+def rank_rows(rows: Sequence[dict[str, Any]], column: str, direction: str) -> list[dict[str, Any]]:
+    """Healthy members with a finite `column`, best first; ties keep the member order.
+
+    >>> rows = [{"member": i, "status": "ok", "mse": v} for i, v in enumerate([0.3, 0.1, 0.2])]
+    >>> [r["member"] for r in rank_rows(rows, "mse", "min")]
+    [1, 2, 0]
+    """
+    sign = -1.0 if direction == "max" else 1.0
+    healthy = [
+        r
+        for r in rows
+        if r["status"] == "ok"
+        and isinstance(r.get(column), int | float)
+        and math.isfinite(r[column])
+    ]
+    return sorted(healthy, key=lambda r: sign * r[column])
 
 
 @dataclasses.dataclass
@@ -43,9 +67,11 @@ class Result:
     """A finished (or interrupted) sweep.
 
     Attributes:
-      rows: one dict per member: `member`, its hyperparameters, then `METRICS`.
-      curves: `steps [C]` and `[C, P]` arrays `train_loss`, `val_loss`, `val_accuracy`.
-      summary: what `sweep.json` holds.
+      rows: one dict per member: `member`, its hyperparameters, `status`, `diverged_at_step`,
+        `final_train_loss`, then the task's metrics (`final_val_<m>`, `best_val_<m>` of the
+        ranking metric, `test_<m>`).
+      curves: `steps [C]`, `train_loss [C, P]` and `val_<m> [C, P]` for each task metric.
+      summary: what `sweep.json` holds; `rank_by` and `rank_direction` say how members rank.
       out_dir: where the files are, or None if nothing was written.
     """
 
@@ -55,9 +81,8 @@ class Result:
     out_dir: Path | None = None
 
     def ranked(self) -> list[dict[str, Any]]:
-        """Healthy members, best first by final validation accuracy."""
-        ok = [r for r in self.rows if r["status"] == "ok"]
-        return sorted(ok, key=lambda r: -r[RANK_BY])
+        """Healthy members, best first by the task's ranking metric on the validation split."""
+        return rank_rows(self.rows, *ranking(self.summary))
 
     @property
     def best(self) -> dict[str, Any] | None:
@@ -65,34 +90,42 @@ class Result:
         return ranked[0] if ranked else None
 
     def leaderboard(self, top: int = 10) -> str:
-        return leaderboard(self.rows, top)
+        return leaderboard(self.rows, top, *ranking(self.summary))
 
 
 def member_rows(hparams: dict[str, Any], metrics: dict[str, np.ndarray]) -> list[dict[str, Any]]:
-    """Rows of the results table from per-member hyperparameters and metrics arrays."""
+    """Rows of the results table from per-member hyperparameters and metrics arrays (in order)."""
     size = len(metrics["status"])
     rows = []
     for i in range(size):
         row: dict[str, Any] = {"member": i}
         row.update({k: np.asarray(v)[i].item() for k, v in hparams.items()})
-        row.update({k: np.asarray(metrics[k])[i].item() for k in METRICS})
+        row.update({k: np.asarray(v)[i].item() for k, v in metrics.items()})
         rows.append(row)
     return rows
 
 
-def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Cross-member statistics over healthy members only (diverged members never enter)."""
-    ok = [r for r in rows if r["status"] == "ok"]
-    accs = np.array([r[RANK_BY] for r in ok], dtype=float)
-    best = max(ok, key=lambda r: r[RANK_BY]) if ok else None
+def summarize(
+    rows: Sequence[dict[str, Any]], rank_by: str = RANK_BY, direction: str = "max"
+) -> dict[str, Any]:
+    """Cross-member statistics over healthy members only (diverged members never enter).
+
+    `rank_by` is a `final_val_<m>` column; the statistics are named after `m`.
+    """
+    ranked = rank_rows(rows, rank_by, direction)
+    values = np.array([r[rank_by] for r in ranked], dtype=float)
+    best = ranked[0] if ranked else None
+    metric = metric_of(rank_by)
     return {
         "members": len(rows),
-        "diverged": len(rows) - len(ok),
+        "diverged": sum(r["status"] != "ok" for r in rows),
+        "rank_by": rank_by,
+        "rank_direction": direction,
         "best_member": best["member"] if best else None,
-        "best_val_accuracy": best[RANK_BY] if best else None,
-        "best_test_accuracy": best["test_accuracy"] if best else None,
-        "mean_val_accuracy": float(accs.mean()) if ok else None,
-        "median_val_accuracy": float(np.median(accs)) if ok else None,
+        f"best_val_{metric}": best[rank_by] if best else None,
+        f"best_test_{metric}": best.get(f"test_{metric}") if best else None,
+        f"mean_val_{metric}": float(values.mean()) if ranked else None,
+        f"median_val_{metric}": float(np.median(values)) if ranked else None,
     }
 
 
@@ -102,13 +135,22 @@ def _format(value: Any) -> str:
     return str(value)
 
 
-def leaderboard(rows: Sequence[dict[str, Any]], top: int = 10) -> str:
-    """A text leaderboard: the best healthy members, then the diverged ones apart."""
-    ok = sorted((r for r in rows if r["status"] == "ok"), key=lambda r: -r[RANK_BY])
+def leaderboard(
+    rows: Sequence[dict[str, Any]], top: int = 10, rank_by: str = RANK_BY, direction: str = "max"
+) -> str:
+    """A text leaderboard: what it ranks by, the best healthy members, the diverged ones apart.
+
+    Shown: the hyperparameters and the ranking metric's final, best and test values.
+    """
+    ok = rank_rows(rows, rank_by, direction)
     diverged = [r for r in rows if r["status"] != "ok"]
-    hidden = {"status", "diverged_at_step", "final_train_loss", "final_val_loss"}
-    columns = [c for c in rows[0] if c not in hidden] if rows else []
-    lines = [_table([[_format(r[c]) for c in columns] for r in ok[:top]], columns)]
+    metric = metric_of(rank_by)
+    shown = {rank_by, f"best_val_{metric}", f"test_{metric}"}
+    first_metric = list(rows[0]).index("status") if rows else 0
+    columns = [c for i, c in enumerate(rows[0]) if i < first_metric or c in shown] if rows else []
+    order = "highest" if direction == "max" else "lowest"
+    lines = [f"ranked by {rank_by} ({order} first)"]
+    lines.append(_table([[_format(r[c]) for c in columns] for r in ok[:top]], columns))
     if len(ok) > top:
         lines.append(f"... and {len(ok) - top} more healthy members")
     if diverged:
@@ -358,9 +400,8 @@ def _read_curves(out: Path, members: int) -> dict[str, np.ndarray]:
         return {}
     steps = np.asarray(curves["steps"]).reshape(-1)
     kept = {"steps": steps}
-    for name in CURVES:
-        values = curves.get(name)
-        if values is None or values.ndim != 2 or values.shape[1] != members:
+    for name, values in curves.items():
+        if name == "steps" or values.ndim != 2 or values.shape[1] != members:
             continue
         kept[name] = values.astype(np.float64)
     length = min(len(v) for v in kept.values())

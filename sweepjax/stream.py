@@ -32,7 +32,7 @@ from jax.sharding import Mesh
 
 from sweepjax import distributed
 from sweepjax.config import PLACEMENTS
-from sweepjax.data import Dataset, chunk_indices
+from sweepjax.data import Dataset, chunk_indices, num_examples, take
 from sweepjax.placement import replicate
 from sweepjax.population import Program
 
@@ -100,23 +100,15 @@ def _indices_fn(num_steps: int, num_examples: int, batch_size: int):
     )
 
 
-def host_block(
-    train_x: np.ndarray,
-    train_y: np.ndarray,
-    data_key: jax.Array,
-    start: int,
-    num_steps: int,
-    batch_size: int,
-) -> tuple[np.ndarray, np.ndarray]:
+def host_block(train: Any, data_key: jax.Array, start: int, num_steps: int, batch_size: int) -> Any:
     """The minibatches of steps `start .. start + num_steps - 1`, gathered on the host.
 
     The indices are `data.chunk_indices`, as the device path computes them, so the block holds
-    exactly the batches the device path would gather: `[num_steps, batch, ...]` and
-    `[num_steps, batch]`.
+    exactly the batches the device path would gather: every leaf of the `train` pytree as
+    `[num_steps, batch, ...]` (a memory-mapped leaf is read only where the block needs it).
     """
-    fn = _indices_fn(num_steps, len(train_y), batch_size)
-    indices = np.asarray(fn(data_key, np.int32(start)))
-    return np.take(train_x, indices, axis=0), np.take(train_y, indices, axis=0)
+    fn = _indices_fn(num_steps, num_examples(train), batch_size)
+    return take(train, np.asarray(fn(data_key, np.int32(start))))
 
 
 class _Failed(NamedTuple):
@@ -210,7 +202,8 @@ class TrainData:
     """The training arrays each chunk takes: the device-resident set, or the chunk's block.
 
     With placement `device`, `arrays` is the whole set for `population.make_train_chunk`; with
-    `stream`, the chunk's prefetched `[K, batch, ...]` block for `population.make_stream_chunk`.
+    `stream`, the chunk's prefetched `[K, batch, ...]` block for `population.make_stream_chunk`;
+    either a pytree like the data set's examples.
     """
 
     def __init__(
@@ -226,17 +219,17 @@ class TrainData:
         self._mesh = mesh
         self._prefetcher: Prefetcher | None = None
         if placement == "device":
-            self._x, self._y = replicate((dataset.train_x, dataset.train_y), mesh)
+            self._train = replicate(dataset.train, mesh)
         else:
-            x, y, batch = dataset.train_x, dataset.train_y, program.batch_size
+            train, batch = dataset.train, program.batch_size
             self._prefetcher = Prefetcher(
-                lambda start, length: host_block(x, y, data_key, start, length, batch), plan
+                lambda start, length: host_block(train, data_key, start, length, batch), plan
             )
 
-    def arrays(self, start: int, length: int) -> tuple[jax.Array, jax.Array]:
-        """The `(x, y)` the chunk of `length` steps from step `start` trains on."""
+    def arrays(self, start: int, length: int) -> Any:
+        """The examples the chunk of `length` steps from step `start` trains on."""
         if self._prefetcher is None:
-            return self._x, self._y
+            return self._train
         return replicate(self._prefetcher.get(start, length), self._mesh)
 
     def close(self) -> None:

@@ -19,7 +19,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from sweepjax import checkpoint, distributed
@@ -32,17 +31,25 @@ from sweepjax.buckets import (
     structural_keys,
 )
 from sweepjax.config import Config, apply_overrides, effective_space, families, validate
-from sweepjax.data import Dataset, augmentation_of, check_augmentation, load_dataset
+from sweepjax.data import (
+    Dataset,
+    augmentation_of,
+    check_augmentation,
+    first,
+    load_dataset,
+    num_examples,
+)
 from sweepjax.errors import Interrupted
 from sweepjax.lock import FolderLock
-from sweepjax.models import Model, model_of
+from sweepjax.models import model_of
 from sweepjax.optim import Optimizer
 from sweepjax.out_dir import check_results, discard, hold, keep_advice
 from sweepjax.placement import check_fits
-from sweepjax.population import Program
+from sweepjax.population import Program, program_metrics
 from sweepjax.results import Result, atomic_write, write_result
 from sweepjax.signals import StopOnSignal
 from sweepjax.space import HParams, SearchSpace
+from sweepjax.tasks import Task, task_of
 from sweepjax.training import stopped_before_training, train_population
 
 
@@ -74,40 +81,60 @@ def program_of(config: Config) -> Program:
         member_batch="batch_size" in names,
         augment=augmentation_of(config.augment),
         compute_dtype=config.precision,
+        task=task_of(config.task),
     )
 
 
-def _check_data(config: Config, dataset: Dataset, model: Model) -> None:
-    for split in ("train", "val", "test"):
-        labels = np.asarray(getattr(dataset, f"{split}_y"))
-        if labels.size and (labels.min() < 0 or labels.max() >= dataset.num_classes):
-            raise ValueError(
-                f"dataset: {dataset.name!r} {split} labels span [{labels.min()}, {labels.max()}]; "
-                f"allowed: 0 to {dataset.num_classes - 1} ({dataset.num_classes} classes)."
-            )
-    check_augmentation(augmentation_of(config.augment), dataset.train_x.shape[1:], dataset.name)
-    if config.batch_size > len(dataset.train_y):
+def _check_data(config: Config, dataset: Dataset, program: Program) -> None:
+    """The data, the model and the task fit together: checked before anything compiles."""
+    counts = {name: num_examples(getattr(dataset, name), f"dataset {name}") for name in SPLITS}
+    if config.batch_size > counts["train"]:
         raise ValueError(
-            f"batch_size: {config.batch_size} exceeds the {len(dataset.train_y)} training examples."
+            f"batch_size: {config.batch_size} exceeds the {counts['train']} training examples."
         )
-    example = jax.ShapeDtypeStruct((config.batch_size, *dataset.train_x.shape[1:]), jnp.float32)
+    task, example = program.task, first(dataset.train, config.batch_size)
     try:
-        logits, _ = jax.eval_shape(
-            lambda x: model.apply(
-                model.init(jax.random.key(0), x), x, train=False, rng=jax.random.key(0)
-            ),
-            example,
-        )
+        inputs = task.inputs(example)
+    except Exception as err:  # the user's task cannot find its inputs in the batch
+        raise ValueError(f"task.inputs: {task.name!r} fails on the batch: {err!r}") from err
+    check_augmentation(augmentation_of(config.augment), np.shape(inputs)[1:], dataset.name)
+    shapes = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype), inputs)
+    try:
+        outputs = jax.eval_shape(lambda x: program.model.apply_fresh(x)[0], shapes)
     except Exception as err:  # any shape error raised by the user's module while tracing
         raise ValueError(
-            f"model: cannot take features of shape {dataset.train_x.shape[1:]} from "
-            f"{dataset.name!r}: {err}"
+            f"model: cannot take inputs {jax.tree.map(np.shape, inputs)} from {dataset.name!r}: {err}"
         ) from err
-    if logits.shape[-1] != dataset.num_classes:
+    classes = dataset.num_classes if task.name == "classification" else None
+    if classes is not None and outputs.shape[-1] != classes:
         raise ValueError(
-            f"model: outputs {logits.shape[-1]} classes but {dataset.name!r} has "
-            f"{dataset.num_classes}; set the model's num_classes."
+            f"model: outputs {outputs.shape[-1]} classes but {dataset.name!r} has {classes}; "
+            "set the model's num_classes."
         )
+    program_metrics(program, example)
+    _check_targets(task, dataset, tuple(outputs.shape[1:]))
+
+
+def _check_targets(task: Task, dataset: Dataset, output_shape: tuple[int, ...]) -> None:
+    if task.check_targets is None:
+        return
+    for name in SPLITS:
+        split = getattr(dataset, name)
+        if not isinstance(split, Mapping) or "targets" not in split:
+            raise ValueError(
+                f"dataset: {dataset.name!r} {name} examples have no 'targets' (they hold "
+                f"{jax.tree.map(np.shape, split)}); allowed for task {task.name!r}: a dict "
+                "with 'inputs' and 'targets'."
+            )
+        problem = task.check_targets(split["targets"], output_shape)
+        if problem is not None:
+            raise ValueError(
+                f"dataset: {dataset.name!r} {name} targets do not fit task {task.name!r}; "
+                f"allowed: {problem}."
+            )
+
+
+SPLITS = ("train", "val", "test")
 
 
 def run(
@@ -159,11 +186,13 @@ def _run(
         raise stopped_before_training(stop, config.out_dir)
     dataset = dataset or load_dataset(config.dataset, config.val_size, config.normalize)
     columns = complete_hparams(config, {"seed": np.zeros(2, np.int32)})
-    check_fits(program_of(config), columns, dataset.train_x[: config.batch_size], config.population)
+    program = program_of(config)
+    example_inputs = program.task.inputs(first(dataset.train, config.batch_size))
+    check_fits(program, columns, example_inputs, config.population)
     buckets = plan_buckets(config)
     programs = [program_of(bucket.config) for bucket in buckets]
     for bucket, program in zip(buckets, programs, strict=True):
-        _check_data(bucket.config, dataset, program.model)
+        _check_data(bucket.config, dataset, program)
     if overwrite and config.out_dir is not None:  # only now: bad input loses nothing
         if distributed.is_primary():
             discard(config.out_dir)

@@ -16,8 +16,6 @@ import numpy as np
 from sweepjax.config import Config
 from sweepjax.space import HParams
 
-METRICS = ("train_loss", "val_loss", "val_accuracy")
-
 
 class TensorBoardLog:
     """One `tensorboardX.SummaryWriter` per member.
@@ -26,12 +24,13 @@ class TensorBoardLog:
       config: the sweep; its `out_dir` holds the logs.
       hparams: the population's hyperparameters; those the space names (and `seed`) are
         recorded in the HParams plugin.
+      metrics: the curves' names (`train_loss`, `val_<metric>` for each task metric).
 
     Raises:
       ValueError: if tensorboardX is not installed or `config.out_dir` is None.
     """
 
-    def __init__(self, config: Config, hparams: HParams):
+    def __init__(self, config: Config, hparams: HParams, metrics: list[str]):
         try:
             from tensorboardX import SummaryWriter
             from tensorboardX.summary import hparams as hparams_summaries
@@ -48,20 +47,12 @@ class TensorBoardLog:
         for i in range(hparams.size):
             writer = SummaryWriter(logdir=str(root / f"member_{i:04d}"))
             values = {n: _plain(np.asarray(hparams[n])[i]) for n in names}
-            for summary in hparams_summaries(values, {m: 0.0 for m in METRICS}):
+            for summary in hparams_summaries(values, {m: 0.0 for m in metrics}):
                 writer.file_writer.add_summary(summary)
             self.writers.append(writer)
 
-    def write(
-        self,
-        step: int,
-        train_loss: np.ndarray,
-        val_loss: np.ndarray,
-        val_accuracy: np.ndarray,
-        alive: np.ndarray,
-    ) -> None:
-        """Log one chunk's metrics (`[P]` arrays) at `step`; non-finite values are left out."""
-        metrics = dict(zip(METRICS, (train_loss, val_loss, val_accuracy), strict=True))
+    def write(self, step: int, metrics: dict[str, np.ndarray], alive: np.ndarray) -> None:
+        """Log one chunk's metrics (name -> `[P]` array) at `step`; non-finite values are left out."""
         for i, writer in enumerate(self.writers):
             for name, values in metrics.items():
                 value = float(values[i])

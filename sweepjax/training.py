@@ -20,7 +20,7 @@ import numpy as np
 
 from sweepjax import checkpoint, distributed, placement, stream
 from sweepjax.config import FAMILY_KEYS, Config, families
-from sweepjax.data import Dataset
+from sweepjax.data import Dataset, first
 from sweepjax.errors import Interrupted
 from sweepjax.lock import FolderLock
 from sweepjax.out_dir import check_contents, check_room
@@ -31,6 +31,7 @@ from sweepjax.population import (
     make_evaluate,
     make_stream_chunk,
     make_train_chunk,
+    program_metrics,
 )
 from sweepjax.progress import Progress
 from sweepjax.results import Result, member_rows, summarize, write_result
@@ -63,25 +64,35 @@ def family_names(config: Config, hparams: HParams, kind: str) -> np.ndarray:
 
 @dataclasses.dataclass
 class Curves:
-    """Per-chunk curves: `steps [C]` and `[C, P]` train loss, val loss, val accuracy."""
+    """Per-chunk curves: `steps [C]`, and `[C, P]` arrays `train_loss` and `val_<metric>`."""
 
-    steps: list[int] = dataclasses.field(default_factory=list)
-    train_loss: list[np.ndarray] = dataclasses.field(default_factory=list)
-    val_loss: list[np.ndarray] = dataclasses.field(default_factory=list)
-    val_accuracy: list[np.ndarray] = dataclasses.field(default_factory=list)
+    steps: list[int]
+    values: dict[str, list[np.ndarray]]
 
-    def append(self, step: int, losses: np.ndarray, val_loss, val_accuracy) -> None:
+    @classmethod
+    def empty(cls, metrics: tuple[str, ...]) -> Curves:
+        return cls([], {name: [] for name in curve_names(metrics)})
+
+    def append(self, step: int, losses: np.ndarray, val: dict[str, np.ndarray]) -> None:
         """Add one chunk: its end step, its `[length, P]` train losses and its evaluation."""
         self.steps.append(step)
-        self.train_loss.append(_chunk_mean(losses))
-        self.val_loss.append(val_loss)
-        self.val_accuracy.append(val_accuracy)
+        self.values["train_loss"].append(_chunk_mean(losses))
+        for name, value in val.items():
+            self.values[f"val_{name}"].append(value)
+
+    def latest(self) -> dict[str, np.ndarray]:
+        return {name: values[-1] for name, values in self.values.items()}
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {
-            k: np.asarray(v, np.float32 if k != "steps" else np.int64)
-            for k, v in vars(self).items()
+            "steps": np.asarray(self.steps, np.int64),
+            **{k: np.asarray(v, np.float32) for k, v in self.values.items()},
         }
+
+
+def curve_names(metrics: tuple[str, ...]) -> list[str]:
+    """The curves of a task with `metrics`: `train_loss`, then `val_<metric>` for each."""
+    return ["train_loss", *(f"val_{m}" for m in metrics)]
 
 
 def _chunk_mean(losses: np.ndarray) -> np.ndarray:
@@ -91,7 +102,7 @@ def _chunk_mean(losses: np.ndarray) -> np.ndarray:
     return np.where(alive_steps > 0, total / np.maximum(alive_steps, 1), np.nan)
 
 
-def restore_target(config: Config, program: Program, example_x: jax.Array, mesh):
+def restore_target(config: Config, program: Program, example_x: Any, metrics, mesh):
     """Builds the abstract restore target from a checkpoint's metadata, placed as it trains."""
 
     def target(meta: dict[str, Any]) -> dict[str, Any]:
@@ -99,10 +110,8 @@ def restore_target(config: Config, program: Program, example_x: jax.Array, mesh)
         hparams = {k: np.zeros(size, np.dtype(d)) for k, d in meta["hparams"].items()}
         abstract = HParams({k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in hparams.items()})
         population = jax.eval_shape(lambda hp: init_population(program, hp, example_x), abstract)
-        curves = {
-            k: np.zeros((points,) if k == "steps" else (points, size), v.dtype)
-            for k, v in Curves().arrays().items()
-        }
+        curves = {"steps": np.zeros(points, np.int64)}
+        curves.update({k: np.zeros((points, size), np.float32) for k in curve_names(metrics)})
         return {
             "population": placement.abstract(population, mesh),
             "hparams": hparams,
@@ -121,6 +130,7 @@ class _Context:
     mesh: Any
     manager: Any  # an Orbax CheckpointManager, or None without an out_dir
     data: dict[str, str]  # the data set's identity, recorded in checkpoints
+    metrics: tuple[str, ...]  # the task's reported metrics, in display order
     stop: StopOnSignal
     lock: FolderLock | None
     quiet: bool
@@ -164,11 +174,13 @@ def train_population(
     compile_before, started = _compile_seconds[0], time.perf_counter()
     data_placement = stream.choose_placement(config.data_placement, _train_bytes(dataset))
     mesh = placement.population_mesh(config.population)  # the population axis over devices
-    example_x = jax.device_put(dataset.train_x[: config.batch_size])
+    example = first(dataset.train, config.batch_size)
+    example_x = jax.device_put(program.task.inputs(example))
     manager = None
     if out_dir is not None:
         manager = checkpoint.open_manager(out_dir, config.keep_checkpoints)
-    ctx = _Context(config, program, mesh, manager, data, stop, lock, quiet)
+    metrics = program_metrics(program, example)
+    ctx = _Context(config, program, mesh, manager, data, metrics, stop, lock, quiet)
     try:
         start = _begin(ctx, hparams, example_x)
         first_step = int(start.pop.step)
@@ -180,9 +192,9 @@ def train_population(
                 checkpoint.remove_checkpoints(out_dir)  # created empty just now
             raise stopped_before_training(stop, out_dir)
         pop, search = _train_chunks(ctx, dataset, start, data_placement)
-        test = placement.replicate((dataset.test_x, dataset.test_y), mesh)
-        _, test_acc = make_evaluate(program, config.eval_batch, search.width, mesh)(pop, *test)
-        alive, diverged_at, test_acc = distributed.to_host((pop.alive, pop.diverged_at, test_acc))
+        test = placement.replicate(dataset.test, mesh)
+        test = make_evaluate(program, config.eval_batch, search.width, mesh)(pop, test)
+        alive, diverged_at, test = distributed.to_host((pop.alive, pop.diverged_at, test))
         if manager is not None:
             checkpoint.wait(manager)
     finally:
@@ -190,7 +202,7 @@ def train_population(
             with contextlib.suppress(Exception):  # a failed save was already reported
                 manager.close()
     step = int(pop.step)
-    result = _result(config, start.hparams, start.curves, step, alive, diverged_at, test_acc)
+    result = _result(ctx, start.hparams, start.curves, step, (alive, diverged_at), test)
     compile_seconds = _compile_seconds[0] - compile_before
     train_seconds = max(time.perf_counter() - started - compile_seconds, 1e-9)
     result.summary.update(
@@ -222,8 +234,8 @@ def _begin(ctx: _Context, hparams: HParams, example_x: jax.Array) -> _Start:
     config, manager = ctx.config, ctx.manager
     if manager is None or not manager.all_steps():
         pop = init_population(ctx.program, placement.place(hparams, ctx.mesh), example_x)
-        return _Start(pop, hparams, Curves(), None)
-    target = restore_target(config, ctx.program, example_x, ctx.mesh)
+        return _Start(pop, hparams, Curves.empty(ctx.metrics), None)
+    target = restore_target(config, ctx.program, example_x, ctx.metrics, ctx.mesh)
     snapshot, bad = checkpoint.restore_latest(manager, target)
     for step in bad:
         manager.delete(step)
@@ -231,7 +243,7 @@ def _begin(ctx: _Context, hparams: HParams, example_x: jax.Array) -> _Start:
     arrays = snapshot.state["curves"]
     curves = Curves(
         steps=[int(s) for s in arrays["steps"]],
-        **{k: list(v) for k, v in arrays.items() if k != "steps"},
+        values={k: list(arrays[k]) for k in curve_names(ctx.metrics)},
     )
     if snapshot.step < config.steps:
         note = f"resuming {config.out_dir} from the checkpoint at step {snapshot.step} of {config.steps}"
@@ -255,35 +267,31 @@ def _train_chunks(
     config, program, mesh = ctx.config, ctx.program, ctx.mesh
     pop, device_hparams = placement.place((start.pop, start.hparams), mesh)
     step = int(pop.step)
-    val = placement.replicate((dataset.val_x, dataset.val_y), mesh)
+    val = placement.replicate(dataset.val, mesh)
     data_key = jax.random.key(config.seed)
     plan = stream.chunk_plan(step, config.steps, config.eval_every)
     with (
-        Progress(config, start.hparams, step, ctx.quiet) as display,
+        Progress(config, program.task, ctx.metrics, start.hparams, step, ctx.quiet) as display,
         stream.train_data(data_placement, dataset, program, data_key, plan, mesh) as train_data,
     ):
         search = _width_search(ctx, data_placement, pop, device_hparams, train_data, start.width)
         make_chunk = make_train_chunk if data_placement == "device" else make_stream_chunk
         while step < config.steps:
             length = min(config.eval_every - step % config.eval_every, config.steps - step)
-            train_x, train_y = train_data.arrays(step, length)
+            train = train_data.arrays(step, length)
             compiled_before, began = _compile_seconds[0], time.perf_counter()
             pop, losses = make_chunk(program, length, search.width, mesh)(
-                pop, device_hparams, train_x, train_y, data_key
+                pop, device_hparams, train, data_key
             )
             if search.searching:  # time this width's chunk, its compilation apart
                 _time_width(ctx, search, losses, began, compiled_before, length)
-            val_loss, val_acc = make_evaluate(program, config.eval_batch, search.width, mesh)(
-                pop, *val
-            )
-            losses, val_loss, val_acc, alive = distributed.to_host(
-                (losses, val_loss, val_acc, pop.alive)
-            )
+            val_metrics = make_evaluate(program, config.eval_batch, search.width, mesh)(pop, val)
+            losses, val_metrics, alive = distributed.to_host((losses, val_metrics, pop.alive))
             step = int(pop.step)
-            start.curves.append(step, losses, val_loss, val_acc)
+            start.curves.append(step, losses, val_metrics)
             stopping = distributed.any_process(ctx.stop.received is not None)
             _save(ctx, step, pop, start, None if search.searching else search.width, stopping)
-            display.chunk(step, length, start.curves.train_loss[-1], val_loss, val_acc, alive)
+            display.chunk(step, length, start.curves.latest(), alive)
             if ctx.lock is not None:
                 ctx.lock.update(step=step, steps=config.steps)
             if stopping:
@@ -305,7 +313,7 @@ def _width_search(
         ctx.program,
         pop,
         device_hparams,
-        *train_data.arrays(step, 0),
+        train_data.arrays(step, 0),
         mesh=ctx.mesh,
         member_steps=config.population * (config.steps - step),
         chosen=chosen,
@@ -378,7 +386,7 @@ def _nbytes(tree: Any) -> int:
 
 
 def _train_bytes(dataset: Dataset) -> int:
-    return int(np.asarray(dataset.train_x).nbytes + np.asarray(dataset.train_y).nbytes)
+    return sum(int(np.asarray(leaf).nbytes) for leaf in jax.tree.leaves(dataset.train))
 
 
 def _environment() -> dict[str, Any]:
@@ -399,32 +407,34 @@ def _environment() -> dict[str, Any]:
 
 
 def _result(
-    config: Config,
+    ctx: _Context,
     hparams: HParams,
     curves: Curves,
     step: int,
-    alive: np.ndarray,
-    diverged_at: np.ndarray,
-    test_acc: np.ndarray,
+    status: tuple[np.ndarray, np.ndarray],
+    test: dict[str, np.ndarray],
 ) -> Result:
+    """The results table: hyperparameters, status, then the task's final, best and test metrics."""
+    config, task = ctx.config, ctx.program.task
+    alive, diverged_at = status
     arrays = curves.arrays()
-    best_val = np.nanmax(arrays["val_accuracy"], axis=0)
+    best = np.nanmax if task.direction == "max" else np.nanmin
     last_train = [_last_finite(arrays["train_loss"][:, i]) for i in range(alive.size)]
     metrics = {
         "status": np.where(alive, "ok", "diverged"),
         "diverged_at_step": diverged_at,
         "final_train_loss": np.asarray(last_train, np.float32),
-        "final_val_loss": arrays["val_loss"][-1],
-        "final_val_accuracy": arrays["val_accuracy"][-1],
-        "best_val_accuracy": best_val,
-        "test_accuracy": test_acc,
+        **{f"final_val_{m}": arrays[f"val_{m}"][-1] for m in ctx.metrics},
+        f"best_val_{task.rank_by}": best(arrays[f"val_{task.rank_by}"], axis=0),
+        **{f"test_{m}": test[m] for m in ctx.metrics},
     }
     shown = {k: v for k, v in hparams.values.items() if k in config.space or k == "seed"}
     for kind in FAMILY_KEYS:
         if kind in hparams:
             shown[kind] = family_names(config, hparams, kind)
     rows = member_rows(shown, metrics)
-    summary = {"config": config.to_json(), "steps_done": step, **summarize(rows)}
+    ranking = summarize(rows, f"final_val_{task.rank_by}", task.direction)
+    summary = {"config": config.to_json(), "steps_done": step, "task": task.name, **ranking}
     return Result(rows, arrays, summary)
 
 

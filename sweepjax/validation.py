@@ -33,6 +33,7 @@ from sweepjax.config import (
 from sweepjax.data import NORMALIZATIONS, augmentation_of
 from sweepjax.models import MODELS, build_model, model_options
 from sweepjax.schedules import PIECES
+from sweepjax.tasks import task_of
 
 # Per-member hyperparameters with a bounded range: name -> (low, high, low_inclusive, high_inclusive).
 RANGES: dict[str, tuple[float, float, bool, bool]] = {
@@ -172,6 +173,7 @@ def _check_options(config: Config) -> None:
             f"search: unknown method {config.search!r}; allowed: {list(space_lib.METHODS)}."
         )
     augmentation_of(config.augment)  # raises on a bad value
+    task_of(config.task)  # raises on an unknown task
     if config.out_dir is not None and not config.out_dir.strip():
         raise ValueError(
             f"out_dir: {config.out_dir!r} names no folder; allowed: a folder path, or None to "
