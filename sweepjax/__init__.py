@@ -36,6 +36,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {  # public name: (module, attribute 
     "export_member": ("sweepjax.checkpoint", "export_member"),
     "FolderBusy": ("sweepjax.lock", "FolderBusy"),
     "from_arrays": ("sweepjax.data", "from_arrays"),
+    "from_examples": ("sweepjax.data", "from_examples"),
     "HParams": ("sweepjax.space", "HParams"),
     "init_population": ("sweepjax.population", "init_population"),
     "Interrupted": ("sweepjax.errors", "Interrupted"),
@@ -60,6 +61,8 @@ _LAZY: dict[str, tuple[str, str | None]] = {  # public name: (module, attribute 
     "run": ("sweepjax.sweep", "run"),
     "schedule_parameters": ("sweepjax.schedules", "schedule_parameters"),
     "SearchSpace": ("sweepjax.space", "SearchSpace"),
+    "Task": ("sweepjax.tasks", "Task"),
+    "TASKS": ("sweepjax.tasks", "TASKS"),
     "StorageError": ("sweepjax.errors", "StorageError"),
     "sweep_status": ("sweepjax.report", "sweep_status"),
     "Uniform": ("sweepjax.space", "Uniform"),
@@ -81,6 +84,7 @@ if TYPE_CHECKING:
     from sweepjax.data import Augment as Augment
     from sweepjax.data import Dataset as Dataset
     from sweepjax.data import from_arrays as from_arrays
+    from sweepjax.data import from_examples as from_examples
     from sweepjax.data import load_dataset as load_dataset
     from sweepjax.errors import EXIT_INTERRUPTED as EXIT_INTERRUPTED
     from sweepjax.errors import Interrupted as Interrupted
@@ -117,6 +121,8 @@ if TYPE_CHECKING:
     from sweepjax.space import Uniform as Uniform
     from sweepjax.sweep import resume as resume
     from sweepjax.sweep import run as run
+    from sweepjax.tasks import TASKS as TASKS
+    from sweepjax.tasks import Task as Task
 
 __all__ = sorted(_LAZY)
 

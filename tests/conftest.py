@@ -15,7 +15,6 @@ import pytest
 
 import sweepjax
 from sweepjax.placement import use_cpu_cores
-from sweepjax.results import METRICS
 
 use_cpu_cores(2)  # before JAX computes anything; a subprocess's own XLA_FLAGS win
 # Parity tests compare algorithms, not matmul precision: full float32 on GPUs too (their
@@ -83,12 +82,23 @@ def make_tiny_data(
     return sweepjax.from_arrays(x, y, xt, yt, val_size=val_size, name=name)
 
 
+# The metric columns of a classification sweep's results.csv, after `status, diverged_at_step`.
+CLASSIFICATION_METRICS = (
+    "final_train_loss",
+    "final_val_loss",
+    "final_val_accuracy",
+    "best_val_accuracy",
+    "test_loss",
+    "test_accuracy",
+)
+
+
 def result_row(member: int, accuracy: float, diverged_at: int = -1, **hyperparameters) -> dict:
     """A `results.csv` row: its hyperparameters, `accuracy` for every metric, `status` "ok", or
     "diverged" at step `diverged_at` when that is not -1."""
-    row = {"member": member, **hyperparameters, **dict.fromkeys(METRICS, accuracy)}
     status = "ok" if diverged_at < 0 else "diverged"
-    return {**row, "status": status, "diverged_at_step": diverged_at}
+    row = {"member": member, **hyperparameters, "status": status, "diverged_at_step": diverged_at}
+    return {**row, **dict.fromkeys(CLASSIFICATION_METRICS, accuracy)}
 
 
 @pytest.fixture(scope="session")

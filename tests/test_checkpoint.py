@@ -45,7 +45,7 @@ def _config(tiny_config, out: Path, **changes) -> sweepjax.Config:
 def _final_state(config, data) -> dict:
     """The latest checkpoint of `config.out_dir`, restored onto this device."""
     program = program_of(config)
-    example = jax.numpy.asarray(data.train_x[: config.batch_size])
+    example = jax.numpy.asarray(data.train["inputs"][: config.batch_size])
     with checkpoint._manager(config.out_dir, read_only=True) as manager:
         snapshot, bad = checkpoint.restore_latest(
             manager, restore_target(config, program, example, None)
@@ -216,7 +216,9 @@ def test_checkpoint_of_another_sweep_is_refused_without_touching_out_dir(
     with pytest.raises(sweepjax.CheckpointMismatch, match=r"space\.learning_rate: ") as err:
         sweepjax.resume(tmp_path, config=narrow, quiet=True, dataset=tiny_data)
     assert "model" not in str(err.value) and "--overwrite" in str(err.value)
-    other_data = tiny_data._replace(train_x=tiny_data.train_x + 1.0)
+    other_data = tiny_data._replace(
+        train={**tiny_data.train, "inputs": tiny_data.train["inputs"] + 1.0}
+    )
     with pytest.raises(sweepjax.CheckpointMismatch, match=r"data\.fingerprint"):
         sweepjax.run(config, quiet=True, dataset=other_data)
     assert _tree_bytes(tmp_path) == before
@@ -268,9 +270,9 @@ def test_exported_member_loads_with_plain_orbax_and_flax(tiny_config, tiny_data,
     # Only orbax and flax from here on (the module definition aside).
     variables = ocp.StandardCheckpointer().restore((tmp_path / "m5" / "checkpoint").absolute())
     module = build_model(config.model)
-    logits = module.apply(variables, jax.numpy.asarray(tiny_data.val_x, jax.numpy.float32))
+    logits = module.apply(variables, jax.numpy.asarray(tiny_data.val["inputs"], jax.numpy.float32))
     logits = np.asarray(logits)
-    correct = int(np.sum(logits.argmax(-1) == tiny_data.val_y))
+    correct = int(np.sum(logits.argmax(-1) == tiny_data.val["targets"]))
 
     row = read_rows(Path(config.out_dir) / "results.csv")[member]
     # The sweep evaluated in its own program (vmapped, in batches): its float32 logits may
@@ -278,7 +280,7 @@ def test_exported_member_loads_with_plain_orbax_and_flax(tiny_config, tiny_data,
     # two largest logits are within 1e-5 (relative) of each other may count otherwise there.
     top = np.sort(logits, -1)
     near_ties = int(np.sum(top[:, -1] - top[:, -2] <= 1e-5 * np.abs(logits).max(-1)))
-    n = len(tiny_data.val_y)
+    n = len(tiny_data.val["targets"])
     counted = round(float(row["final_val_accuracy"]) * n)
     assert np.float32(row["final_val_accuracy"]) == np.float32(counted) / np.float32(n)
     assert abs(counted - correct) <= near_ties

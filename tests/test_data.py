@@ -15,10 +15,13 @@ from sweepjax.data import DataCacheWarning, batch_indices, from_arrays, load_dat
 
 def test_mnist1d_is_the_papers_default_split():
     ds = load_dataset("mnist1d", val_size=500, normalization="none")
-    assert (len(ds.train_y) + len(ds.val_y), len(ds.test_y)) == (4000, 1000)
-    assert ds.train_x.shape[1:] == (40,) and ds.num_classes == 10
+    assert (len(ds.train["targets"]) + len(ds.val["targets"]), len(ds.test["targets"])) == (
+        4000,
+        1000,
+    )
+    assert ds.train["inputs"].shape[1:] == (40,) and ds.num_classes == 10
     again = load_dataset("mnist1d", val_size=500, normalization="none")  # from the cache
-    np.testing.assert_array_equal(ds.val_x, again.val_x)
+    np.testing.assert_array_equal(ds.val["inputs"], again.val["inputs"])
 
 
 def test_a_damaged_mnist1d_cache_is_regenerated(tmp_path, monkeypatch):
@@ -28,12 +31,12 @@ def test_a_damaged_mnist1d_cache_is_regenerated(tmp_path, monkeypatch):
     expected = rf"the cached MNIST-1D {re.escape(str(cached))} is damaged .*; regenerating it\.$"
     with pytest.warns(DataCacheWarning, match=expected):
         ds = load_dataset("mnist1d", val_size=500, normalization="none")
-    assert (len(ds.train_y), len(ds.test_y)) == (3500, 1000)
+    assert (len(ds.train["targets"]), len(ds.test["targets"])) == (3500, 1000)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mnist1d.npz"]  # no temporary file
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # read back from the new cache, without a warning
         again = load_dataset("mnist1d", val_size=500, normalization="none")
-    np.testing.assert_array_equal(ds.val_x, again.val_x)
+    np.testing.assert_array_equal(ds.val["inputs"], again.val["inputs"])
 
 
 def test_mnist1d_loads_when_the_cache_cannot_be_written(tmp_path, monkeypatch):
@@ -72,7 +75,7 @@ def test_tfds_sets_train_end_to_end(name, shape):
     with tfds.testing.mock_data(num_examples=40):
         result = sweepjax.run(config, quiet=True)
         dataset = load_dataset(config.dataset, 8)
-    assert dataset.train_x.shape[1:] == shape and dataset.num_classes == 10
+    assert dataset.train["inputs"].shape[1:] == shape and dataset.num_classes == 10
     assert len(result.rows) == 2 and result.summary["steps_done"] == 4
 
 
@@ -100,8 +103,8 @@ def test_normalisation_uses_train_statistics_per_channel():
     rng = np.random.default_rng(0)
     images = rng.normal(3.0, 2.0, size=(50, 4, 4, 3)) * np.array([1.0, 10.0, 100.0])
     ds = normalize(from_arrays(images, np.zeros(50), images[:5], np.zeros(5), 10), "standard")
-    np.testing.assert_allclose(ds.train_x.mean(axis=(0, 1, 2)), 0.0, atol=1e-5)
-    np.testing.assert_allclose(ds.train_x.std(axis=(0, 1, 2)), 1.0, atol=1e-4)
+    np.testing.assert_allclose(ds.train["inputs"].mean(axis=(0, 1, 2)), 0.0, atol=1e-5)
+    np.testing.assert_allclose(ds.train["inputs"].std(axis=(0, 1, 2)), 1.0, atol=1e-4)
     with pytest.raises(ValueError, match=r"normalize: unknown 'zscore'; allowed: \['standard'"):
         normalize(ds, "zscore")
 

@@ -4,7 +4,6 @@ same batches) must train differently. One compiled program per key."""
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -51,10 +50,11 @@ def test_a_key_that_changes_training_is_not_ignored(
     program, hparams = program_of(config), sample_hparams(config)
     hparams = sweepjax.HParams({**hparams.values, "seed": np.zeros(2, np.int32)})
     np.testing.assert_allclose(np.sort(hparams[key]), sorted(values), rtol=1e-6)  # float32
-    x, y = jnp.asarray(tiny_data.train_x), jnp.asarray(tiny_data.train_y)
+    train = jax.device_put(tiny_data.train)
+    x = train["inputs"]
     pop = init_population(program, hparams, x[: config.batch_size])
     _, losses = make_train_chunk(program, config.steps)(
-        pop, hparams, x, y, jax.random.key(config.seed)
+        pop, hparams, train, jax.random.key(config.seed)
     )
     losses = np.asarray(losses)
     assert np.isfinite(losses).all()
@@ -88,9 +88,9 @@ def test_streamed_placement_trains_from_host_blocks(tiny_config, tiny_images, mo
     blocks = []
     host_block = stream.host_block
 
-    def counted(x, y, data_key, start, length, batch):
+    def counted(train, data_key, start, length, batch):
         blocks.append((start, length))
-        return host_block(x, y, data_key, start, length, batch)
+        return host_block(train, data_key, start, length, batch)
 
     monkeypatch.setattr(stream, "host_block", counted)
     config = tiny_config.replace(population=2, steps=20, batch_size=12, eval_every=10)

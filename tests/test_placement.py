@@ -42,9 +42,9 @@ def tiny():
 def _train(config, data, width=None, mesh=None, steps=12):
     program = program_of(config)
     hp = placement.place(jax.device_put(sample_hparams(config)), mesh)
-    x, y = placement.replicate((jax.device_put(data.train_x), jax.device_put(data.train_y)), mesh)
-    pop = placement.place(init_population(program, hp, x[: config.batch_size]), mesh)
-    pop, losses = make_train_chunk(program, steps, width, mesh)(pop, hp, x, y, jax.random.key(0))
+    train = placement.replicate(jax.device_put(data.train), mesh)
+    pop = placement.place(init_population(program, hp, train["inputs"][: config.batch_size]), mesh)
+    pop, losses = make_train_chunk(program, steps, width, mesh)(pop, hp, train, jax.random.key(0))
     return np.asarray(losses), jax.tree.map(np.asarray, pop.params)
 
 
@@ -60,8 +60,8 @@ def test_the_result_does_not_depend_on_the_width(tiny_config, tiny_data, width):
 def _tiny_sweep(config, data):
     program = program_of(config)
     hp = jax.device_put(sample_hparams(config))
-    x, y = jax.device_put(data.train_x), jax.device_put(data.train_y)
-    return program, init_population(program, hp, x[: config.batch_size]), hp, x, y
+    train = jax.device_put(data.train)
+    return program, init_population(program, hp, train["inputs"][: config.batch_size]), hp, train
 
 
 def test_a_fixed_width_is_kept_and_auto_tries_widths_widest_first(
@@ -127,9 +127,9 @@ def test_a_sweep_tries_widths_on_its_own_chunks_and_reports_them(
 def test_memory_plan_and_a_member_that_cannot_fit(tiny_config, tiny_data, monkeypatch):
     program = program_of(tiny_config)
     hp = jax.device_put(sample_hparams(tiny_config))
-    x, y = jax.device_put(tiny_data.train_x), jax.device_put(tiny_data.train_y)
-    pop = init_population(program, hp, x[:16])
-    plan = placement.plan_memory(program, pop, hp, x, y)
+    train = jax.device_put(tiny_data.train)
+    pop = init_population(program, hp, train["inputs"][:16])
+    plan = placement.plan_memory(program, pop, hp, train)
     assert plan.state_per_member > 0 and plan.temp_per_member > 0 and plan.limit > 0
     assert plan.max_width(8) == 8
     small = placement.MemoryPlan(
@@ -141,14 +141,14 @@ def test_memory_plan_and_a_member_that_cannot_fit(tiny_config, tiny_data, monkey
     assert small.max_width(8) == 2  # a population larger than the memory runs in groups
     monkeypatch.setattr(placement, "device_memory", lambda device=None: 1000)
     with pytest.raises(placement.DoesNotFit, match="a group of 2 members needs about"):
-        placement.width_search("auto", program, pop, hp, x, y)
+        placement.width_search("auto", program, pop, hp, train)
 
 
 def test_a_population_whose_state_cannot_fit_is_refused_from_shapes(
     tiny_config, tiny_data, monkeypatch
 ):
     monkeypatch.setattr(placement, "device_memory", lambda device=None: 16 * 2**30)
-    program, x = program_of(tiny_config), tiny_data.train_x[:16]
+    program, x = program_of(tiny_config), tiny_data.train["inputs"][:16]
     columns = complete_hparams(tiny_config, {"seed": np.zeros(2, np.int32)})
     with count_compiles() as compiles:
         placement.check_fits(program, columns, x, 10**6)  # about 2 GiB of state: fits
@@ -203,13 +203,13 @@ for width in (None, 1):
 wide = config.replace(population=16)  # 4 members per device: the search tries 4, then 2
 program = program_of(wide)
 hp = placement.place(jax.device_put(sample_hparams(wide)), mesh)
-x, y = placement.replicate((jax.device_put(data.train_x), jax.device_put(data.train_y)), mesh)
-pop = placement.place(init_population(program, hp, x[:16]), mesh)
-search = placement.width_search("auto", program, pop, hp, x, y, mesh=mesh, member_steps=10**9)
+train = placement.replicate(jax.device_put(data.train), mesh)
+pop = placement.place(init_population(program, hp, data.train["inputs"][:16]), mesh)
+search = placement.width_search("auto", program, pop, hp, train, mesh=mesh, member_steps=10**9)
 widths = []
 while search.searching:
     widths.append(search.width)
-    pop, _ = make_train_chunk(program, 2, search.width, mesh)(pop, hp, x, y, jax.random.key(0))
+    pop, _ = make_train_chunk(program, 2, search.width, mesh)(pop, hp, train, jax.random.key(0))
     search.record(1.0, 0.0, 64)
 out["tried"] = widths
 result = sweepjax.run(config.replace(population=6, steps=20), dataset=data, quiet=True)

@@ -21,11 +21,12 @@ from sweepjax.sweep import program_of, sample_hparams
 
 
 def _start(config, data, hparams=None):
-    """`(program, hparams, x, y, population)`: a fresh population and what its chunks take."""
+    """`(program, hparams, train, population)`: a fresh population and what its chunks take."""
     program = program_of(config)
     hparams = hparams or sample_hparams(config)
-    x, y = jnp.asarray(data.train_x), jnp.asarray(data.train_y)
-    return program, hparams, x, y, init_population(program, hparams, x[: config.batch_size])
+    train = jax.device_put(data.train)
+    inputs = train["inputs"][: config.batch_size]
+    return program, hparams, train, init_population(program, hparams, inputs)
 
 
 def _member_state(pop, member: int) -> list[np.ndarray]:
@@ -36,9 +37,9 @@ def _member_state(pop, member: int) -> list[np.ndarray]:
 
 def _train(config, data, hparams=None, steps=None):
     """Train a population directly; return the final population and per-step losses."""
-    program, hparams, x, y, pop = _start(config, data, hparams)
+    program, hparams, train, pop = _start(config, data, hparams)
     pop, losses = make_train_chunk(program, steps or config.steps)(
-        pop, hparams, x, y, jax.random.key(config.seed)
+        pop, hparams, train, jax.random.key(config.seed)
     )
     return pop, np.asarray(losses), hparams
 
@@ -116,7 +117,8 @@ def test_parity_with_a_plain_flax_optax_loop(
     # 0.000999987, another computation (Adam's second moment 1.3e-5 apart), not a rounding.
     hp = {k: jnp.float32(v) for k, v in {**_float_defaults(reference), **space}.items()}
     module = _Linen()
-    x, y = jnp.asarray(tiny_data.train_x), jnp.asarray(tiny_data.train_y)
+    train = jax.device_put(tiny_data.train)
+    x, y = train["inputs"], train["targets"]
     params = module.init(jax.random.split(jax.random.key(1))[0], x[:16])["params"]
     opt_state = reference(**hp).init(params)
     dtype = jnp.dtype(precision)
@@ -169,7 +171,7 @@ def test_parity_with_a_plain_flax_optax_loop(
         # Within these bounds float32 products pass for bfloat16 ones; the program tells them
         # apart: every product of the chunk, forward and backward, is in bfloat16.
         chunk = make_train_chunk(program_of(config), config.steps)
-        text = chunk.lower(pop, hparams, x, y, jax.random.key(config.seed)).as_text()
+        text = chunk.lower(pop, hparams, train, jax.random.key(config.seed)).as_text()
         dots = [line for line in text.splitlines() if "dot_general" in line]
         assert dots and all("f32" not in line for line in dots), dots
 
@@ -183,9 +185,8 @@ def test_mixed_precision_with_batch_norm_trains_and_evaluates(tiny_config, tiny_
     assert np.isfinite(losses).all()
     stats = jax.tree.leaves(pop.model_state)
     assert stats and all(leaf.dtype == jnp.float32 for leaf in stats)
-    x, y = jnp.asarray(tiny_data.val_x), jnp.asarray(tiny_data.val_y)
-    loss, accuracy = make_evaluate(program_of(config), 16)(pop, x, y)
-    assert np.isfinite(loss).all() and (np.asarray(accuracy) > 0).all()
+    metrics = make_evaluate(program_of(config), 16)(pop, jax.device_put(tiny_data.val))
+    assert np.isfinite(metrics["loss"]).all() and (np.asarray(metrics["accuracy"]) > 0).all()
 
 
 def test_mixed_precision_computes_in_bfloat16(tiny_config, tiny_data):
@@ -194,10 +195,11 @@ def test_mixed_precision_computes_in_bfloat16(tiny_config, tiny_data):
     for precision in ("float32", "bfloat16"):
         config = tiny_config.replace(precision=precision)
         program = program_of(config)
-        x, y = jnp.asarray(tiny_data.train_x), jnp.asarray(tiny_data.train_y)
+        train = jax.device_put(tiny_data.train)
+        x = train["inputs"]
         pop = init_population(program, sample_hparams(config), x[:16])
         lowered = make_train_chunk(program, 5).lower(
-            pop, sample_hparams(config), x, y, jax.random.key(0)
+            pop, sample_hparams(config), train, jax.random.key(0)
         )
         hlo[precision] = lowered.as_text()
     assert "bf16" not in hlo["float32"]
@@ -256,11 +258,11 @@ def test_a_diverged_members_whole_state_stays_frozen(tiny_config, tiny_data):
         steps=1,
         space={"learning_rate": sweepjax.Choice([0.01, 1e6]), "momentum": 0.9},
     )
-    program, hparams, x, y, pop = _start(config, tiny_data)
+    program, hparams, train, pop = _start(config, tiny_data)
     step = make_train_chunk(program, 1)
     states, alive = [], []
     for _ in range(30):
-        pop, _ = step(pop, hparams, x, y, jax.random.key(config.seed))
+        pop, _ = step(pop, hparams, train, jax.random.key(config.seed))
         states.append(_member_state(pop, 1))
         alive.append(bool(pop.alive[1]))
     diverged = alive.index(False)
@@ -278,10 +280,10 @@ def test_a_diverged_member_never_trains_again_even_when_its_loss_would_be_finite
     """Member 1 is marked diverged with healthy parameters and rate: every later step would
     give it a finite loss and update, and none may apply."""
     config = tiny_config.replace(population=2, steps=5)
-    program, hparams, x, y, pop = _start(config, tiny_data)
+    program, hparams, train, pop = _start(config, tiny_data)
     pop = pop.replace(alive=jnp.array([True, False]), diverged_at=jnp.array([-1, 0], jnp.int32))
     before = _member_state(pop, 1)
-    pop, losses = make_train_chunk(program, 5)(pop, hparams, x, y, jax.random.key(config.seed))
+    pop, losses = make_train_chunk(program, 5)(pop, hparams, train, jax.random.key(config.seed))
     losses = np.asarray(losses)
     assert np.isfinite(losses[:, 0]).all() and np.isnan(losses[:, 1]).all()
     assert np.asarray(pop.alive).tolist() == [True, False]
@@ -299,7 +301,7 @@ def test_an_update_that_overflows_a_parameter_with_a_finite_loss_is_divergence(
     config = tiny_config.replace(
         search="grid", population=2, steps=1, space={"learning_rate": sweepjax.Choice([0.01, 1e36])}
     )
-    program, hparams, x, y, pop = _start(config, tiny_data)
+    program, hparams, train, pop = _start(config, tiny_data)
     biggest = np.finfo(np.float32).max
     output_bias = pop.params["Dense_1"]["bias"]  # [P, classes]
     params = {
@@ -308,7 +310,7 @@ def test_an_update_that_overflows_a_parameter_with_a_finite_loss_is_divergence(
     }
     pop = pop.replace(params=params)
     before = _member_state(pop, 1)
-    pop, losses = make_train_chunk(program, 1)(pop, hparams, x, y, jax.random.key(config.seed))
+    pop, losses = make_train_chunk(program, 1)(pop, hparams, train, jax.random.key(config.seed))
     assert np.isfinite(np.asarray(losses)[0]).all()  # the loss before the failed update
     assert np.asarray(pop.alive).tolist() == [True, False]
     assert int(pop.diverged_at[1]) == 0
@@ -342,14 +344,15 @@ def test_a_chunk_is_one_device_program_with_no_host_round_trip(tiny_config, tiny
     """Invariant 5: no host callback, infeed or outfeed inside a chunk, no implicit transfer."""
     program = program_of(tiny_config)
     hparams = jax.device_put(sample_hparams(tiny_config))
-    x, y = jax.device_put(tiny_data.train_x), jax.device_put(tiny_data.train_y)
+    train = jax.device_put(tiny_data.train)
+    x = train["inputs"]
     pop = init_population(program, hparams, x[: tiny_config.batch_size])
     key = jax.device_put(jax.random.key(0))
     chunk = make_train_chunk(program, 5)
-    text = chunk.lower(pop, hparams, x, y, key).as_text().lower()
+    text = chunk.lower(pop, hparams, train, key).as_text().lower()
     assert not any(word in text for word in ("callback", "infeed", "outfeed", "send", "recv"))
     with jax.transfer_guard("disallow"):
-        pop, losses = chunk(pop, hparams, x, y, key)
+        pop, losses = chunk(pop, hparams, train, key)
     assert losses.shape == (5, tiny_config.population)
 
 
@@ -365,7 +368,8 @@ def test_the_schedule_drives_training_at_the_right_step(tiny_config, tiny_data):
         population=2,
         steps=20,
     )
-    x, y = jnp.asarray(tiny_data.train_x), jnp.asarray(tiny_data.train_y)
+    train = jax.device_put(tiny_data.train)
+    x, y = train["inputs"], train["targets"]
     key = jax.random.key(config.seed)
 
     def params_at_10_and_20(config):
@@ -373,9 +377,9 @@ def test_the_schedule_drives_training_at_the_right_step(tiny_config, tiny_data):
         program, hparams = program_of(config), sample_hparams(config)
         pop = init_population(program, hparams, x[: config.batch_size])
         chunk = make_train_chunk(program, 10)
-        pop, losses_a = chunk(pop, hparams, x, y, key)
+        pop, losses_a = chunk(pop, hparams, train, key)
         at_10 = jax.tree.map(np.asarray, pop.params)
-        pop, losses_b = chunk(pop, hparams, x, y, key)
+        pop, losses_b = chunk(pop, hparams, train, key)
         at_20 = jax.tree.map(np.asarray, pop.params)
         return at_10, at_20, np.concatenate([np.asarray(losses_a), np.asarray(losses_b)])
 
@@ -426,15 +430,15 @@ def test_a_members_values_changed_between_chunks_take_effect(tiny_config, tiny_d
     change the second, as population-based training needs."""
     names = {"learning_rate": 0.05, "momentum": 0.0, "weight_decay": 0.0}
     config = tiny_config.replace(space=names, population=2, steps=5)
-    program, first, x, y, pop = _start(config, tiny_data)
+    program, first, train, pop = _start(config, tiny_data)
     chunk, key = make_train_chunk(program, 5), jax.random.key(config.seed)
     changed = sweepjax.HParams(
         {**first.values, "momentum": np.float32([0.0, 0.9]), "weight_decay": np.float32([0.0, 0.5])}
     )
-    pop, _ = chunk(pop, first, x, y, key)
-    kept, kept_losses = chunk(jax.tree.map(jnp.copy, pop), first, x, y, key)
+    pop, _ = chunk(pop, first, train, key)
+    kept, kept_losses = chunk(jax.tree.map(jnp.copy, pop), first, train, key)
     with count_compiles() as compiles:
-        moved, moved_losses = chunk(pop, changed, x, y, key)
+        moved, moved_losses = chunk(pop, changed, train, key)
     assert compiles[0] == 0  # new values are data (invariant 1)
     kept_losses, moved_losses = np.asarray(kept_losses), np.asarray(moved_losses)
     assert_same(moved_losses[:, 0], kept_losses[:, 0])  # member 0's values did not change

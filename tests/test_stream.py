@@ -6,7 +6,6 @@ import threading
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import assert_same, count_compiles
@@ -36,15 +35,16 @@ def test_device_and_stream_chunks_are_bitwise_the_same(tiny_config, tiny_images)
     config = _image_config(tiny_config)
     program, hparams = program_of(config), sample_hparams(config)
     data, key, steps = tiny_images, jax.random.key(config.seed), 10  # an epoch is 8 steps
-    x, y = jnp.asarray(data.train_x), jnp.asarray(data.train_y)
+    train = jax.device_put(data.train)
+    x = train["inputs"]
 
     def fresh():
         return init_population(program, hparams, x[: config.batch_size])
 
-    on_device, device_losses = make_train_chunk(program, steps)(fresh(), hparams, x, y, key)
-    block = stream.host_block(data.train_x, data.train_y, key, 0, steps, config.batch_size)
+    on_device, device_losses = make_train_chunk(program, steps)(fresh(), hparams, train, key)
+    block = stream.host_block(data.train, key, 0, steps, config.batch_size)
     assert block[0].shape == (steps, config.batch_size, 6, 6, 2)
-    streamed, stream_losses = make_stream_chunk(program, steps)(fresh(), hparams, *block, key)
+    streamed, stream_losses = make_stream_chunk(program, steps)(fresh(), hparams, block, key)
     # Two programs (the batch gathered inside one, passed to the other) with the same
     # arithmetic: bitwise on the CPU, to float32 rounding on a GPU (`conftest.assert_same`).
     assert_same(np.asarray(stream_losses), np.asarray(device_losses))
@@ -161,15 +161,11 @@ def test_augmentation_is_shared_by_every_member(tiny_config, tiny_images):
     """Member i trains the same alone as in the population: its batches do not depend on i."""
     config = _image_config(tiny_config)
     program, hparams = program_of(config), sample_hparams(config)
-    x, y, key = (
-        jnp.asarray(tiny_images.train_x),
-        jnp.asarray(tiny_images.train_y),
-        jax.random.key(0),
-    )
+    data, key = jax.device_put(tiny_images.train), jax.random.key(0)
 
     def train(hp):
-        pop = init_population(program, hp, x[: config.batch_size])
-        return make_train_chunk(program, 10)(pop, hp, x, y, key)[1]
+        pop = init_population(program, hp, data["inputs"][: config.batch_size])
+        return make_train_chunk(program, 10)(pop, hp, data, key)[1]
 
     losses = np.asarray(train(hparams))
     alone = np.asarray(train(hparams.select([2])))
@@ -199,7 +195,7 @@ def test_labels_out_of_range_are_refused_before_compiling(tiny_config, tiny_data
     x = np.zeros((10, 3))
     with pytest.raises(ValueError, match=r"'arrays' train labels span \[0, 5\]; allowed: 0 to 2"):
         sweepjax.from_arrays(x, np.arange(10) % 6, x, np.zeros(10), 2, num_classes=3)
-    bad = tiny_data._replace(val_y=tiny_data.val_y + 3)
+    bad = tiny_data._replace(val={**tiny_data.val, "targets": tiny_data.val["targets"] + 3})
     with (
         count_compiles() as compiles,
         pytest.raises(

@@ -2,7 +2,6 @@
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -17,10 +16,11 @@ from sweepjax.sweep import program_of, sample_hparams
 def _train(config, data):
     program = program_of(config)
     hparams = sample_hparams(config)
-    x, y = jnp.asarray(data.train_x), jnp.asarray(data.train_y)
+    train = jax.device_put(data.train)
+    x = train["inputs"]
     pop = init_population(program, hparams, x[: config.batch_size])
     pop, losses = make_train_chunk(program, config.steps)(
-        pop, hparams, x, y, jax.random.key(config.seed)
+        pop, hparams, train, jax.random.key(config.seed)
     )
     return pop, np.asarray(losses), hparams
 
@@ -36,7 +36,8 @@ def test_member_batch_size_matches_a_plain_run_on_the_first_examples(tiny_config
     pop, losses, hparams = _train(config, tiny_data)
     module = sweepjax.build_model(config.model)
     tx = optax.sgd(0.1, momentum=0.9)
-    x, y = jnp.asarray(tiny_data.train_x), jnp.asarray(tiny_data.train_y)
+    train = jax.device_put(tiny_data.train)
+    x, y = train["inputs"], train["targets"]
     for member, size in enumerate([4, 9, 16]):
         params = module.init(jax.random.split(jax.random.key(member))[0], x[:1])["params"]
         state = tx.init(params)
@@ -81,14 +82,15 @@ def test_each_member_draws_its_own_dropout_masks(tiny_config, tiny_data):
         space={"learning_rate": 1e-30, "dropout": 0.5}, population=4, steps=6
     )
     program, hparams = program_of(config), sample_hparams(config)
-    x, y = jnp.asarray(tiny_data.train_x), jnp.asarray(tiny_data.train_y)
+    train = jax.device_put(tiny_data.train)
+    x = train["inputs"]
     key = jax.random.key(config.seed)
 
     def losses_of(hparams):
         pop = init_population(program, hparams, x[: config.batch_size])
         same_start = jax.tree.map(lambda p: p.at[:].set(p[0]), pop.params)
         pop = pop.replace(params=same_start)
-        return np.asarray(make_train_chunk(program, config.steps)(pop, hparams, x, y, key)[1])
+        return np.asarray(make_train_chunk(program, config.steps)(pop, hparams, train, key)[1])
 
     no_dropout = losses_of(sample_hparams(config.replace(space={**config.space, "dropout": 0.0})))
     assert_same(no_dropout[:, 0], no_dropout[:, 1])  # without masks the two are one
@@ -137,9 +139,10 @@ def test_batch_norm_statistics_are_per_member(tiny_config, tiny_data):
         {**sample_hparams(alone_config).values, "seed": np.array([1], np.int32)}
     )
     program = program_of(alone_config)
-    x, y = jnp.asarray(tiny_data.train_x), jnp.asarray(tiny_data.train_y)
+    train = jax.device_put(tiny_data.train)
+    x = train["inputs"]
     alone = init_population(program, alone_hp, x[:16])
-    alone, _ = make_train_chunk(program, 10)(alone, alone_hp, x, y, jax.random.key(0))
+    alone, _ = make_train_chunk(program, 10)(alone, alone_hp, train, jax.random.key(0))
     for a, b in zip(
         jax.tree.leaves(alone.model_state), jax.tree.leaves(pop.model_state), strict=True
     ):

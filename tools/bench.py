@@ -154,37 +154,37 @@ def run_engine(
     program = program_of(config)
     mesh = placement.population_mesh(row.population)
     hparams = placement.place(jax.device_put(sample_hparams(config)), mesh)
-    x, y = placement.replicate((jax.device_put(data.train_x), jax.device_put(data.train_y)), mesh)
+    train = placement.replicate(jax.device_put(data.train), mesh)
     key = jax.random.key(config.seed)
     lengths = [chunk] * (row.steps // chunk) + ([row.steps % chunk] if row.steps % chunk else [])
 
     def fresh():
-        pop = init_population(program, hparams, x[: row.batch])
+        pop = init_population(program, hparams, train["inputs"][: row.batch])
         return jax.block_until_ready(placement.place(pop, mesh))
 
     pop = fresh()
     start = time.perf_counter()
     if width is not None:
         search = placement.width_search(
-            width, program, pop, hparams, x, y, mesh=mesh,
+            width, program, pop, hparams, train, mesh=mesh,
             member_steps=row.population * (row.sweep_steps or row.steps),
         )  # fmt: skip
         while search.searching:  # the first chunks of a sweep try the widths, as in `run`
             began = time.perf_counter()
             fn = make_train_chunk(program, chunk, search.width, mesh)
-            fn = fn.lower(pop, hparams, x, y, key).compile()
+            fn = fn.lower(pop, hparams, train, key).compile()
             compiled = time.perf_counter()
-            pop, losses = jax.block_until_ready(fn(pop, hparams, x, y, key))
+            pop, losses = jax.block_until_ready(fn(pop, hparams, train, key))
             seconds = time.perf_counter() - compiled
             search.record(seconds, compiled - began, row.population * chunk)
         width = search.width
     compiled = {
-        n: make_train_chunk(program, n, width, mesh).lower(pop, hparams, x, y, key).compile()
+        n: make_train_chunk(program, n, width, mesh).lower(pop, hparams, train, key).compile()
         for n in sorted(set(lengths))
     }
     compile_seconds = time.perf_counter() - start
     for n in compiled:  # warm-up: first-call allocations stay off the clock
-        pop, losses = compiled[n](pop, hparams, x, y, key)
+        pop, losses = compiled[n](pop, hparams, train, key)
         jax.block_until_ready(losses)
 
     seconds = float("inf")
@@ -193,7 +193,7 @@ def run_engine(
         chunks = []
         start = time.perf_counter()
         for n in lengths:
-            pop, losses = compiled[n](pop, hparams, x, y, key)
+            pop, losses = compiled[n](pop, hparams, train, key)
             chunks.append(np.asarray(losses))  # the host reads losses per chunk, as sweeps do
         jax.block_until_ready(pop)
         seconds = min(seconds, time.perf_counter() - start)
@@ -275,7 +275,7 @@ def make_scan_train(module: nn.Module):
 
 def shared_batches(row: Row, data: Dataset) -> tuple[jax.Array, jax.Array]:
     """The engine's minibatch stream for every step, gathered on the device: `[steps, batch, ...]`."""
-    x, y = jax.device_put(data.train_x), jax.device_put(data.train_y)
+    x, y = jax.device_put(data.train["inputs"]), jax.device_put(data.train["targets"])
     key = jax.random.key(row.config(data.num_classes).seed)
     steps = jnp.arange(row.steps)
     idx = jax.jit(jax.vmap(lambda s: batch_indices(key, s, x.shape[0], row.batch)))(steps)
@@ -286,7 +286,7 @@ def step_indices(row: Row, data: Dataset) -> jax.Array:
     """The engine's minibatch indices of every step: `[steps, batch]`."""
     key = jax.random.key(row.config(data.num_classes).seed)
     steps = jnp.arange(row.steps)
-    n = data.train_x.shape[0]
+    n = data.train["inputs"].shape[0]
     return jax.jit(jax.vmap(lambda s: batch_indices(key, s, n, row.batch)))(steps)
 
 
@@ -318,7 +318,7 @@ def run_baseline(
     if way == "loop":
         # The Flax MNIST example's way: numpy arrays on the host, each step's batch indexed
         # there and passed to the jitted step (the epoch permutation is computed beforehand).
-        host_x, host_y = np.asarray(data.train_x), np.asarray(data.train_y)
+        host_x, host_y = np.asarray(data.train["inputs"]), np.asarray(data.train["targets"])
         host_idx = np.asarray(step_indices(row, data))
         warm = fn(params, opt_state, hp0, host_x[host_idx[0]], host_y[host_idx[0]])
     else:
@@ -379,8 +379,8 @@ def step_flops(row: Row, data: Dataset) -> tuple[float, str]:
     config = row.config(data.num_classes)
     module = build_model(config.model)
     hp, seed = _member_hparams(sample_hparams(config), 0)
-    xb = jnp.asarray(data.train_x[: row.batch])
-    yb = jnp.asarray(data.train_y[: row.batch])
+    xb = jnp.asarray(data.train["inputs"][: row.batch])
+    yb = jnp.asarray(data.train["targets"][: row.batch])
     params, opt_state = _init(module, seed, xb, hp)
     step = jax.jit(functools.partial(_loss_and_update, module))
     cost = step.lower(params, opt_state, hp, xb, yb).compile().cost_analysis()

@@ -117,15 +117,15 @@ class Setup:
 
     def __init__(self, config: Config, data: Dataset, indices: np.ndarray):
         hparams = sample_hparams(config)
-        pop = init_population(program_of(config), hparams, data.train_x[: config.batch_size])
+        pop = init_population(program_of(config), hparams, data.train["inputs"][: config.batch_size])
         self.params = torch_params(pop.params)  # every member, stacked
         self.hparams = {
             k: torch.from_numpy(np.array(hparams[k], np.float32))
             for k in ("learning_rate", "momentum", "weight_decay")
         }
-        self.model = torch_model(config.model, data.train_x.shape[1:])
-        self.x = torch.from_numpy(np.asarray(data.train_x, np.float32))
-        self.y = torch.from_numpy(np.asarray(data.train_y, np.int64))
+        self.model = torch_model(config.model, data.train["inputs"].shape[1:])
+        self.x = torch.from_numpy(np.asarray(data.train["inputs"], np.float32))
+        self.y = torch.from_numpy(np.asarray(data.train["targets"], np.int64))
         self.indices = torch.from_numpy(np.asarray(indices, np.int64))
 
     def member(self, i: int) -> nn.Module:

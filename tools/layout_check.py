@@ -82,11 +82,11 @@ def follow(
     mesh = placement.population_mesh(size, jax.devices()[:devices])
     hp = HParams({k: v[members] for k, v in sample_hparams(config).values.items()})
     hp = placement.place(hp, mesh)
-    x, y = placement.replicate((data.train_x, data.train_y), mesh)
-    pop = placement.place(init_population(program, hp, x[: config.batch_size]), mesh)
-    pop, losses = make_train_chunk(program, steps, width, mesh)(pop, hp, x, y, jax.random.key(1))
-    val_x, val_y = placement.replicate((data.val_x, data.val_y), mesh)
-    val_loss, _ = make_evaluate(program, 16, width, mesh)(pop, val_x, val_y)
+    train = placement.replicate(data.train, mesh)
+    pop = placement.place(init_population(program, hp, train["inputs"][: config.batch_size]), mesh)
+    pop, losses = make_train_chunk(program, steps, width, mesh)(pop, hp, train, jax.random.key(1))
+    val = placement.replicate(data.val, mesh)
+    val_loss = make_evaluate(program, 16, width, mesh)(pop, val)["loss"]
     at = list(members).index(MEMBER)
     out = {"losses": np.asarray(losses)[:, at], "val_loss": np.asarray(val_loss)[at]}
     for i, leaf in enumerate(jax.tree.leaves(pop.params)):

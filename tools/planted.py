@@ -40,7 +40,7 @@ POP, NUM, KEYS = (
 )
 LR = "learning_rate_at(program.schedule, step, hp)"
 OK = "ok = alive & jnp.isfinite(loss) & _all_finite(candidate)"
-FINAL_BEST = '"{}_val_accuracy": arrays["val_accuracy"][-1],\n        "{}_val_accuracy": best_val,'
+BEST = 'best(arrays[f"val_{task.rank_by}"], axis=0)'
 BUGS = [
     Planted("schedule-one-step-late", "population.py", LR, LR.replace("step", "step + 1", 1),
          POP + "the_schedule_drives_training_at_the_right_step"),
@@ -48,14 +48,14 @@ BUGS = [
          "set_hyperparameters(opt_state, hp, learning_rate)",
          'set_hyperparameters(opt_state, hp, hp["learning_rate"])',  # the initial rate throughout
          POP + "the_schedule_drives_training_at_the_right_step"),
-    Planted("validation-on-train", "training.py", "((dataset.val_x, dataset.val_y), mesh)",
-         "((dataset.train_x, dataset.train_y), mesh)",
+    Planted("validation-on-train", "training.py", "replicate(dataset.val, mesh)",
+         "replicate(dataset.train, mesh)",
          NUM + "each_members_metrics_are_its_parameters_on_the_right_split"),
-    Planted("test-on-validation", "training.py", "((dataset.test_x, dataset.test_y), mesh)",
-         "((dataset.val_x, dataset.val_y), mesh)",
+    Planted("test-on-validation", "training.py", "replicate(dataset.test, mesh)",
+         "replicate(dataset.val, mesh)",
          NUM + "each_members_metrics_are_its_parameters_on_the_right_split"),
-    Planted("eval-in-training-mode", "population.py", "model_state, xs, False,",
-         "model_state, xs, True,", NUM + "each_members_metrics_are_its_parameters_on_the_right_split"),
+    Planted("eval-in-training-mode", "population.py", "task.inputs(batch), False,",
+         "task.inputs(batch), True,", NUM + "each_members_metrics_are_its_parameters_on_the_right_split"),
     Planted("diverged-comes-back", "population.py", OK, OK.replace("alive & ", ""),
          POP + "a_diverged_member_never_trains_again_even_when_its_loss_would_be_finite"),
     Planted("divergence-by-loss-only", "population.py", OK, OK.replace(" & _all_finite(candidate)", ""),
@@ -71,12 +71,11 @@ BUGS = [
     Planted("chunk-loss-over-all-steps", "training.py", "total / np.maximum(alive_steps, 1)",
          "total / losses.shape[0]",
          NUM + "a_chunks_train_loss_averages_only_the_steps_a_member_was_alive"),
-    Planted("final-best-swapped", "training.py", FINAL_BEST.format("final", "best"),
-         FINAL_BEST.format("best", "final"), NUM + "best_so_far_and_final_columns_follow_the_curves"),
-    Planted("ranking-reversed", "results.py", "return sorted(ok, key=lambda r: -r[RANK_BY])",
-         "return sorted(ok, key=lambda r: r[RANK_BY])",
+    Planted("best-is-final", "training.py", BEST, 'arrays[f"val_{task.rank_by}"][-1]', NUM + "best_so_far_and_final_columns_follow_the_curves"),
+    Planted("ranking-reversed", "results.py", 'sign = -1.0 if direction == "max" else 1.0',
+         'sign = 1.0 if direction == "max" else -1.0',
          NUM + "ranking_and_summary_follow_the_final_validation_accuracy"),
-    Planted("summary-best-is-worst", "results.py", "best = max(ok,", "best = min(ok,",
+    Planted("summary-best-is-worst", "results.py", "best = ranked[0] if ranked", "best = ranked[-1] if ranked",
          NUM + "ranking_and_summary_follow_the_final_validation_accuracy"),
     Planted("last-step-not-saved", "training.py", "step % every == 0 or step == config.steps or",
          "step % every == 0 or",
