@@ -22,6 +22,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from sweepjax.dropout import Dropout
+from sweepjax.transformer import Transformer
+
 ACTIVATIONS: dict[str, Callable] = {
     "relu": nn.relu,
     "leaky_relu": nn.leaky_relu,
@@ -49,21 +52,6 @@ def _initializer(name: str) -> Callable:
     if name not in INITIALIZERS:
         raise ValueError(f"model.initializer: unknown {name!r}; allowed: {sorted(INITIALIZERS)}.")
     return INITIALIZERS[name]
-
-
-class Dropout(nn.Module):
-    """Inverted dropout whose rate is a call argument, so it may be a traced per-member value.
-
-    (`nn.Dropout` takes its rate as a static attribute and branches on it in Python.)
-    """
-
-    @nn.compact
-    def __call__(self, x: jax.Array, rate: jax.Array | float | None, train: bool) -> jax.Array:
-        if rate is None or not train:
-            return x
-        keep = 1.0 - rate
-        mask = jax.random.bernoulli(self.make_rng("dropout"), keep, x.shape)
-        return jnp.where(mask, x / jnp.asarray(keep, x.dtype), 0.0).astype(x.dtype)
 
 
 class _Block(nn.Module):
@@ -262,6 +250,7 @@ MODELS: dict[str, type[nn.Module]] = {
     "cnn2d": CNN2D,
     "resnet": ResNet,
     **dict.fromkeys(RESNETS, ResNet),
+    "transformer": Transformer,
 }
 
 

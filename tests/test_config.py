@@ -44,8 +44,8 @@ from sweepjax.sweep import sample_hparams
             r"model.width: 3 is not an option of 'mlp'; allowed: \[",
         ),
         (
-            {"model": {"name": "transformer"}},
-            r"model.name: unknown model 'transformer'; allowed: \[",
+            {"model": {"name": "perceiver"}},
+            r"model.name: unknown model 'perceiver'; allowed: \[",
         ),
         ({"steps": 0}, r"steps: 0 must be a positive integer"),
         ({"batch_size": 10_000}, r"batch_size: 10000 exceeds the 200 training examples"),
