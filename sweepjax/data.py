@@ -324,13 +324,60 @@ def _load_tfds(spec: str, val_size: int) -> Dataset:
     )
 
 
+def _load_text(spec: str, val_size: int) -> Dataset:
+    """`text:<corpus>[:<length>]`: next-token windows of a text (`sweepjax.text`)."""
+    from sweepjax.text import token_windows
+
+    _, _, rest = spec.partition(":")
+    corpus, _, length = rest.partition(":")
+    if length and not length.isdigit():
+        raise ValueError(f"dataset: {spec!r}: the window length {length!r} is not a whole number.")
+    windows = token_windows(corpus or "pydoc", int(length or 64), val_size, val_size)
+
+    def split(tokens):
+        return {"inputs": tokens[:, :-1], "targets": tokens[:, 1:]}
+
+    name = f"{spec} (sha256 {windows.digest})"
+    return Dataset(name, split(windows.train), split(windows.val), split(windows.test))
+
+
+def _load_sklearn(spec: str, val_size: int) -> Dataset:
+    """`sklearn:<name>`: a set scikit-learn ships (no download); a fifth is held out for test.
+
+    Float targets (regression) are standardised with the training split's mean and deviation,
+    so MSE is in units of the target's variance; integer targets are class labels.
+    """
+    name = spec.partition(":")[2]
+    try:
+        from sklearn import datasets
+    except ImportError as err:
+        raise ValueError(
+            f"dataset: {spec!r} needs scikit-learn: pip install 'sweepjax[datasets]'."
+        ) from err
+    bundled = ("breast_cancer", "diabetes", "digits", "iris", "linnerud", "wine")
+    if name not in bundled:
+        raise ValueError(f"dataset: {spec!r}: allowed: {[f'sklearn:{b}' for b in bundled]}.")
+    x, y = getattr(datasets, f"load_{name}")(return_X_y=True)
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(x))
+    test, train = order[: len(x) // 5], order[len(x) // 5 :]
+    if np.issubdtype(y.dtype, np.floating):
+        mean, std = y[train].mean(0), y[train].std(0)
+        y = (y - mean) / std
+    return from_arrays(x[train], y[train], x[test], y[test], val_size, spec)
+
+
 def load_dataset(name: str, val_size: int, normalization: str = "standard") -> Dataset:
-    """Load data set `name`: the embedded `mnist1d`, or `tfds:<name>[:<config>]`.
+    """Load data set `name`: `mnist1d`, `text:<corpus>[:<length>]`, `sklearn:<name>` or
+    `tfds:<name>[:<config>]`.
 
     Args:
-      name: `mnist1d`, or a tensorflow-datasets classification set as `tfds:<name>[:<config>]`
-        (read through `tfds.data_source`, which needs no TensorFlow).
-      val_size: examples carved from train (with a fixed seed) for validation.
+      name: the embedded `mnist1d`; `text:pydoc[:64]`, next-token windows of 64 byte tokens of
+        the Python documentation every Python ships (`sweepjax.text`); `sklearn:diabetes` and
+        the other small sets scikit-learn ships (extra `datasets`); or a tensorflow-datasets
+        classification set as `tfds:<name>[:<config>]` (read through `tfds.data_source`, which
+        needs no TensorFlow).
+      val_size: examples carved from train (with a fixed seed) for validation (for text, the
+        windows of validation and of test).
       normalization: see `normalize`.
 
     >>> load_dataset("mnist1d", val_size=500).describe()
@@ -341,9 +388,14 @@ def load_dataset(name: str, val_size: int, normalization: str = "standard") -> D
         dataset = from_arrays(a["x"], a["y"], a["x_test"], a["y_test"], val_size, name, 10)
     elif name.startswith("tfds:"):
         dataset = _load_tfds(name, val_size)
+    elif name.startswith("text:"):
+        dataset = _load_text(name, val_size)
+    elif name.startswith("sklearn:"):
+        dataset = _load_sklearn(name, val_size)
     else:
         raise ValueError(
             f"dataset: unknown data set {name!r}; allowed: the embedded {list(EMBEDDED)}, "
+            "'text:pydoc[:<length>]', 'sklearn:<name>' (e.g. 'sklearn:diabetes'), "
             "'tfds:<name>[:<config>]' for tensorflow-datasets (e.g. 'tfds:cifar10'), "
             "or arrays through sweepjax.data.from_arrays(...)."
         )

@@ -118,12 +118,19 @@ def _integer_labels(targets: Any, output_shape: tuple[int, ...]) -> str | None:
 # Regression: float targets shaped like the outputs.
 
 
+def _like_targets(outputs, targets):
+    """One output per example against 1-D targets: `[B, 1]` read as `[B]`."""
+    return outputs.reshape(targets.shape) if outputs.size == targets.size else outputs
+
+
 def _squared_error(outputs, batch):
+    outputs = _like_targets(outputs, batch["targets"])
     return _per_example_mean(jnp.square(outputs - batch["targets"]))
 
 
 def _regression_metrics(outputs, batch):
     targets = batch["targets"]
+    outputs = _like_targets(outputs, targets)
     flat = targets.reshape(targets.shape[0], -1)
     return {
         "mse": _squared_error(outputs, batch),
@@ -143,9 +150,10 @@ def _r2(means):
 
 def _float_targets(targets: Any, output_shape: tuple[int, ...]) -> str | None:
     targets = np.asarray(targets)
-    if not np.issubdtype(targets.dtype, np.number) or targets.shape[1:] != output_shape:
+    shape = (1,) if targets.ndim == 1 else targets.shape[1:]  # 1-D: one output per example
+    if not np.issubdtype(targets.dtype, np.floating) or shape != output_shape:
         return (
-            f"numeric targets shaped like the model's outputs [N, {', '.join(map(str, output_shape))}]"
+            f"float targets shaped like the model's outputs [N, {', '.join(map(str, output_shape))}]"
             f", got {targets.dtype} of shape {targets.shape}"
         )
     return None
@@ -178,8 +186,8 @@ def _f1(means):
 
 
 def _binary_targets(targets: Any, output_shape: tuple[int, ...]) -> str | None:
-    problem = _float_targets(targets, output_shape)
     values = np.asarray(targets)
+    problem = _float_targets(values.astype(np.float32), output_shape)
     if problem is None and values.size and not np.isin(values, (0, 1)).all():
         problem = f"targets of 0 and 1, got values in [{values.min()}, {values.max()}]"
     return problem

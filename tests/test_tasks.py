@@ -340,7 +340,7 @@ def _per_target_loss(outputs, batch):
          r"dataset: 'linear' train targets do not fit task 'classification'; allowed: integer "
          r"class labels of shape \[N\], got float32 of shape \(200, 2\)"),
         ("regression", lambda: from_arrays(*_classes(), val_size=40),
-         r"targets do not fit task 'regression'; allowed: numeric targets shaped like the "
+         r"targets do not fit task 'regression'; allowed: float targets shaped like the "
          r"model's outputs \[N, 2\], got int32 of shape \(200,\)"),
         ("nope", _regression_data, r"task: 'nope' is not a task; allowed: a built-in name from"),
     ],
