@@ -110,7 +110,6 @@ def validate_config(config: Config) -> Config:
     _check_numbers(config)
     _check_options(config)
     _check_model(config)
-    check_schedules(config.schedules, families(config, "optimizer"))
     _check_space(config)
     return config
 
@@ -217,6 +216,7 @@ def _check_space(config: Config) -> None:
     if config.search == "grid":
         space.check_grid(config.population)  # the grid `sample_hparams` draws
     optimizers, schedules = families(config, "optimizer"), families(config, "schedule")
+    check_schedules(config.schedules, optimizers)  # before its parameters are looked up
     allowed = {**allowed_hyperparameters(config), **dict.fromkeys(FAMILY_KEYS)}
     for name, value in config.space.items():
         if name.startswith("model."):
