@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import count_compiles
+from conftest import assert_same, count_compiles
 
 import sweepjax
 from sweepjax.checkpoint import differences
@@ -213,3 +213,27 @@ def test_overrides_json_and_old_checkpoints():
         "schedules.momentum: '<absent>' (checkpoint) != 'sgdr' (now)",
         "space.b2.power: '<absent>' (checkpoint) != 2 (now)",
     ]
+
+
+def test_a_sweep_with_schedule_parameters_resumes_from_its_checkpoint(
+    tiny_config, tiny_data, tmp_path
+):
+    """The `<name>.<parameter>` columns go through an Orbax checkpoint: stopped at step 10 and
+    resumed, the sweep ends as one run straight through."""
+    space = {
+        "learning_rate": 0.1,
+        "momentum": 0.9,
+        "momentum.decay_steps": sweepjax.Choice([5, 15]),
+    }
+    config = tiny_config.replace(
+        space=space, schedules={"momentum": "cosine"}, population=2, steps=20, search="grid"
+    )
+    straight = sweepjax.run(
+        config.replace(out_dir=str(tmp_path / "a")), quiet=True, dataset=tiny_data
+    )
+    resumed = config.replace(out_dir=str(tmp_path / "b"))
+    sweepjax.run(resumed.replace(steps=10), quiet=True, dataset=tiny_data)
+    result = sweepjax.run(resumed, quiet=True, dataset=tiny_data)
+    assert [r["momentum.decay_steps"] for r in result.rows] == [5.0, 15.0]
+    for name in ("train_loss", "val_loss"):
+        assert_same(result.curves[name], straight.curves[name])
