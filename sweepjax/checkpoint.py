@@ -339,8 +339,8 @@ def differences(
         if key.split(".")[0] in RESUMABLE_KEYS:
             continue
         a, b = old.get(key, ADDED_KEYS.get(key, "<absent>")), new.get(key, "<absent>")
-        if {_canonical(a), _canonical(b)} <= {'"<absent>"', "null"}:
-            continue  # a key added since the checkpoint, at its default None (e.g. `augment`)
+        if {_canonical(a), _canonical(b)} <= {'"<absent>"', "null", "{}"}:
+            continue  # a key added since the checkpoint, at its empty default (`augment`: None)
         if _canonical(a) != _canonical(b):
             out.append(f"{key}: {_show(a)} (checkpoint) != {_show(b)} (now)")
     saved_data = saved.get("data", {})

@@ -38,6 +38,15 @@ class Config:
     schedule do not name in `space` keep their defaults. `task` is what members minimize and
     how they are measured and ranked: a built-in name (`classification`, `regression`,
     `multilabel`, `next_token`) or a `sweepjax.Task`.
+
+    `schedule` is the learning rate's schedule family; `schedules` maps any other optimizer
+    hyperparameter to a family of its own, its value then the family's peak (or initial) value
+    and the family's parameters per-member hyperparameters `<name>.<parameter>`:
+
+    >>> config = Config(optimizer="sgd", schedules={"momentum": "cosine"},
+    ...                 space={"momentum": 0.95, "momentum.decay_steps": 500})
+    >>> sorted(k for k in allowed_hyperparameters(config) if k.startswith("momentum."))
+    ['momentum.alpha', 'momentum.decay_steps', 'momentum.warmup_steps']
     """
 
     dataset: str = "mnist1d"
@@ -48,6 +57,9 @@ class Config:
     optimizer: str | tuple[str, ...] = "sgd"
     nesterov: bool = False
     schedule: str | tuple[str, ...] = "constant"
+    # Optimizer hyperparameter -> schedule family, e.g. {"momentum": "cosine"} (not the
+    # learning rate: `schedule` is its family). Which name follows which family is structure.
+    schedules: Mapping[str, str] = dataclasses.field(default_factory=dict)
     space: Mapping[str, Any] = dataclasses.field(
         default_factory=lambda: {"learning_rate": space_lib.LogUniform(1e-3, 1.0)}
     )
@@ -91,6 +103,7 @@ class Config:
         out["model"] = dict(self.model) if isinstance(self.model, Mapping) else repr(self.model)
         out["task"] = self.task if isinstance(self.task, str) else f"Task({self.task.name!r})"
         out["space"] = {k: space_lib.to_json(v) for k, v in self.space.items()}
+        out["schedules"] = dict(self.schedules)
         for name in FAMILY_KEYS:
             if isinstance(out[name], tuple):
                 out[name] = list(out[name])
@@ -121,6 +134,7 @@ FIELD_TYPES = {
     "optimizer": (str, tuple),
     "nesterov": bool,
     "schedule": (str, tuple),
+    "schedules": Mapping,
     "search": str,
     "population": int,
     "steps": int,
@@ -183,11 +197,29 @@ def _distribution(node: ast.Call, key: str) -> space_lib.Distribution:
 
 
 def apply_overrides(config: Config, overrides: Sequence[str]) -> Config:
-    """Apply `key=value` overrides; `model.<option>` and `space.<name>` reach nested entries."""
+    """Apply `key=value` overrides; `model.<option>`, `space.<name>` and `schedules.<name>` reach
+    nested entries.
+
+    >>> apply_overrides(Config(), ["schedules.momentum=cosine"]).schedules
+    {'momentum': 'cosine'}
+    """
     changes: dict[str, Any] = {}
     model = dict(config.model) if isinstance(config.model, Mapping) else config.model
-    space = dict(config.space) if isinstance(config.space, Mapping) else config.space
-    valid = sorted([*FIELD_TYPES, "augment", "task", "model", "model.<option>", "space.<name>"])
+    nested = {
+        name: dict(value) if isinstance(value, Mapping) else value
+        for name, value in (("space", config.space), ("schedules", config.schedules))
+    }
+    valid = sorted(
+        [
+            *FIELD_TYPES,
+            "augment",
+            "task",
+            "model",
+            "model.<option>",
+            "space.<name>",
+            "schedules.<name>",
+        ]
+    )
     for item in overrides:
         key, sep, text = item.partition("=")
         key = key.strip()
@@ -201,20 +233,23 @@ def apply_overrides(config: Config, overrides: Sequence[str]) -> Config:
                     f"{key}: the model is a user module; its options are not settable."
                 )
             model[rest] = value
-        elif head == "space" and rest:
-            if not isinstance(space, dict):
+        elif head in nested and rest:
+            if not isinstance(nested[head], dict):
                 raise ValueError(
-                    f"{key}: the space is {space!r}, not a mapping; allowed: a mapping of "
-                    "hyperparameter name to a distribution or a fixed value."
+                    f"{key}: {head} is {nested[head]!r}, not a mapping; allowed: a mapping of "
+                    "hyperparameter name to a "
+                    + ("distribution or a fixed value." if head == "space" else "schedule family.")
                 )
-            space[rest] = value
+            nested[head][rest] = value
         elif key == "model":
             model = value if isinstance(value, Mapping) else {"name": value}
+        elif key == "schedules":  # the whole mapping
+            nested[key] = dict(value) if isinstance(value, Mapping) else value
         elif key in FIELD_TYPES or key in ("augment", "task"):
             changes[key] = value
         else:
             raise ValueError(f"{key}: unknown key; valid keys: {valid}.")
-    return config.replace(model=model, space=space, **changes)
+    return config.replace(model=model, **nested, **changes)
 
 
 _REGISTRIES = {"schedule": SCHEDULES, "optimizer": FAMILIES}
@@ -277,13 +312,17 @@ def allowed_hyperparameters(config: Config) -> dict[str, float]:
     """Every per-member hyperparameter this config's optimizers, schedules and model take.
 
     With several families, the union of their parameters (the first family's default wins).
-    Besides those: `seed`, `batch_size` (per member, at most the config's `batch_size`) and
-    `dropout` where the model takes a dropout rate.
+    Besides those: `seed`, `batch_size` (per member, at most the config's `batch_size`),
+    `dropout` where the model takes a dropout rate, and `<name>.<parameter>` for each parameter
+    of the family `config.schedules[name]` follows.
     """
     out: dict[str, float] = {}
     for kind in ("optimizer", "schedule"):
         for family in reversed(families(config, kind)):
             out.update(family_parameters(config, kind, family))
+    for name, family in config.schedules.items():
+        defaults = schedule_parameters(family, config.steps)
+        out.update({f"{name}.{parameter}": v for parameter, v in defaults.items()})
     model = {"dropout": 0.0} if model_of(config.model).takes_dropout else {}
     return {**out, **model, "seed": 0, "batch_size": config.batch_size}
 

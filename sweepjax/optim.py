@@ -16,6 +16,12 @@ Optional parts (`l2`, `weight_decay`, `clip_norm`, `clip_value`, momentum of `sg
 `rmsprop*`) are in the program only when the sweep names them: the structure is keyed by the
 set of names, the values are data.
 
+Any of a family's hyperparameters but those read only at `init` (`INIT_ONLY`) can follow a
+schedule (`Optimizer.schedules`, from `Config.schedules`): one-cycle momentum, a decaying weight
+decay, a rising b2. The hyperparameter's own value is the schedule's peak (or initial) value
+and the family's parameters are per-member data (`sweepjax.schedules.hyperparameters_at`);
+which hyperparameter follows which family is structure.
+
 The family can be a per-member choice: `Optimizer(("adam", "sgd"), ...)` holds every family's
 state for every member and picks each member's update with `jax.lax.switch` on its
 `optimizer` index. Under `vmap` every family's update is computed and the member's one kept,
@@ -34,6 +40,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import optax
+
+from sweepjax.schedules import SCHEDULES
 
 Direction = Callable[[Mapping[str, Any], frozenset, bool], optax.GradientTransformation]
 
@@ -131,6 +139,11 @@ COMMON: dict[str, float] = {
 }
 
 
+# Hyperparameters only `init` reads (the accumulators' starting values): a schedule of them
+# would change nothing after step 0.
+INIT_ONLY = frozenset({"initial_scale", "initial_accumulator_value"})
+
+
 def _check_family(family: str) -> None:
     if family not in FAMILIES:
         raise ValueError(f"optimizer: unknown family {family!r}; allowed: {sorted(FAMILIES)}.")
@@ -144,6 +157,44 @@ def hyperparameter_names(family: str) -> dict[str, float]:
     """
     _check_family(family)
     return {**COMMON, **FAMILIES[family].defaults}
+
+
+def schedulable(families: Sequence[str]) -> list[str]:
+    """The hyperparameters of optimizer `families` that may follow a schedule, sorted.
+
+    Not `learning_rate` (`Config.schedule` schedules it) nor those only `init` reads.
+
+    >>> schedulable(["adamw"])
+    ['b1', 'b2', 'clip_norm', 'clip_value', 'eps', 'l2', 'weight_decay']
+    """
+    names = {name for family in families for name in hyperparameter_names(family)}
+    return sorted(names - INIT_ONLY - {"learning_rate"})
+
+
+def check_schedules(schedules: Mapping[str, Any], families: Sequence[str]) -> None:
+    """Raise `ValueError` naming `schedules.<name>`, its value and what is allowed, unless every
+    entry maps a hyperparameter of `families` that may follow a schedule to a schedule family.
+
+    >>> check_schedules({"b1": "cosine"}, ["sgd"])
+    Traceback (most recent call last):
+    ...
+    ValueError: schedules.b1: 'cosine' schedules a hyperparameter optimizer ['sgd'] does not take; allowed: ['clip_norm', 'clip_value', 'l2', 'momentum', 'weight_decay'].
+    """
+    allowed = schedulable(families)
+    for name, family in schedules.items():
+        where = f"schedules.{name}: {family!r}"
+        if name == "learning_rate":
+            raise ValueError(
+                f"{where}: the learning rate's schedule is the config's `schedule` key; allowed "
+                f"here: {allowed}."
+            )
+        if name not in allowed:
+            raise ValueError(
+                f"{where} schedules a hyperparameter optimizer {list(families)} does not take; "
+                f"allowed: {allowed}."
+            )
+        if not isinstance(family, str) or family not in SCHEDULES:
+            raise ValueError(f"{where} is not a schedule family; allowed: {sorted(SCHEDULES)}.")
 
 
 def _switch(index: jax.Array, transforms: Sequence[optax.GradientTransformation]):
@@ -169,12 +220,16 @@ def _switch(index: jax.Array, transforms: Sequence[optax.GradientTransformation]
 
 @dataclasses.dataclass(frozen=True)
 class Optimizer:
-    """The static structure of an optimizer: family (or families), which names are set, nesterov.
+    """The static structure of an optimizer: family (or families), which names are set, nesterov,
+    and which hyperparameters follow which schedule family.
 
     `init(params, hp)` and `update(grads, state, params)` are the per-member pure functions;
     `set_hyperparameters(state, hp, lr)` writes the member's values and this step's scheduled
     learning rate into the state.
     With a tuple of families, `hp["optimizer"]` is the member's index into it.
+    `schedules` holds sorted `(hyperparameter, schedule family)` pairs; the step's values come
+    from `sweepjax.schedules.hyperparameters_at(opt.schedules, step, hp)`. A scheduled
+    hyperparameter's part is in the program, as if `names` held it.
 
     >>> opt = Optimizer("adam", frozenset({"learning_rate"}))
     >>> params = {"w": jnp.ones(3)}
@@ -187,10 +242,14 @@ class Optimizer:
     family: str | tuple[str, ...]
     names: frozenset[str]
     nesterov: bool = False
+    schedules: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self):
         for family in self.families:
             _check_family(family)
+        check_schedules(dict(self.schedules), self.families)
+        object.__setattr__(self, "schedules", tuple(sorted(self.schedules)))
+        object.__setattr__(self, "names", self.names | {name for name, _ in self.schedules})
 
     @property
     def families(self) -> tuple[str, ...]:

@@ -27,7 +27,7 @@ from sweepjax.data import Augment, augment_batch, augment_key, chunk_indices
 from sweepjax.layout import jit, map_groups, on_mesh, per_member
 from sweepjax.models import Model
 from sweepjax.optim import Optimizer
-from sweepjax.schedules import learning_rate_at
+from sweepjax.schedules import hyperparameters_at, learning_rate_at
 from sweepjax.space import HParams
 from sweepjax.tasks import TASKS, Task, check_task, reported, split_sums
 
@@ -153,7 +153,8 @@ def _member_step(program: Program, state: tuple, hp: Mapping[str, jax.Array], ba
     """One member's step; a member that is or turns non-finite keeps its last finite state."""
     params, model_state, opt_state, alive, diverged_at = state
     learning_rate = learning_rate_at(program.schedule, step, hp)
-    opt_state = program.optimizer.set_hyperparameters(opt_state, hp, learning_rate)
+    scheduled = hyperparameters_at(program.optimizer.schedules, step, hp)
+    opt_state = program.optimizer.set_hyperparameters(opt_state, {**hp, **scheduled}, learning_rate)
     rng = jax.random.fold_in(_member_key(hp["seed"]), step)
 
     x = program.task.inputs(batch)

@@ -1,9 +1,14 @@
-"""Learning-rate schedules whose every parameter is a traced per-member value.
+"""Schedules whose every parameter is a traced per-member value.
 
 A schedule is a pure scalar function `fn(step, hp) -> learning rate`, where `hp` maps parameter
 names to (traced) scalars; `learning_rate` is the peak (or initial) value. Because the
 parameters, the integer-looking ones included (`decay_steps`, `warmup_steps`, `T_0`,
 `boundary_*`), are data, sweeping them compiles once.
+
+Any other optimizer hyperparameter (momentum, b1, weight_decay, ...) can follow a family too
+(`Config.schedules`, `hyperparameters_at`): its own value takes the place of `learning_rate`,
+and the family's parameters are the member's `<hyperparameter>.<parameter>` values, e.g.
+`momentum.decay_steps`, data like every other.
 
 The family itself can be per-member data too: `learning_rate_at(("cosine", "sgdr"), step, hp)`
 picks member by member with `hp["schedule"]`, an index into the families, through
@@ -352,3 +357,30 @@ def learning_rate_at(
         lambda s, v, name=name: jnp.asarray(_one(name, s, v), jnp.float32) for name in families
     ]
     return jax.lax.switch(values["schedule"], branches, step, values)
+
+
+def hyperparameters_at(
+    schedules: Sequence[tuple[str, str]], step: jax.Array, hp: Mapping[str, Any]
+) -> dict[str, jax.Array]:
+    """The scheduled optimizer hyperparameters at `step`, for one member's values `hp`.
+
+    Each `(name, family)` follows `family` with `hp[name]` as its peak (or initial) value, the
+    place `learning_rate` takes in a learning-rate schedule, and `hp["<name>.<parameter>"]` as
+    the family's parameters (all of them present: `schedule_parameters` gives the defaults).
+
+    A momentum falling from 0.95 to 0.85 and back over 100 steps, one-cycle style, is the
+    `cyclic` family with its minimum above its value:
+
+    >>> hp = {"momentum": 0.85, "momentum.min_learning_rate": 0.95, "momentum.step_size": 50,
+    ...       "momentum.cycle_decay": 1.0, "momentum.gamma": 1.0, "momentum.warmup_steps": 0}
+    >>> [round(float(hyperparameters_at([("momentum", "cyclic")], t, hp)["momentum"]), 6)
+    ...  for t in (0, 50, 100)]
+    [0.95, 0.85, 0.95]
+    """
+    out = {}
+    for name, family in schedules:
+        prefix = f"{name}."
+        own = {k.removeprefix(prefix): v for k, v in hp.items() if k.startswith(prefix)}
+        seed = {"seed": hp["seed"]} if "seed" in hp else {}  # the member's noise stream
+        out[name] = learning_rate_at(family, step, {**seed, **own, "learning_rate": hp[name]})
+    return out

@@ -66,15 +66,16 @@ def sample_hparams(config: Config) -> HParams:
 def program_of(config: Config) -> Program:
     """The static structure of a config's sweep: it keys the compiled programs.
 
-    Family sets and the set of swept names enter it; no hyperparameter value does.
+    Family sets, the set of swept names and which hyperparameter follows which schedule family
+    enter it; no hyperparameter value does.
     """
     names = frozenset(config.space)
     optimizers = families(config, "optimizer")
+    family = optimizers[0] if len(optimizers) == 1 else optimizers
+    schedules = tuple(sorted(config.schedules.items()))
     return Program(
         model=model_of(config.model),
-        optimizer=Optimizer(
-            optimizers[0] if len(optimizers) == 1 else optimizers, names, config.nesterov
-        ),
+        optimizer=Optimizer(family, names, config.nesterov, schedules),
         schedule=families(config, "schedule"),
         batch_size=config.batch_size,
         dropout="dropout" in names,

@@ -32,6 +32,7 @@ from sweepjax.config import (
 )
 from sweepjax.data import NORMALIZATIONS, augmentation_of
 from sweepjax.models import MODELS, build_model, model_options
+from sweepjax.optim import check_schedules
 from sweepjax.schedules import PIECES
 from sweepjax.tasks import task_of
 
@@ -217,14 +218,16 @@ def _check_space(config: Config) -> None:
     if config.search == "grid":
         space.check_grid(config.population)  # the grid `sample_hparams` draws
     optimizers, schedules = families(config, "optimizer"), families(config, "schedule")
+    check_schedules(config.schedules, optimizers)  # before its parameters are looked up
     allowed = {**allowed_hyperparameters(config), **dict.fromkeys(FAMILY_KEYS)}
     for name, value in config.space.items():
         if name.startswith("model."):
             _check_structural(config, name, value)
         elif name not in allowed:
+            others = f" and schedules {dict(config.schedules)}" if config.schedules else ""
             raise ValueError(
                 f"space.{name}: {value!r} is not a hyperparameter of optimizer "
-                f"{_names(optimizers)} with schedule {_names(schedules)}; "
+                f"{_names(optimizers)} with schedule {_names(schedules)}{others}; "
                 f"allowed: {sorted(allowed)}."
             )
         elif name == "seed":
@@ -250,15 +253,19 @@ def _values(value: Any) -> list[Any]:
 
 
 def _check_range(name: str, value: Any) -> None:
-    """A numeric hyperparameter: every value it takes is a number (not a bool) in its range."""
-    low, high, low_in, high_in = RANGES.get(name, (-math.inf, math.inf, False, False))
+    """A numeric hyperparameter: every value it takes is a number (not a bool) in its range.
+
+    A scheduled hyperparameter's schedule parameter `<name>.<parameter>` has the parameter's.
+    """
+    base = name.rpartition(".")[2]
+    low, high, low_in, high_in = RANGES.get(base, (-math.inf, math.inf, False, False))
     allowed = f"{'[' if low_in else '('}{low}, {high}{']' if high_in else ')'}"
     for v in _values(value):
-        if name in FLAGS and isinstance(v, bool | np.bool_):
+        if base in FLAGS and isinstance(v, bool | np.bool_):
             continue
         if not distributions.is_number(v):
             what = "a boolean, not a number" if isinstance(v, bool | np.bool_) else "not a number"
-            flag = " or a bool" if name in FLAGS else ""
+            flag = " or a bool" if base in FLAGS else ""
             raise ValueError(f"space.{name}: {v!r} is {what}; allowed: numbers in {allowed}{flag}.")
         if not ((low <= v if low_in else low < v) and (v <= high if high_in else v < high)):
             raise ValueError(f"space.{name}: {v!r} is out of range; allowed: {allowed}.")
@@ -275,19 +282,22 @@ def _check_member_seeds(value: Any) -> None:
 
 
 def _check_warmup(config: Config) -> None:
-    value = config.space.get("warmup_steps")
-    if isinstance(value, space_lib.Choice):
-        values = list(value.values)
-    elif isinstance(value, space_lib.LogUniform | space_lib.Uniform | space_lib.IntUniform):
-        values = [value.high]
-    else:
-        values = [] if value is None else [value]
-    for v in values:
-        if v > config.steps:
-            raise ValueError(
-                f"space.warmup_steps: {v!r} is longer than the run (steps={config.steps}); "
-                f"allowed: 0 <= warmup_steps <= steps."
-            )
+    """`warmup_steps`, and a scheduled hyperparameter's `<name>.warmup_steps`, fit the run."""
+    for name, value in config.space.items():
+        if name.rpartition(".")[2] != "warmup_steps":
+            continue
+        if isinstance(value, space_lib.Choice):
+            values = list(value.values)
+        elif isinstance(value, space_lib.LogUniform | space_lib.Uniform | space_lib.IntUniform):
+            values = [value.high]
+        else:
+            values = [value]
+        for v in values:
+            if v > config.steps:
+                raise ValueError(
+                    f"space.{name}: {v!r} is longer than the run (steps={config.steps}); "
+                    f"allowed: 0 <= {name} <= steps."
+                )
 
 
 def _check_structural(config: Config, name: str, value: Any) -> None:

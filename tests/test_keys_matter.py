@@ -64,6 +64,7 @@ def test_a_key_that_changes_training_is_not_ignored(
 STRUCTURAL = [  # (key, the default, another value): keys of the whole sweep, not of a member
     ("precision", "float32", "bfloat16"),
     ("augment", None, {"crop_padding": 1, "flip": True}),
+    ("schedules", {}, {"momentum": "cosine"}),
 ]
 
 

@@ -45,9 +45,11 @@ BUGS = [
     Planted("schedule-one-step-late", "population.py", LR, LR.replace("step", "step + 1", 1),
          POP + "the_schedule_drives_training_at_the_right_step"),
     Planted("schedule-never-applied", "population.py",
-         "set_hyperparameters(opt_state, hp, learning_rate)",
+         "set_hyperparameters(opt_state, {**hp, **scheduled}, learning_rate)",
          'set_hyperparameters(opt_state, hp, hp["learning_rate"])',  # the initial rate throughout
          POP + "the_schedule_drives_training_at_the_right_step"),
+    Planted("hp-schedule-never-applied", "population.py", "{**hp, **scheduled}", "hp",
+         "tests/test_hp_schedules.py::test_a_momentum_schedule_matches_the_formula_and_a_plain_optax_loop"),
     Planted("validation-on-train", "training.py", "replicate(dataset.val, mesh)",
          "replicate(dataset.train, mesh)",
          NUM + "each_members_metrics_are_its_parameters_on_the_right_split"),
