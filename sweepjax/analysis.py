@@ -2,7 +2,10 @@
 hyperparameters vary and matter, where divergence begins, the schedule each member followed.
 
 These read `results.csv` rows and `sweep.json` (as `sweepjax.Result` holds them) and compute
-the numbers the report and `sweepjax show` print.
+the numbers the report and `sweepjax show` print. "Best" follows a ranking column and its
+direction (`"max"`: higher is better, `"min"`: lower), the sweep's own by
+`sweepjax.results.ranking`; functions given rows alone default to the final validation
+accuracy, highest first (classification, and results written before sweeps had tasks).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import rankdata
 
-from sweepjax.results import METRICS, RANK_BY, Result
+from sweepjax.results import RANK_BY, STATUS, Result, rank_rows, ranking
 
 _DEFAULT_PAIR = ("learning_rate", "weight_decay")
 
@@ -35,20 +38,41 @@ def as_number(value: Any) -> float:
         return math.nan
 
 
-def ranked_rows(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    healthy = [r for r in rows if not is_diverged(r) and math.isfinite(as_number(r.get(RANK_BY)))]
-    return sorted(healthy, key=lambda r: -as_number(r[RANK_BY]))
+def ranked_rows(
+    rows: Sequence[Mapping[str, Any]], column: str = RANK_BY, direction: str = "max"
+) -> list[Mapping[str, Any]]:
+    """Healthy members with a finite `column`, best first: highest first for `direction` "max",
+    lowest first for "min" (`sweepjax.results.ranking` gives a sweep's column and direction).
+
+    >>> rows = [{"member": i, "status": "ok", "final_val_mse": v} for i, v in enumerate([0.3, 0.1])]
+    >>> [r["member"] for r in ranked_rows(rows, "final_val_mse", "min")]
+    [1, 0]
+    """
+    return rank_rows(rows, column, direction)
+
+
+def better(direction: str) -> str:
+    """Which values of a metric ranked in `direction` are better: "higher" or "lower".
+
+    >>> better("max"), better("min")
+    ('higher', 'lower')
+    """
+    return "higher" if direction == "max" else "lower"
 
 
 def hyperparameter_columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The hyperparameter columns of a results table (neither `member` nor a metric).
+    """The hyperparameter columns of a results table: those between `member` and `status` (the
+    metric columns after `status` depend on the task).
 
-    >>> hyperparameter_columns([{"member": 0, "learning_rate": 0.1, "seed": 0, "status": "ok"}])
+    >>> hyperparameter_columns([{"member": 0, "learning_rate": 0.1, "seed": 0, "status": "ok",
+    ...                          "final_val_mse": 0.2}])
     ['learning_rate', 'seed']
     """
     if not rows:
         return []
-    return [c for c in rows[0] if c != "member" and c not in METRICS]
+    columns = list(rows[0])
+    end = columns.index(STATUS[0]) if STATUS[0] in columns else len(columns)
+    return [c for c in columns[:end] if c != "member"]
 
 
 def is_numeric(rows: Sequence[Mapping[str, Any]], name: str) -> bool:
@@ -84,34 +108,41 @@ def is_log_scale(summary: Mapping[str, Any], name: str, values: Sequence[float] 
     return bool(finite.size and finite.min() > 0 and finite.max() / finite.min() > 100)
 
 
-def importance(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
-    """|Spearman correlation| of each numeric varying dimension with the ranking metric.
+def importance(
+    rows: Sequence[Mapping[str, Any]], column: str = RANK_BY, direction: str = "max"
+) -> dict[str, float]:
+    """Spearman correlation of each numeric varying dimension with how well members rank by
+    `column` in `direction`: positive when higher values of the hyperparameter rank better (a
+    higher accuracy, a lower mse), negative when they rank worse; its size says how much.
 
     Over healthy members only; tied values (a grid, a `Choice`) share their mean rank. A rough
     guide to which hyperparameters matter most.
 
     >>> rows = [{"member": i, "lr": i + 1.0, "wd": 1.0, "status": "ok",
-    ...          "final_val_accuracy": 0.1 * i} for i in range(4)]
-    >>> importance(rows)
-    {'lr': 1.0}
+    ...          "final_val_mse": 0.1 * i} for i in range(4)]
+    >>> importance(rows, "final_val_mse", "min")
+    {'lr': -1.0}
     """
-    healthy = ranked_rows(rows)
+    healthy = ranked_rows(rows, column, direction)
+    sign = 1.0 if direction == "max" else -1.0
     out = {}
     for name in varying_dimensions(rows):
         if not is_numeric(rows, name) or len(healthy) < 3:
             continue
         x = rankdata([as_number(r[name]) for r in healthy])
-        y = rankdata([as_number(r[RANK_BY]) for r in healthy])
+        y = rankdata([sign * as_number(r[column]) for r in healthy])
         if x.std() == 0 or y.std() == 0:
             out[name] = 0.0
         else:
-            out[name] = round(abs(float(np.corrcoef(x, y)[0, 1])), 6)
+            out[name] = round(float(np.corrcoef(x, y)[0, 1]), 6)
     return out
 
 
-def important_pair(rows: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
+def important_pair(
+    rows: Sequence[Mapping[str, Any]], column: str = RANK_BY, direction: str = "max"
+) -> tuple[str, str] | None:
     """The two dimensions of the heat map: learning rate and weight decay when both vary,
-    otherwise the most important numeric dimensions (see `importance`).
+    otherwise the numeric dimensions of the largest `importance`, whatever its sign.
 
     >>> rows = [{"member": i, "learning_rate": 0.1 * (i + 1), "weight_decay": 1e-4 * (i % 2 + 1),
     ...          "momentum": 0.1 * i, "status": "ok", "final_val_accuracy": 0.5} for i in range(4)]
@@ -121,8 +152,8 @@ def important_pair(rows: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
     numeric = [d for d in varying_dimensions(rows) if is_numeric(rows, d)]
     if len(numeric) < 2:
         return None
-    score = importance(rows)
-    order = sorted(numeric, key=lambda d: (d not in _DEFAULT_PAIR, -score.get(d, 0.0)))
+    score = importance(rows, column, direction)
+    order = sorted(numeric, key=lambda d: (d not in _DEFAULT_PAIR, -abs(score.get(d, 0.0))))
     return order[0], order[1]
 
 
@@ -248,7 +279,13 @@ def format_value(value: Any) -> str:
 
 
 def best_index(result: Result) -> int | None:
-    ranked = ranked_rows(result.rows)
+    """The position in `result.rows` of the best member by the sweep's ranking, or None.
+
+    >>> rows = [{"member": i, "status": "ok", "final_val_mse": v} for i, v in enumerate([0.3, 0.1])]
+    >>> best_index(Result(rows, {}, {"rank_by": "final_val_mse", "rank_direction": "min"}))
+    1
+    """
+    ranked = ranked_rows(result.rows, *ranking(result.summary))
     if not ranked:
         return None
     member = ranked[0]["member"]

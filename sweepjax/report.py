@@ -5,7 +5,10 @@ can be written for a finished, an interrupted or a resumed sweep, and partial fi
 (a missing `curves.npz` only drops the curve figures; a damaged file is an error that names it,
 see `sweepjax.results.read_sweep`).
 
-The numbers come from `sweepjax.analysis`, the figures from `sweepjax.figures`.
+Members rank by the sweep's ranking metric in its direction (`rank_by`, `rank_direction` of
+`sweep.json`, see `sweepjax.results.ranking`; results written before sweeps had tasks rank by
+the final validation accuracy, highest first). The numbers come from `sweepjax.analysis`, the
+figures from `sweepjax.figures`.
 `write_report(out_dir)` writes into `out_dir`:
   * `figures/*.png`: the figures (matplotlib, no display needed);
   * `report.html`: one self-contained page with every figure embedded;
@@ -29,12 +32,14 @@ from sweepjax.analysis import (
     divergence_boundary,
     format_value,
     hyperparameter_columns,
+    importance,
     is_diverged,
     ranked_rows,
 )
-from sweepjax.figures import FIGURES, png_bytes, sweep_title
+from sweepjax.figure_axes import png_bytes, sweep_title
+from sweepjax.figures import FIGURES, caption_of
 from sweepjax.lock import holder
-from sweepjax.results import RANK_BY, Result, atomic_write, leaderboard
+from sweepjax.results import RANK_BY, Result, atomic_write, leaderboard, metric_of, ranking
 from sweepjax.results import read_summary as read_summary  # re-exported: readers of a sweep
 from sweepjax.results import read_sweep as read_sweep
 
@@ -74,7 +79,12 @@ def sweep_status(summary: Mapping[str, Any]) -> str:
 
 
 def status_line(result: Result) -> str:
-    """One line: where the sweep stands, its size and its best member."""
+    """One line: where the sweep stands, its size and its best member by the sweep's ranking.
+
+    >>> rows = [{"member": i, "status": "ok", "final_val_mse": v} for i, v in enumerate([0.3, 0.1])]
+    >>> status_line(Result(rows, {}, {"rank_by": "final_val_mse", "rank_direction": "min"}))
+    'unknown, 2 members, 0 diverged, best #1 at final_val_mse 0.1'
+    """
     summary = result.summary
     status = sweep_status(summary)
     done, steps = summary.get("steps_done"), config_of(summary).get("steps")
@@ -83,9 +93,10 @@ def status_line(result: Result) -> str:
         parts.append(f"step {done}/{steps}" if isinstance(steps, int) else f"step {done}")
     diverged = sum(is_diverged(r) for r in result.rows)
     parts.append(f"{len(result.rows)} members, {diverged} diverged")
-    best = ranked_rows(result.rows)
+    column, direction = ranking(summary)
+    best = ranked_rows(result.rows, column, direction)
     if best:
-        parts.append(f"best #{best[0]['member']} at {RANK_BY} {format_value(best[0][RANK_BY])}")
+        parts.append(f"best #{best[0]['member']} at {column} {format_value(best[0][column])}")
     return ", ".join(parts)
 
 
@@ -119,7 +130,7 @@ def show(out_dir: str | os.PathLike, top: int = 10) -> str:
     if running is not None:
         lines.insert(0, f"{out_dir}: {running}; the results below were written before")
     if result.rows:
-        lines.append(leaderboard(result.rows, top))
+        lines.append(leaderboard(result.rows, top, *ranking(result.summary)))
     boundary = divergence_boundary(result.rows)
     if any(b["smallest_diverged"] is not None for b in boundary):
         lines.append("divergence boundary (learning rate):")
@@ -143,9 +154,10 @@ def _running_line(out_dir: str | os.PathLike) -> str | None:
 
 
 def leaderboard_rows(
-    rows: Sequence[Mapping[str, Any]], top: int = 10
+    rows: Sequence[Mapping[str, Any]], top: int = 10, column: str = RANK_BY, direction: str = "max"
 ) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
-    """The best `top` healthy members (best first) and every diverged member (by step).
+    """The best `top` healthy members by `column` in `direction` (best first) and every
+    diverged member (by step).
 
     >>> rows = [{"member": 0, "status": "ok", "final_val_accuracy": 0.5, "diverged_at_step": -1},
     ...         {"member": 1, "status": "ok", "final_val_accuracy": 0.9, "diverged_at_step": -1},
@@ -157,62 +169,65 @@ def leaderboard_rows(
         (r for r in rows if is_diverged(r)),
         key=lambda r: (as_number(r.get("diverged_at_step")), r["member"]),
     )
-    return ranked_rows(rows)[:top], diverged
+    return ranked_rows(rows, column, direction)[:top], diverged
 
 
-def _tables(result: Result, top: int) -> list[tuple[str, list[str], list[list[str]]]]:
-    """(title, header, cells) of the report's tables."""
+Table = tuple[str, list[str], list[list[str]]]  # title, header, cells
+
+
+def _tables(result: Result, top: int) -> list[Table]:
+    """The report's tables: the leaderboard, the diverged members, the divergence boundary and
+    the importance of each hyperparameter, each where it has rows."""
     rows = result.rows
+    column, direction = ranking(result.summary)
+    best, diverged = leaderboard_rows(rows, top, column, direction)
+    tables = [_leaderboard_table(rows, best, column, direction)]
     hps = hyperparameter_columns(rows)
-    best, diverged = leaderboard_rows(rows, top)
-    metrics = [
-        m
-        for m in (
-            "final_val_accuracy",
-            "best_val_accuracy",
-            "final_val_loss",
-            "final_train_loss",
-            "test_accuracy",
-        )
-        if rows and m in rows[0]
-    ]
-    healthy = sum(not is_diverged(r) for r in rows)
-    header = ["rank", "member", *hps, *metrics]
-    tables = [
-        (
-            f"Leaderboard (top {len(best)} of {healthy} healthy members, by {RANK_BY})",
-            header,
-            [
-                [str(k + 1), str(r["member"]), *(format_value(r[c]) for c in hps + metrics)]
-                for k, r in enumerate(best)
-            ],
-        )
-    ]
     if diverged:
         header = ["member", *hps, "diverged_at_step", "final_train_loss"]
-        tables.append(
-            (
-                f"Diverged members ({len(diverged)})",
-                header,
-                [[format_value(r.get(c)) for c in header] for r in diverged],
-            )
-        )
+        cells = [[format_value(r.get(c)) for c in header] for r in diverged]
+        tables.append((f"Diverged members ({len(diverged)})", header, cells))
     boundary = divergence_boundary(rows)
     if boundary:
         groups = list(boundary[0]["setting"])
         header = [*groups, "members", "diverged", "smallest diverged lr", "largest healthy lr"]
+        keys = ("members", "diverged", "smallest_diverged", "largest_healthy")
         cells = [
-            [
-                *(format_value(b["setting"][g]) for g in groups),
-                str(b["members"]),
-                str(b["diverged"]),
-                format_value(b["smallest_diverged"]),
-                format_value(b["largest_healthy"]),
-            ]
+            [*(format_value(b["setting"][g]) for g in groups), *(format_value(b[k]) for k in keys)]
             for b in boundary
         ]
         tables.append(("Divergence boundary (learning rate)", header, cells))
+    scores = importance(rows, column, direction)
+    if scores:
+        title = (
+            f"Importance (Spearman correlation with how members rank by {column}; positive: "
+            "higher values of the hyperparameter rank better)"
+        )
+        order = sorted(scores, key=lambda name: -abs(scores[name]))
+        tables.append(
+            (title, ["hyperparameter", "importance"], [[n, f"{scores[n]:+.2f}"] for n in order])
+        )
     return tables
+
+
+def _leaderboard_table(rows, best, column: str, direction: str) -> Table:
+    """The leaderboard: the hyperparameters, then the ranking metric's final, best and test
+    values, the final validation and train losses."""
+    metric = metric_of(column)
+    wanted = (column, f"best_val_{metric}", "final_val_loss", "final_train_loss", f"test_{metric}")
+    metrics = [m for m in dict.fromkeys(wanted) if rows and m in rows[0]]
+    columns = [*hyperparameter_columns(rows), *metrics]
+    healthy = sum(not is_diverged(r) for r in rows)
+    order = "highest" if direction == "max" else "lowest"
+    title = (
+        f"Leaderboard (top {len(best)} of {healthy} healthy members, ranked by {column}, "
+        f"{order} first)"
+    )
+    cells = [
+        [str(k + 1), str(r["member"]), *(format_value(r[c]) for c in columns)]
+        for k, r in enumerate(best)
+    ]
+    return title, ["rank", "member", *columns], cells
 
 
 def _facts(result: Result) -> list[tuple[str, str]]:
@@ -252,13 +267,13 @@ def write_report(out_dir: str | os.PathLike, top: int = 10) -> Path:
     result = read_sweep(out_dir)
     out = Path(out_dir)
     figures: list[tuple[str, str, bytes]] = []
-    for name, (make, caption) in FIGURES.items():
+    for name, (make, _) in FIGURES.items():
         fig = make(result)
         if fig is None:
             continue
         png = png_bytes(fig)
         atomic_write(out / "figures" / f"{name}.png", lambda f, png=png: f.write(png), binary=True)
-        figures.append((name, caption, png))
+        figures.append((name, caption_of(name, result), png))
     tables = _tables(result, top)
     facts = _facts(result)
     title = f"sweepjax report: {sweep_title(result)}"

@@ -47,14 +47,14 @@ def _summary(name, *out_dirs, capsys):
 
 def test_every_experiment_loads_and_documents_its_run_command():
     names = set(available_experiments())
-    assert {*RULES, *STRUCTURAL, "batch_size", "mnist1d_paper"} <= names
+    assert {*RULES, *STRUCTURAL, "batch_size", "mnist1d_paper", "regression", "next_token"} <= names
     for name in names:
         config = load_experiment(name)
         spec = importlib.util.spec_from_file_location(name, find_experiment(name))
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         assert "sweepjax run" in module.__doc__ or "python experiments/" in module.__doc__, name
-        assert config.dataset == "mnist1d"
+        assert not config.dataset.startswith("tfds:"), name  # nothing to download
 
 
 def test_rule_experiments_share_one_program_and_print_their_rule(tmp_path, capsys):
@@ -138,6 +138,8 @@ SMALLER = {  # the schedule benchmark's grid, one peak learning rate and one see
         "space.seed=Choice([0])",
         "population=14",
     ],
+    # a warmup within the budget
+    "next_token": ["space.warmup_steps=IntUniform(1, 3)", "population=4"],
     # two small structures, 2 members each, instead of one program per width up to 512
     **{name: [*changes, "population=4"] for name, changes in STRUCTURAL.items()},
 }

@@ -47,7 +47,25 @@ def sweeps(tmp_path_factory, tiny_config, tiny_data):
     with np.load(interrupted / "curves.npz") as f:
         np.savez(interrupted / "curves.npz", **{k: v[:2] for k, v in f.items()})
 
-    dirs = {"finished": finished, "diverged": diverged, "interrupted": interrupted}
+    # Results written before sweeps had tasks: no ranking in sweep.json, no test_loss column.
+    legacy = root / "legacy"
+    shutil.copytree(finished, legacy)
+    summary = json.loads((legacy / "sweep.json").read_text())
+    for key in ("rank_by", "rank_direction", "task"):
+        del summary[key]
+    (legacy / "sweep.json").write_text(json.dumps(summary))
+    rows = _csv(legacy)
+    with open(legacy / "results.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, [c for c in rows[0] if c != "test_loss"], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+    dirs = {
+        "finished": finished,
+        "diverged": diverged,
+        "interrupted": interrupted,
+        "legacy": legacy,
+    }
     for path in dirs.values():
         write_report(path)
     return dirs
@@ -66,7 +84,7 @@ def _md_table(text, title):
     return split[0], split[2:]
 
 
-@pytest.mark.parametrize("kind", ["finished", "interrupted", "diverged"])
+@pytest.mark.parametrize("kind", ["finished", "interrupted", "diverged", "legacy"])
 def test_report_files_exist_and_html_embeds_every_figure(sweeps, kind):
     out = sweeps[kind]
     pngs = {p.stem for p in (out / "figures").glob("*.png")}
@@ -83,12 +101,13 @@ def test_report_files_exist_and_html_embeds_every_figure(sweeps, kind):
         assert f"(figures/{name}.png)" in markdown
 
 
-@pytest.mark.parametrize("kind", ["finished", "interrupted", "diverged"])
+@pytest.mark.parametrize("kind", ["finished", "interrupted", "diverged", "legacy"])
 def test_leaderboard_matches_results_csv(sweeps, kind):
     out = sweeps[kind]
     rows = _csv(out)
     markdown = (out / "report.md").read_text()
     header, cells = _md_table(markdown, "Leaderboard")
+    assert "ranked by final_val_accuracy, highest first)" in markdown.split("\n## ")[1]
     healthy = [r for r in rows if r["status"] == "ok"]
     expected = sorted(healthy, key=lambda r: -float(r["final_val_accuracy"]))[:10]
     assert [c[header.index("member")] for c in cells] == [r["member"] for r in expected]

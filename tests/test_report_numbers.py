@@ -92,14 +92,15 @@ def test_importance_needs_three_healthy_members_and_numbers():
 
 
 def test_the_heat_map_pairs_the_two_most_important_numbers():
+    table = [(0.1, 0.9, 0.1, 8), (0.2, 0.5, 0.3, 16), (0.3, 0.7, 0.2, 32), (0.4, 0.1, 0.4, 64)]
     rows = [
-        result_row(i, a, momentum=m, dropout=d, batch=b)
-        for i, (a, m, d, b) in enumerate(
-            [(0.1, 0.9, 0.1, 8), (0.2, 0.5, 0.3, 16), (0.3, 0.7, 0.2, 32), (0.4, 0.1, 0.4, 64)]
-        )
+        result_row(i, a, momentum=m, dropout=d, batch=b) for i, (a, m, d, b) in enumerate(table)
     ]
     assert analysis.important_pair(rows) == ("batch", "momentum")  # |rho| 1.0, 0.8, dropout 0.8
-    with_lr = [{**r, "learning_rate": [0.1, 0.2, 0.1, 0.2][r["member"]]} for r in rows]
+    with_lr = [
+        result_row(i, a, momentum=m, dropout=d, batch=b, learning_rate=lr)
+        for i, ((a, m, d, b), lr) in enumerate(zip(table, [0.1, 0.2, 0.1, 0.2], strict=True))
+    ]
     assert analysis.important_pair(with_lr) == ("learning_rate", "batch")  # the learning rate first
     assert analysis.important_pair([result_row(0, 0.1, lr=0.1), result_row(1, 0.2, lr=0.2)]) is None
 

@@ -109,7 +109,7 @@ def test_ranking_and_summary_follow_the_final_validation_accuracy(sweep):
     assert saved.summary["best_member"] == best["member"]
     assert saved.summary["best_test_accuracy"] == pytest.approx(best["test_accuracy"])
     board = saved.leaderboard().splitlines()
-    assert board[1].split()[0] == str(best["member"])
+    assert board[2].split()[0] == str(best["member"])  # after the ranking and the header
 
 
 @pytest.mark.filterwarnings("ignore:Mean of empty slice")  # a chunk after the divergence: NaN
@@ -154,13 +154,14 @@ def test_the_leaderboard_counts_what_it_leaves_out():
         result_row(4, nan, 7),
     ]
     lines = results.leaderboard(rows, top=2).splitlines()
-    assert [line.split()[0] for line in lines[1:3]] == ["1", "2"]  # by accuracy, best first
-    assert lines[3:] == [
+    assert lines[0] == "ranked by final_val_accuracy (highest first)"
+    assert [line.split()[0] for line in lines[2:4]] == ["1", "2"]  # by accuracy, best first
+    assert lines[4:] == [
         "... and 1 more healthy members",
         "diverged (2): #3 at step 5, #4 at step 7",
     ]
     assert "more" not in results.leaderboard(rows, top=3)
-    assert results.leaderboard(rows[:1]).splitlines()[1].split()[0] == "0"  # one member
+    assert results.leaderboard(rows[:1]).splitlines()[2].split()[0] == "0"  # one member
     last = results.leaderboard(rows, top=1).splitlines()[-1]
     assert last == "diverged (2): #3 at step 5 and 1 more"
 
