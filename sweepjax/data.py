@@ -225,6 +225,10 @@ def _class_count(name: str, labels: dict[str, np.ndarray], num_classes: int | No
     return num_classes
 
 
+def _whole_numbers(values: np.ndarray) -> bool:
+    return np.issubdtype(values.dtype, np.floating) and bool((values == np.round(values)).all())
+
+
 def from_arrays(
     train_x: np.ndarray,
     train_y: np.ndarray,
@@ -244,6 +248,8 @@ def from_arrays(
     (8, 2, 2)
     """
     labels = {"train": _as_device_dtype(train_y), "test": _as_device_dtype(test_y)}
+    if _whole_numbers(labels["test"]) and np.issubdtype(labels["train"].dtype, np.integer):
+        labels["test"] = labels["test"].astype(np.int32)  # class labels held as floats
     classes = _class_count(name, labels, num_classes)
     train = {"inputs": np.asarray(train_x, np.float32), "targets": labels["train"]}
     test = {"inputs": np.asarray(test_x, np.float32), "targets": labels["test"]}

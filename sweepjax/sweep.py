@@ -104,7 +104,8 @@ def _check_data(config: Config, dataset: Dataset, program: Program) -> None:
         outputs = jax.eval_shape(lambda x: program.model.apply_fresh(x)[0], shapes)
     except Exception as err:  # any shape error raised by the user's module while tracing
         raise ValueError(
-            f"model: cannot take inputs {jax.tree.map(np.shape, inputs)} from {dataset.name!r}: {err}"
+            f"model: cannot take features of shape {jax.tree.map(lambda a: np.shape(a)[1:], inputs)} "
+            f"from {dataset.name!r}: {err}"
         ) from err
     classes = dataset.num_classes if task.name == "classification" else None
     if classes is not None and outputs.shape[-1] != classes:
@@ -112,8 +113,8 @@ def _check_data(config: Config, dataset: Dataset, program: Program) -> None:
             f"model: outputs {outputs.shape[-1]} classes but {dataset.name!r} has {classes}; "
             "set the model's num_classes."
         )
-    program_metrics(program, example)
     _check_targets(task, dataset, tuple(outputs.shape[1:]))
+    program_metrics(program, example)
 
 
 def _check_targets(task: Task, dataset: Dataset, output_shape: tuple[int, ...]) -> None:

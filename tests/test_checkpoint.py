@@ -48,7 +48,7 @@ def _final_state(config, data) -> dict:
     example = jax.numpy.asarray(data.train["inputs"][: config.batch_size])
     with checkpoint._manager(config.out_dir, read_only=True) as manager:
         snapshot, bad = checkpoint.restore_latest(
-            manager, restore_target(config, program, example, None)
+            manager, restore_target(config, program, example, ("loss", "accuracy"), None)
         )
     assert not bad
     return snapshot.state

@@ -82,7 +82,8 @@ def test_tfds_sets_train_end_to_end(name, shape):
 def test_unknown_names_explain_what_is_allowed():
     with pytest.raises(
         ValueError,
-        match=r"dataset: unknown data set 'mnist2d'; allowed: the embedded \['mnist1d'\], 'tfds:<name>",
+        match=r"dataset: unknown data set 'mnist2d'; allowed: the embedded \['mnist1d'\], "
+        r"'text:pydoc\[:<length>\]', 'sklearn:<name>' .* 'tfds:<name>",
     ):
         load_dataset("mnist2d", 10)
     with pytest.raises(
@@ -93,8 +94,10 @@ def test_unknown_names_explain_what_is_allowed():
 
 def test_from_arrays_validates_labels_and_split():
     x = np.zeros((10, 3))
-    with pytest.raises(ValueError, match=r"train labels must be a 1-D array of integers >= 0"):
-        from_arrays(x, -np.ones(10), x, np.zeros(10), 2)
+    with pytest.raises(ValueError, match=r"'arrays' train labels span \[-1, -1\]; allowed: 0 to"):
+        from_arrays(x, -np.ones(10, int), x, np.zeros(10, int), 2)
+    with pytest.raises(ValueError, match=r"sklearn:nope'?: allowed: \['sklearn:breast_cancer'"):
+        load_dataset("sklearn:nope", 10)
     with pytest.raises(ValueError, match=r"val_size: 10 must be >= 0 and below the 10 training"):
         from_arrays(x, np.zeros(10), x, np.zeros(10), 10)
 

@@ -55,20 +55,22 @@ def momentum_run(tiny_config, tiny_data):
     )
     program, hparams = program_of(config), sample_hparams(config)
     assert hparams["momentum.decay_steps"].tolist() == list(DECAY_STEPS)
-    x, y = jnp.asarray(tiny_data.train_x), jnp.asarray(tiny_data.train_y)
+    train = jax.device_put(tiny_data.train)
+    x = train["inputs"]
     pop = init_population(program, hparams, x[: config.batch_size])
     initial = jax.tree.map(np.array, pop.params)
     chunk, key = make_train_chunk(program, 1), jax.random.key(config.seed)
     momenta = []
     for _ in range(STEPS):
-        pop, _ = chunk(pop, hparams, x, y, key)
+        pop, _ = chunk(pop, hparams, train, key)
         momenta.append(np.asarray(pop.opt_state.hyperparams["momentum"]))
     return config, initial, np.stack(momenta), jax.tree.map(np.asarray, pop.params)
 
 
 def _plain_optax(config, data, initial, member: int):
     """Plain Optax sgd whose momentum the loop sets each step to `_cosine_momentum`."""
-    x, y = jnp.asarray(data.train_x), jnp.asarray(data.train_y)
+    train = jax.device_put(data.train)
+    x, y = train["inputs"], train["targets"]
     params = jax.tree.map(lambda leaf: leaf[member], initial)
     optimizer = optax.inject_hyperparams(optax.sgd)(learning_rate=0.1, momentum=0.9)
     opt_state = optimizer.init(params)

@@ -14,7 +14,7 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 import pytest
-from conftest import make_tiny_data, result_row
+from conftest import CLASSIFICATION_METRICS, make_tiny_data, result_row
 
 import sweepjax
 from sweepjax import Choice, results
@@ -66,23 +66,30 @@ def test_each_members_metrics_are_its_parameters_on_the_right_split(sweep):
     accuracies = [row["final_val_accuracy"] for row in saved.rows]
     assert 0.4 < max(accuracies) < 0.95 and len(set(accuracies)) > 1  # not saturated
     for row, member_variables in zip(saved.rows, variables, strict=True):
-        val_loss, val_acc = _measure(config, member_variables, data.val_x, data.val_y)
-        train_loss, _ = _measure(config, member_variables, data.train_x, data.train_y)
-        _, test_acc = _measure(config, member_variables, data.test_x, data.test_y)
+        val_loss, val_acc = _measure(
+            config, member_variables, data.val["inputs"], data.val["targets"]
+        )
+        train_loss, _ = _measure(
+            config, member_variables, data.train["inputs"], data.train["targets"]
+        )
+        _, test_acc = _measure(config, member_variables, data.test["inputs"], data.test["targets"])
         # float32 sums over 100 examples in another order: a few ulps of the mean loss.
         np.testing.assert_allclose(row["final_val_loss"], val_loss, rtol=1e-5)
         assert abs(row["final_val_loss"] - train_loss) > 1e-3  # the validation split, not train's
-        in_train_mode, _ = _measure(config, member_variables, data.val_x, data.val_y, train=True)
+        in_train_mode, _ = _measure(
+            config, member_variables, data.val["inputs"], data.val["targets"], train=True
+        )
         assert abs(row["final_val_loss"] - in_train_mode) > 1e-3  # running averages, not batch's
         # An argmax may flip on a near-tie under another summation order: one example at most.
-        assert abs(row["final_val_accuracy"] - val_acc) <= 1 / len(data.val_y) + 1e-6
-        assert abs(row["test_accuracy"] - test_acc) <= 1 / len(data.test_y) + 1e-6
+        assert abs(row["final_val_accuracy"] - val_acc) <= 1 / len(data.val["targets"]) + 1e-6
+        assert abs(row["test_accuracy"] - test_acc) <= 1 / len(data.test["targets"]) + 1e-6
 
 
 def test_results_have_the_swept_hyperparameters_the_seed_and_the_metrics(sweep):
     config, _, saved, _, _ = sweep
     swept = list(config.space)  # the constants too: they are the config's values
-    assert list(saved.rows[0]) == ["member", *swept, "seed", *results.METRICS]
+    metrics = ["status", "diverged_at_step", *CLASSIFICATION_METRICS]
+    assert list(saved.rows[0]) == ["member", *swept, "seed", *metrics]
 
 
 def test_best_so_far_and_final_columns_follow_the_curves(sweep):
@@ -119,10 +126,11 @@ def test_a_chunks_train_loss_averages_only_the_steps_a_member_was_alive(tiny_con
     )
     result = sweepjax.run(config, quiet=True, dataset=tiny_data)
     program, hparams = program_of(config), sample_hparams(config)
-    x, y = jnp.asarray(tiny_data.train_x), jnp.asarray(tiny_data.train_y)
+    train = jax.device_put(tiny_data.train)
+    x = train["inputs"]
     pop = init_population(program, hparams, x[: config.batch_size])
     _, losses = make_train_chunk(program, config.steps)(
-        pop, hparams, x, y, jax.random.key(config.seed)
+        pop, hparams, train, jax.random.key(config.seed)
     )
     per_chunk = np.asarray(losses).reshape(3, 10, 2)  # [chunk, step, member]; NaN once diverged
     diverged_at = result.rows[1]["diverged_at_step"]
@@ -138,9 +146,9 @@ def test_a_chunks_mean_train_loss_counts_each_members_alive_steps():
     """By hand: 3 steps alive, 1 step alive, none. Losses of O(1), so a NaN counted as any
     number shows (the sweep above has a diverged member's losses near 1e31)."""
     nan = np.nan
-    curves = Curves()
+    curves = Curves.empty(("loss", "accuracy"))
     losses = np.array([[1.0, 4.0, nan], [2.0, nan, nan], [6.0, nan, nan]], np.float32)
-    curves.append(3, losses, np.zeros(3), np.zeros(3))
+    curves.append(3, losses, {"loss": np.zeros(3), "accuracy": np.zeros(3)})
     np.testing.assert_array_equal(curves.arrays()["train_loss"], [[3.0, 4.0, nan]])
 
 
@@ -168,7 +176,7 @@ def test_the_leaderboard_counts_what_it_leaves_out():
 
 def test_a_split_is_evaluated_in_as_few_batches_as_hold_it():
     x, y = jnp.arange(10.0).reshape(10, 1), jnp.arange(10)
-    xs, ys, mask = _eval_batches(x, y, 4)
+    (xs, ys), mask = _eval_batches((x, y), 4)
     assert xs.shape == (3, 4, 1) and ys.shape == (3, 4) and mask.shape == (3, 4)
     np.testing.assert_array_equal(mask.reshape(-1), np.arange(12) < 10)  # the padding masked
     np.testing.assert_array_equal(ys.reshape(-1)[:10], y)

@@ -43,7 +43,7 @@ def test_device_and_stream_chunks_are_bitwise_the_same(tiny_config, tiny_images)
 
     on_device, device_losses = make_train_chunk(program, steps)(fresh(), hparams, train, key)
     block = stream.host_block(data.train, key, 0, steps, config.batch_size)
-    assert block[0].shape == (steps, config.batch_size, 6, 6, 2)
+    assert block["inputs"].shape == (steps, config.batch_size, 6, 6, 2)
     streamed, stream_losses = make_stream_chunk(program, steps)(fresh(), hparams, block, key)
     # Two programs (the batch gathered inside one, passed to the other) with the same
     # arithmetic: bitwise on the CPU, to float32 rounding on a GPU (`conftest.assert_same`).
@@ -200,7 +200,8 @@ def test_labels_out_of_range_are_refused_before_compiling(tiny_config, tiny_data
         count_compiles() as compiles,
         pytest.raises(
             ValueError,
-            match=r"dataset: 'tiny' val labels span \[3, 5\]; allowed: 0 to 2 \(3 classes\)",
+            match=r"dataset: 'tiny' val targets do not fit task 'classification'; allowed: labels "
+            r"from 0 to 2 \(the model's 3 outputs\), got labels in \[3, 5\]",
         ),
     ):
         sweepjax.run(tiny_config, quiet=True, dataset=bad)

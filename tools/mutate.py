@@ -41,12 +41,13 @@ TARGETS = [
     (
         "training.py",
         ["Curves.append", "Curves.arrays", "_chunk_mean", "_result", "_last_finite"],
-        [*READ_BY_USERS, "tests/test_population.py", "tests/test_checkpoint.py"],
+        [*READ_BY_USERS, "tests/test_population.py", "tests/test_checkpoint.py", "tests/test_tasks.py"],
     ),
     (
         "results.py",
-        ["Result.ranked", "Result.best", "member_rows", "summarize", "leaderboard", "_read_curves"],
-        [*READ_BY_USERS, "tests/test_report.py", "tests/test_cli.py"],
+        ["Result.ranked", "Result.best", "rank_rows", "member_rows", "summarize", "leaderboard",
+         "_read_curves"],
+        [*READ_BY_USERS, "tests/test_report.py", "tests/test_cli.py", "tests/test_tasks.py"],
     ),
     (
         "analysis.py",
@@ -54,12 +55,14 @@ TARGETS = [
             "ranked_rows", "hyperparameter_columns", "varying_dimensions", "is_log_scale",
             "importance", "important_pair", "divergence_boundary", "member_schedules", "best_index",
         ],
-        ["tests/test_report_numbers.py", "tests/test_report.py", "tests/test_cli.py"],
+        ["tests/test_report_numbers.py", "tests/test_report.py", "tests/test_cli.py",
+         "tests/test_report_tasks.py"],
     ),
     (
         "report.py",
         ["sweep_status", "status_line", "leaderboard_rows", "_facts"],
-        ["tests/test_report_numbers.py", "tests/test_report.py", "tests/test_cli.py"],
+        ["tests/test_report_numbers.py", "tests/test_report.py", "tests/test_cli.py",
+         "tests/test_report_tasks.py"],
     ),
     (
         "space.py",
