@@ -42,7 +42,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {  # public name: (module, attribute 
     "Interrupted": ("sweepjax.errors", "Interrupted"),
     "IntUniform": ("sweepjax.space", "IntUniform"),
     "learning_rate_at": ("sweepjax.schedules", "learning_rate_at"),
-    "load_dataset": ("sweepjax.data", "load_dataset"),
+    "load_dataset": ("sweepjax.loaders", "load_dataset"),
     "LogUniform": ("sweepjax.space", "LogUniform"),
     "make_evaluate": ("sweepjax.population", "make_evaluate"),
     "make_stream_chunk": ("sweepjax.population", "make_stream_chunk"),
@@ -85,10 +85,10 @@ if TYPE_CHECKING:
     from sweepjax.data import Dataset as Dataset
     from sweepjax.data import from_arrays as from_arrays
     from sweepjax.data import from_examples as from_examples
-    from sweepjax.data import load_dataset as load_dataset
     from sweepjax.errors import EXIT_INTERRUPTED as EXIT_INTERRUPTED
     from sweepjax.errors import Interrupted as Interrupted
     from sweepjax.errors import StorageError as StorageError
+    from sweepjax.loaders import load_dataset as load_dataset
     from sweepjax.lock import FolderBusy as FolderBusy
     from sweepjax.models import CNN1D as CNN1D
     from sweepjax.models import CNN2D as CNN2D

@@ -36,10 +36,10 @@ from sweepjax.data import (
     augmentation_of,
     check_augmentation,
     first,
-    load_dataset,
     num_examples,
 )
 from sweepjax.errors import Interrupted
+from sweepjax.loaders import load_dataset
 from sweepjax.lock import FolderLock
 from sweepjax.models import model_of
 from sweepjax.optim import Optimizer

@@ -9,8 +9,9 @@ import pytest
 import tensorflow_datasets as tfds
 
 import sweepjax
-from sweepjax import data
-from sweepjax.data import DataCacheWarning, batch_indices, from_arrays, load_dataset, normalize
+from sweepjax import loaders
+from sweepjax.data import batch_indices, from_arrays, normalize
+from sweepjax.loaders import DataCacheWarning, load_dataset
 
 
 def test_mnist1d_is_the_papers_default_split():
@@ -46,7 +47,7 @@ def test_mnist1d_loads_when_the_cache_cannot_be_written(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(home))
     x = np.random.default_rng(0).normal(size=(60, 40))
     fake = {"x": x[:50], "y": np.arange(50) % 10, "x_test": x[50:], "y_test": np.arange(10)}
-    monkeypatch.setattr(data, "_generate_mnist1d", lambda: fake)
+    monkeypatch.setattr(loaders, "_generate_mnist1d", lambda: fake)
     expected = (
         rf"could not cache MNIST-1D in {re.escape(str(home))}/.cache/sweepjax \(Not a "
         r"directory\); it is generated again in each run\. To cache it, set SWEEPJAX_CACHE"

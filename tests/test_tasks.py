@@ -149,7 +149,9 @@ def test_parity_with_a_plain_flax_optax_loop(task):
 
 def _member_outputs(program, pop, inputs, member):
     params = jax.tree.map(lambda a: a[member], pop.params)
-    return np.asarray(program.model.apply({"params": params}, inputs, train=False, rng=jax.random.key(0))[0])
+    return np.asarray(
+        program.model.apply({"params": params}, inputs, train=False, rng=jax.random.key(0))[0]
+    )
 
 
 def test_regression_metrics_are_the_formulas_on_the_members_predictions():

@@ -59,7 +59,8 @@ import numpy as np
 import optax
 
 from sweepjax import Config, LogUniform, Uniform, placement
-from sweepjax.data import Dataset, batch_indices, load_dataset
+from sweepjax.data import Dataset, batch_indices
+from sweepjax.loaders import load_dataset
 from sweepjax.models import build_model
 from sweepjax.population import init_population, make_train_chunk
 from sweepjax.sweep import program_of, sample_hparams

@@ -117,7 +117,9 @@ class Setup:
 
     def __init__(self, config: Config, data: Dataset, indices: np.ndarray):
         hparams = sample_hparams(config)
-        pop = init_population(program_of(config), hparams, data.train["inputs"][: config.batch_size])
+        pop = init_population(
+            program_of(config), hparams, data.train["inputs"][: config.batch_size]
+        )
         self.params = torch_params(pop.params)  # every member, stacked
         self.hparams = {
             k: torch.from_numpy(np.array(hparams[k], np.float32))
