@@ -31,7 +31,7 @@ def get_config() -> Config:
         optimizer="adamw",
         schedule="warmup_cosine",
         space={
-            "learning_rate": LogUniform(3e-4, 1e-2),
+            "learning_rate": LogUniform(1e-3, 3e-2),
             "warmup_steps": IntUniform(10, 100),
             "weight_decay": LogUniform(1e-4, 0.3),
         },
