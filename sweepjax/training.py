@@ -176,9 +176,7 @@ def train_population(
     mesh = placement.population_mesh(config.population)  # the population axis over devices
     example = first(dataset.train, config.batch_size)
     example_x = jax.device_put(program.task.inputs(example))
-    manager = None
-    if out_dir is not None:
-        manager = checkpoint.open_manager(out_dir, config.keep_checkpoints)
+    manager = None if out_dir is None else checkpoint.open_manager(out_dir, config.keep_checkpoints)
     metrics = program_metrics(program, example)
     ctx = _Context(config, program, mesh, manager, data, metrics, stop, lock, quiet)
     try:
@@ -186,11 +184,7 @@ def train_population(
         first_step = int(start.pop.step)
         if out_dir is not None and distributed.is_primary():
             check_room(out_dir, _nbytes(start.pop), config.keep_checkpoints)
-        if distributed.any_process(stop.received is not None):
-            if not start.curves.steps and manager is not None:
-                manager.close()
-                checkpoint.remove_checkpoints(out_dir)  # created empty just now
-            raise stopped_before_training(stop, out_dir)
+        _stop_if_asked(ctx, start)
         pop, search = _train_chunks(ctx, dataset, start, data_placement)
         test = placement.replicate(dataset.test, mesh)
         test = make_evaluate(program, config.eval_batch, search.width, mesh)(pop, test)
@@ -203,13 +197,9 @@ def train_population(
                 manager.close()
     step = int(pop.step)
     result = _result(ctx, start.hparams, start.curves, step, (alive, diverged_at), test)
-    compile_seconds = _compile_seconds[0] - compile_before
-    train_seconds = max(time.perf_counter() - started - compile_seconds, 1e-9)
     result.summary.update(
         interrupted=step < config.steps,
-        compile_seconds=round(compile_seconds, 3),
-        train_seconds=round(train_seconds, 3),
-        member_steps_per_second=round(config.population * (step - first_step) / train_seconds, 1),
+        **_timings(config.population * (step - first_step), compile_before, started),
         population_width=search.width,
         population_width_rates=search.rates,
         population_devices=1 if mesh is None else mesh.size,
@@ -218,6 +208,28 @@ def train_population(
         **_environment(),
     )
     return _finish(ctx, result, step, leaderboard)
+
+
+def _stop_if_asked(ctx: _Context, start: _Start) -> None:
+    """Raise `Interrupted` when a signal came before training, removing an empty checkpoint
+    folder this run created."""
+    if not distributed.any_process(ctx.stop.received is not None):
+        return
+    if not start.curves.steps and ctx.manager is not None:
+        ctx.manager.close()
+        checkpoint.remove_checkpoints(ctx.config.out_dir)  # created empty just now
+    raise stopped_before_training(ctx.stop, ctx.config.out_dir)
+
+
+def _timings(member_steps: int, compile_before: float, started: float) -> dict[str, float]:
+    """Compile and train seconds since `started`, and the training speed."""
+    compile_seconds = _compile_seconds[0] - compile_before
+    train_seconds = max(time.perf_counter() - started - compile_seconds, 1e-9)
+    return {
+        "compile_seconds": round(compile_seconds, 3),
+        "train_seconds": round(train_seconds, 3),
+        "member_steps_per_second": round(member_steps / train_seconds, 1),
+    }
 
 
 def stopped_before_training(stop: StopOnSignal, out_dir: str | None) -> Interrupted:
