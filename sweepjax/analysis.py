@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import rankdata
 
-from sweepjax.results import RANK_BY, STATUS, Result, rank_rows, ranking
+from sweepjax.results import RANK_BY, STATUS, Result, rank_rows
 
 _DEFAULT_PAIR = ("learning_rate", "weight_decay")
 
@@ -36,19 +36,6 @@ def as_number(value: Any) -> float:
         return float(value)
     except (TypeError, ValueError):
         return math.nan
-
-
-def ranked_rows(
-    rows: Sequence[Mapping[str, Any]], column: str = RANK_BY, direction: str = "max"
-) -> list[Mapping[str, Any]]:
-    """Healthy members with a finite `column`, best first: highest first for `direction` "max",
-    lowest first for "min" (`sweepjax.results.ranking` gives a sweep's column and direction).
-
-    >>> rows = [{"member": i, "status": "ok", "final_val_mse": v} for i, v in enumerate([0.3, 0.1])]
-    >>> [r["member"] for r in ranked_rows(rows, "final_val_mse", "min")]
-    [1, 0]
-    """
-    return rank_rows(rows, column, direction)
 
 
 def better(direction: str) -> str:
@@ -123,7 +110,7 @@ def importance(
     >>> importance(rows, "final_val_mse", "min")
     {'lr': -1.0}
     """
-    healthy = ranked_rows(rows, column, direction)
+    healthy = rank_rows(rows, column, direction)
     sign = 1.0 if direction == "max" else -1.0
     out = {}
     for name in varying_dimensions(rows):
@@ -285,7 +272,7 @@ def best_index(result: Result) -> int | None:
     >>> best_index(Result(rows, {}, {"rank_by": "final_val_mse", "rank_direction": "min"}))
     1
     """
-    ranked = ranked_rows(result.rows, *ranking(result.summary))
+    ranked = result.ranked()
     if not ranked:
         return None
     member = ranked[0]["member"]

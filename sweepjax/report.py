@@ -34,12 +34,19 @@ from sweepjax.analysis import (
     hyperparameter_columns,
     importance,
     is_diverged,
-    ranked_rows,
 )
 from sweepjax.figure_axes import png_bytes, sweep_title
 from sweepjax.figures import FIGURES, caption_of
 from sweepjax.lock import holder
-from sweepjax.results import RANK_BY, Result, atomic_write, leaderboard, metric_of, ranking
+from sweepjax.results import (
+    RANK_BY,
+    Result,
+    atomic_write,
+    leaderboard,
+    metric_of,
+    rank_rows,
+    ranking,
+)
 from sweepjax.results import read_summary as read_summary  # re-exported: readers of a sweep
 from sweepjax.results import read_sweep as read_sweep
 
@@ -94,7 +101,7 @@ def status_line(result: Result) -> str:
     diverged = sum(is_diverged(r) for r in result.rows)
     parts.append(f"{len(result.rows)} members, {diverged} diverged")
     column, direction = ranking(summary)
-    best = ranked_rows(result.rows, column, direction)
+    best = rank_rows(result.rows, column, direction)
     if best:
         parts.append(f"best #{best[0]['member']} at {column} {format_value(best[0][column])}")
     return ", ".join(parts)
@@ -169,7 +176,7 @@ def leaderboard_rows(
         (r for r in rows if is_diverged(r)),
         key=lambda r: (as_number(r.get("diverged_at_step")), r["member"]),
     )
-    return ranked_rows(rows, column, direction)[:top], diverged
+    return rank_rows(rows, column, direction)[:top], diverged
 
 
 Table = tuple[str, list[str], list[list[str]]]  # title, header, cells

@@ -13,7 +13,7 @@ from conftest import result_row
 from matplotlib import colormaps
 
 import sweepjax
-from sweepjax import analysis, report
+from sweepjax import analysis, report, results
 from sweepjax.data import from_arrays
 from sweepjax.figure_axes import by_ranking
 from sweepjax.figures import FIGURES, figure_curves, figure_heatmap, figure_parallel
@@ -124,8 +124,10 @@ def _mse_rows(mse, lr=(1.0, 2.0, 3.0, 4.0)):
 
 def test_a_min_metric_ranks_the_lowest_first():
     rows = _mse_rows([0.3, 0.1, NAN, 0.2])
-    assert [r["member"] for r in analysis.ranked_rows(rows, *MIN)] == [1, 3, 0]  # no NaN
-    assert [r["member"] for r in analysis.ranked_rows(rows)] == []  # no accuracy column
+    assert [r["member"] for r in results.rank_rows(rows, *MIN)] == [1, 3, 0]  # no NaN
+    assert [
+        r["member"] for r in results.rank_rows(rows, results.RANK_BY, "max")
+    ] == []  # no accuracy column
     summary = dict(zip(("rank_by", "rank_direction"), MIN, strict=True))
     assert analysis.best_index(sweepjax.Result(rows, {}, summary)) == 1
     assert analysis.best_index(sweepjax.Result(rows[2:3], {}, summary)) is None

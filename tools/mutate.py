@@ -52,7 +52,7 @@ TARGETS = [
     (
         "analysis.py",
         [
-            "ranked_rows", "hyperparameter_columns", "varying_dimensions", "is_log_scale",
+            "hyperparameter_columns", "varying_dimensions", "is_log_scale",
             "importance", "important_pair", "divergence_boundary", "member_schedules", "best_index",
         ],
         ["tests/test_report_numbers.py", "tests/test_report.py", "tests/test_cli.py",
