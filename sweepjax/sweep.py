@@ -45,11 +45,11 @@ from sweepjax.models import model_of
 from sweepjax.optim import Optimizer
 from sweepjax.out_dir import check_results, discard, hold, keep_advice
 from sweepjax.placement import check_fits
-from sweepjax.population import Program, program_metrics
+from sweepjax.population import Program
 from sweepjax.results import Result, atomic_write, write_result
 from sweepjax.signals import StopOnSignal
 from sweepjax.space import HParams, SearchSpace
-from sweepjax.tasks import Task, task_of
+from sweepjax.tasks import Task, check_task, task_of
 from sweepjax.training import stopped_before_training, train_population
 
 
@@ -98,7 +98,9 @@ def _check_data(config: Config, dataset: Dataset, program: Program) -> None:
         inputs = task.inputs(example)
     except Exception as err:  # the user's task cannot find its inputs in the batch
         raise ValueError(f"task.inputs: {task.name!r} fails on the batch: {err!r}") from err
-    check_augmentation(augmentation_of(config.augment), np.shape(inputs)[1:], dataset.name)
+    # Augmentation acts on the batch's `inputs` (population._augmented), whatever the task reads.
+    augmented = example.get("inputs") if isinstance(example, Mapping) else None
+    check_augmentation(augmentation_of(config.augment), np.shape(augmented)[1:], dataset.name)
     shapes = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype), inputs)
     try:
         outputs = jax.eval_shape(lambda x: program.model.apply_fresh(x)[0], shapes)
@@ -114,7 +116,7 @@ def _check_data(config: Config, dataset: Dataset, program: Program) -> None:
             "set the model's num_classes."
         )
     _check_targets(task, dataset, tuple(outputs.shape[1:]))
-    program_metrics(program, example)
+    check_task(task, outputs, example)
 
 
 def _check_targets(task: Task, dataset: Dataset, output_shape: tuple[int, ...]) -> None:

@@ -301,7 +301,14 @@ def metric_names(task: Task, outputs: Any, batch: Any) -> tuple[str, ...]:
 
     `outputs` and `batch` are one member's (shapes suffice: nothing is computed).
     """
-    names = jax.eval_shape(lambda o, b: reported(task, _means(task, o, b)), outputs, batch)
+    return _in_display_order(task, _reported_shapes(task, outputs, batch))
+
+
+def _reported_shapes(task: Task, outputs: Any, batch: Any) -> dict[str, jax.ShapeDtypeStruct]:
+    return jax.eval_shape(lambda o, b: reported(task, _means(task, o, b)), outputs, batch)
+
+
+def _in_display_order(task: Task, names: Any) -> tuple[str, ...]:
     rest = sorted(set(names) - {"loss", task.rank_by})
     return ("loss", *([task.rank_by] if task.rank_by != "loss" else []), *rest)
 
@@ -328,7 +335,7 @@ def check_task(task: Task, outputs: Any, batch: Any) -> tuple[str, ...]:
     try:
         loss = jax.eval_shape(task.loss, outputs, batch)
         metrics = jax.eval_shape(task.metrics, outputs, batch)
-        names = jax.eval_shape(lambda o, b: reported(task, _means(task, o, b)), outputs, batch)
+        names = _reported_shapes(task, outputs, batch)
     except Exception as err:  # any error the user's functions raise while tracing
         raise ValueError(f"task: {where} fails: {type(err).__name__}: {err}") from err
     if getattr(loss, "shape", None) != (count,):
@@ -352,4 +359,4 @@ def check_task(task: Task, outputs: Any, batch: Any) -> tuple[str, ...]:
             f"task.rank_by: {task.rank_by!r} is not a metric of task {task.name!r}; allowed: "
             f"{sorted(names)}."
         )
-    return metric_names(task, outputs, batch)
+    return _in_display_order(task, names)

@@ -413,3 +413,18 @@ def test_a_checkpoint_written_before_tasks_existed_still_resumes(tmp_path):
     for a, b in zip(resumed.rows, straight.rows, strict=True):
         assert a.keys() == b.keys()
         np.testing.assert_allclose(a["final_val_loss"], b["final_val_loss"], rtol=1e-4)
+
+
+def test_augmentation_of_a_batch_without_inputs_is_refused_before_compiling(tiny_images):
+    """Augmentation acts on `batch["inputs"]`: images a user task reads from another key get a
+    clear error, not a failure while tracing."""
+    renamed = [{"image": s["inputs"], "targets": s["targets"]} for s in tiny_images[1:4]]
+    data = from_examples(renamed[0], renamed[2], renamed[1], name="images")
+    task = Task(
+        "images", TASKS["classification"].loss, TASKS["classification"].metrics, "accuracy",
+        "max", inputs=lambda batch: batch["image"],
+    )  # fmt: skip
+    config = _config(task=task, model={"name": "cnn2d", "channels": [4], "num_classes": 3})
+    with count_compiles() as compiles, pytest.raises(ValueError, match=r"augment: .* needs image"):
+        sweepjax.run(config.replace(augment=True), dataset=data, quiet=True)
+    assert compiles[0] == 0
