@@ -162,8 +162,13 @@ def _class_count(name: str, labels: dict[str, np.ndarray], num_classes: int | No
     return num_classes
 
 
-def _whole_numbers(values: np.ndarray) -> bool:
-    return np.issubdtype(values.dtype, np.floating) and bool((values == np.round(values)).all())
+def _label_kind(values: np.ndarray) -> str:
+    """`integer`, `whole` (floats that are all whole numbers) or `other`."""
+    if np.issubdtype(values.dtype, np.integer):
+        return "integer"
+    if np.issubdtype(values.dtype, np.floating) and (values == np.round(values)).all():
+        return "whole"
+    return "other"
 
 
 def from_arrays(
@@ -177,16 +182,18 @@ def from_arrays(
 ) -> Dataset:
     """A `Dataset` of `inputs` and `targets` arrays; the validation split is carved from train.
 
-    Integer 1-D targets are class labels (`num_classes` defaults to the largest label + 1);
-    float or multi-column targets are kept as they are, for regression and multi-label tasks.
+    Integer 1-D targets are class labels (`num_classes` defaults to the largest label + 1), and
+    so are whole-number floats beside integer labels in the other split; float or multi-column
+    targets are kept as they are, for regression and multi-label tasks.
 
     >>> ds = from_arrays(np.zeros((10, 3)), np.arange(10) % 2, np.zeros((4, 3)), np.zeros(4, int), 2)
     >>> num_examples(ds.train), num_examples(ds.val), ds.num_classes
     (8, 2, 2)
     """
     labels = {"train": _as_device_dtype(train_y), "test": _as_device_dtype(test_y)}
-    if _whole_numbers(labels["test"]) and np.issubdtype(labels["train"].dtype, np.integer):
-        labels["test"] = labels["test"].astype(np.int32)  # class labels held as floats
+    kinds = [_label_kind(y) for y in labels.values()]
+    if "integer" in kinds and set(kinds) <= {"integer", "whole"}:  # class labels, some as floats
+        labels = {split: y.astype(np.int32) for split, y in labels.items()}
     classes = _class_count(name, labels, num_classes)
     train = {"inputs": np.asarray(train_x, np.float32), "targets": labels["train"]}
     test = {"inputs": np.asarray(test_x, np.float32), "targets": labels["test"]}
