@@ -25,7 +25,7 @@ from sweepjax.config import (
     families,
     family_parameters,
 )
-from sweepjax.results import Result, summarize
+from sweepjax.results import Result, ranking, summarize
 from sweepjax.space import Choice, HParams, SearchSpace
 
 STRUCTURAL_PREFIX = "model."
@@ -147,7 +147,7 @@ def merge_results(config: Config, buckets: Sequence[Bucket], results: Sequence[R
     summary = {
         "config": config.to_json(),
         "steps_done": min(r.summary["steps_done"] for r in results),
-        **summarize(rows),
+        **summarize(rows, *ranking(results[0].summary)),  # every bucket has the sweep's task
         "buckets": [
             {"label": b.label, "members": b.members.tolist(), "steps_done": r.summary["steps_done"]}
             for b, r in zip(buckets, results, strict=False)
@@ -176,7 +176,7 @@ def _merge_curves(parts: Sequence[tuple[np.ndarray, dict[str, np.ndarray]]], pop
     """`[C, P]` curves with NaN for members whose bucket has not reached a step yet."""
     steps = max((c["steps"] for _, c in parts), key=len)
     merged = {"steps": steps}
-    for name in ("train_loss", "val_loss", "val_accuracy"):
+    for name in [k for k in parts[0][1] if k != "steps"]:  # train_loss and the task's val_<m>
         full = np.full((len(steps), population), np.nan, np.float32)
         for members, curves in parts:
             values = curves[name]

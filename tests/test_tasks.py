@@ -428,3 +428,26 @@ def test_augmentation_of_a_batch_without_inputs_is_refused_before_compiling(tiny
     with count_compiles() as compiles, pytest.raises(ValueError, match=r"augment: .* needs image"):
         sweepjax.run(config.replace(augment=True), dataset=data, quiet=True)
     assert compiles[0] == 0
+
+
+def test_a_bucketed_regression_sweep_merges_its_metrics_and_ranks_lowest_first():
+    """Structural dimensions split the population into buckets; the merged table, curves and
+    summary keep the task's metrics and its direction."""
+    config = _config(
+        model={"name": "mlp", "num_classes": 2},
+        population=4,
+        space={
+            "learning_rate": sweepjax.Choice([0.01, 0.05]),
+            "momentum": 0.5,
+            "model.hidden": sweepjax.Choice([[4], [8]]),
+        },
+        search="grid",
+    ).replace(eval_every=5, steps=10)
+    result = sweepjax.run(config, dataset=_regression_data(), quiet=True)
+    assert set(result.curves) == {"steps", "train_loss", "val_loss", "val_mse", "val_mae", "val_r2"}
+    mse = [r["final_val_mse"] for r in result.rows]
+    assert (
+        result.summary["rank_by"] == "final_val_mse" and result.summary["rank_direction"] == "min"
+    )
+    assert result.summary["best_val_mse"] == min(mse)
+    assert result.best["member"] == int(np.argmin(mse))
