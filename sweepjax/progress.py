@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from sweepjax import distributed
 from sweepjax.config import Config
+from sweepjax.results import curve_names
 from sweepjax.space import HParams
 from sweepjax.tasks import Task
 from sweepjax.tensorboard_log import TensorBoardLog
@@ -42,9 +43,7 @@ class Progress:
         )
         self.logs = None
         if config.tensorboard and distributed.is_primary():
-            self.logs = TensorBoardLog(
-                config, hparams, ["train_loss", *(f"val_{m}" for m in names)]
-            )
+            self.logs = TensorBoardLog(config, hparams, curve_names(names))
         self.sign = 1.0 if task.direction == "max" else -1.0
         # The best validation value of the ranking metric so far, times `sign` (higher is better).
         self.best, self.last = -np.inf, time.perf_counter()

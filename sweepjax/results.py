@@ -30,6 +30,15 @@ STATUS = ("status", "diverged_at_step")  # the columns every row has after its h
 RANK_BY = "final_val_accuracy"  # what results without a recorded ranking (classification) rank by
 
 
+def curve_names(metrics: tuple[str, ...]) -> list[str]:
+    """The curves of a task with `metrics`: `train_loss`, then `val_<metric>` for each.
+
+    >>> curve_names(("loss", "accuracy"))
+    ['train_loss', 'val_loss', 'val_accuracy']
+    """
+    return ["train_loss", *(f"val_{m}" for m in metrics)]
+
+
 def ranking(summary: dict[str, Any]) -> tuple[str, str]:
     """The column results rank by and its direction (`"max"` or `"min"`), from `sweep.json`.
 

@@ -34,7 +34,7 @@ from sweepjax.population import (
     program_metrics,
 )
 from sweepjax.progress import Progress
-from sweepjax.results import Result, member_rows, summarize, write_result
+from sweepjax.results import Result, curve_names, member_rows, summarize, write_result
 from sweepjax.signals import StopOnSignal
 from sweepjax.space import HParams
 
@@ -88,11 +88,6 @@ class Curves:
             "steps": np.asarray(self.steps, np.int64),
             **{k: np.asarray(v, np.float32) for k, v in self.values.items()},
         }
-
-
-def curve_names(metrics: tuple[str, ...]) -> list[str]:
-    """The curves of a task with `metrics`: `train_loss`, then `val_<metric>` for each."""
-    return ["train_loss", *(f"val_{m}" for m in metrics)]
 
 
 def _chunk_mean(losses: np.ndarray) -> np.ndarray:
