@@ -244,9 +244,8 @@ def check_fits(program: Program, hparams: HParams, example_inputs: Any, populati
     """
     mesh = population_mesh(population)
     devices = 1 if mesh is None else mesh.size
-    example = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype), example_inputs)
     try:
-        state = jax.eval_shape(lambda hp: init_population(program, hp, example), hparams)
+        state = jax.eval_shape(lambda hp: init_population(program, hp, example_inputs), hparams)
     except Exception:  # a model that cannot take the data: the sweep's data check names it
         return
     per_member = -(-(_nbytes(state) + _nbytes(hparams)) // hparams.size)

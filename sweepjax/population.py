@@ -20,7 +20,6 @@ from typing import Any
 import flax.struct
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from sweepjax.data import Augment, augment_batch, augment_key, chunk_indices
@@ -94,7 +93,6 @@ def program_metrics(program: Program, batch: Any) -> tuple[str, ...]:
     Raises:
       ValueError: the task does not fit the model's outputs and the batch (`tasks.check_task`).
     """
-    batch = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype), batch)
     outputs = jax.eval_shape(lambda b: program.model.apply_fresh(program.task.inputs(b))[0], batch)
     return check_task(program.task, outputs, batch)
 

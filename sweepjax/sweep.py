@@ -101,9 +101,8 @@ def _check_data(config: Config, dataset: Dataset, program: Program) -> None:
     # Augmentation acts on the batch's `inputs` (population._augmented), whatever the task reads.
     augmented = example.get("inputs") if isinstance(example, Mapping) else None
     check_augmentation(augmentation_of(config.augment), np.shape(augmented)[1:], dataset.name)
-    shapes = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype), inputs)
     try:
-        outputs = jax.eval_shape(lambda x: program.model.apply_fresh(x)[0], shapes)
+        outputs = jax.eval_shape(lambda x: program.model.apply_fresh(x)[0], inputs)
     except Exception as err:  # any shape error raised by the user's module while tracing
         raise ValueError(
             f"model: cannot take features of shape {jax.tree.map(lambda a: np.shape(a)[1:], inputs)} "
