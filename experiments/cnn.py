@@ -22,7 +22,7 @@ def get_config() -> Config:
             "learning_rate": LogUniform(1e-3, 3e-2),
             "weight_decay": LogUniform(1e-5, 1e-1),
         },
-        search="quasi_random",
+        searcher="quasi_random",
         population=16,
         steps=6000,
         batch_size=100,

@@ -24,7 +24,7 @@ def get_config() -> Config:
             "weight_decay": LogUniform(1e-5, 1e-1),
             "momentum": Uniform(0.0, 0.99),
         },
-        search="quasi_random",
+        searcher="quasi_random",
         population=64,
         steps=6000,
         batch_size=100,

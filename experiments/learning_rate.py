@@ -26,7 +26,7 @@ def get_config() -> Config:
             "momentum": 0.9,
             "weight_decay": 0.0,
         },
-        search="grid",
+        searcher="grid",
         population=6,
         steps=2000,
         batch_size=100,

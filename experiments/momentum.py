@@ -25,7 +25,7 @@ def get_config() -> Config:
             "momentum": Choice([0.0, 0.5, 0.9, 0.99]),
             "weight_decay": 0.0,
         },
-        search="grid",
+        searcher="grid",
         population=16,
         steps=2000,
         batch_size=100,

@@ -14,6 +14,7 @@ Run:
 
 from sweepjax import Config, IntUniform, LogUniform
 
+
 def get_config() -> Config:
     return Config(
         dataset="text:pydoc:64",
@@ -35,7 +36,7 @@ def get_config() -> Config:
             "warmup_steps": IntUniform(10, 100),
             "weight_decay": LogUniform(1e-4, 0.3),
         },
-        search="quasi_random",
+        searcher="quasi_random",
         population=8,
         steps=400,
         batch_size=32,

@@ -7,8 +7,8 @@ counts the distinct learning rates each method tried and the best accuracy each 
 
 Run the same experiment three times, one per search method, then compare:
     sweepjax run random_vs_grid --out runs/rvg/grid
-    sweepjax run random_vs_grid --set search=random --out runs/rvg/random
-    sweepjax run random_vs_grid --set search=quasi_random --out runs/rvg/quasi_random
+    sweepjax run random_vs_grid --set searcher=random --out runs/rvg/random
+    sweepjax run random_vs_grid --set searcher=quasi_random --out runs/rvg/quasi_random
     sweepjax summarize random_vs_grid runs/rvg/grid runs/rvg/random runs/rvg/quasi_random
 """
 
@@ -29,7 +29,7 @@ def get_config() -> Config:
             UNIMPORTANT: LogUniform(1e-6, 1e-4, num=4),
             "momentum": 0.9,
         },
-        search="grid",  # --set search=random / quasi_random for the other two sweeps
+        searcher="grid",  # --set searcher=random / quasi_random for the other two sweeps
         population=16,
         steps=1000,
         batch_size=100,
@@ -43,7 +43,7 @@ def compare(out_dirs) -> list[dict]:
     out = []
     for out_dir in out_dirs:
         rows = rows_of(out_dir)
-        method = read_summary(out_dir).get("config", {}).get("search", str(out_dir))
+        method = read_summary(out_dir).get("config", {}).get("searcher", str(out_dir))
         ok = sorted(
             (r for r in rows if r["status"] == "ok"), key=lambda r: -r["final_val_accuracy"]
         )

@@ -26,7 +26,7 @@ def get_config() -> Config:
             "learning_rate": LogUniform(1e-4, 3e-2),
             "weight_decay": LogUniform(1e-5, 1.0),
         },
-        search="quasi_random",
+        searcher="quasi_random",
         population=32,
         steps=1000,
         batch_size=32,

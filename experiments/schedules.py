@@ -30,7 +30,7 @@ def get_config() -> Config:
             "momentum": 0.9,
             "seed": Choice(list(SEEDS)),
         },
-        search="grid",
+        searcher="grid",
         population=len(families) * LEARNING_RATES * len(SEEDS),
         steps=2000,
         batch_size=100,

@@ -24,7 +24,7 @@ def get_config() -> Config:
             "learning_rate": 0.05,
             "momentum": 0.9,
         },
-        search="grid",
+        searcher="grid",
         population=7,
         steps=2000,
         batch_size=100,

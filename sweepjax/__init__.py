@@ -33,7 +33,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {  # public name: (module, attribute 
     "divergence_boundary": ("sweepjax.analysis", "divergence_boundary"),
     "DoesNotFit": ("sweepjax.placement", "DoesNotFit"),
     "EXIT_INTERRUPTED": ("sweepjax.errors", "EXIT_INTERRUPTED"),
-    "export_member": ("sweepjax.checkpoint", "export_member"),
+    "export_member": ("sweepjax.export", "export_member"),
     "FolderBusy": ("sweepjax.lock", "FolderBusy"),
     "from_arrays": ("sweepjax.data", "from_arrays"),
     "from_examples": ("sweepjax.data", "from_examples"),
@@ -77,7 +77,6 @@ if TYPE_CHECKING:
     from sweepjax.checkpoint import CheckpointError as CheckpointError
     from sweepjax.checkpoint import CheckpointMismatch as CheckpointMismatch
     from sweepjax.checkpoint import CheckpointWarning as CheckpointWarning
-    from sweepjax.checkpoint import export_member as export_member
     from sweepjax.config import Config as Config
     from sweepjax.config import apply_overrides as apply_overrides
     from sweepjax.config import validate as validate
@@ -88,6 +87,7 @@ if TYPE_CHECKING:
     from sweepjax.errors import EXIT_INTERRUPTED as EXIT_INTERRUPTED
     from sweepjax.errors import Interrupted as Interrupted
     from sweepjax.errors import StorageError as StorageError
+    from sweepjax.export import export_member as export_member
     from sweepjax.loaders import load_dataset as load_dataset
     from sweepjax.lock import FolderBusy as FolderBusy
     from sweepjax.models import CNN1D as CNN1D

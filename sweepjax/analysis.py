@@ -28,7 +28,7 @@ def config_of(summary: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def is_diverged(row: Mapping[str, Any]) -> bool:
-    return row.get("status") != "ok"
+    return row.get("status") == "diverged"
 
 
 def as_number(value: Any) -> float:

@@ -27,7 +27,7 @@ from sweepjax.data import Dataset
 from sweepjax.results import Result, atomic_write
 from sweepjax.schedules import learning_rate_at
 from sweepjax.sweep import run, sample_hparams
-from sweepjax.training import family_names
+from sweepjax.trial_results import family_names
 
 
 @dataclasses.dataclass

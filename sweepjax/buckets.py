@@ -45,6 +45,7 @@ class Bucket:
     config: Config
     members: np.ndarray
     hparams: HParams
+    rows: list[dict[str, Any]]  # each member's sampled values, as `Searcher.ask` gives them
 
 
 def complete_hparams(config: Config, values: Mapping[str, np.ndarray]) -> HParams:
@@ -88,7 +89,7 @@ def plan_buckets(config: Config) -> list[Bucket]:
     """Sample `config`'s population and split it into buckets of equal structure.
 
     >>> space = {"learning_rate": Choice([0.1, 0.2]), "model.hidden": Choice([[8], [16]])}
-    >>> config = Config(space=space, population=4, search="grid", out_dir=None)
+    >>> config = Config(space=space, population=4, searcher="grid", out_dir=None)
     >>> [(b.label, b.members.tolist()) for b in plan_buckets(config)]
     [('model.hidden=[8]', [0, 2]), ('model.hidden=[16]', [1, 3])]
     """
@@ -97,10 +98,11 @@ def plan_buckets(config: Config) -> list[Bucket]:
         k: Choice(range(len(v.values))) if k in keys and isinstance(v, Choice) else v
         for k, v in effective_space(config).items()
     }
-    sample = SearchSpace(space).sample(config.population, config.search, config.seed)
+    sample = SearchSpace(space).sample(config.population, config.searcher, config.seed)
     if not keys:
         hparams = complete_hparams(config, sample.values)
-        return [Bucket("", config, np.arange(config.population), hparams)]
+        rows = [sample.member(i) for i in range(config.population)]
+        return [Bucket("", config, np.arange(config.population), hparams, rows)]
 
     def value(key: str, i: int) -> Any:
         raw = np.asarray(sample[key])[i].item()
@@ -126,7 +128,9 @@ def plan_buckets(config: Config) -> list[Bucket]:
             else str(Path(config.out_dir, "buckets", f"{index:02d}")),
         )
         numeric = {k: np.asarray(v)[members] for k, v in sample.values.items() if k not in keys}
-        buckets.append(Bucket(label, sub, np.asarray(members), complete_hparams(sub, numeric)))
+        rows = [{k: v[j].item() for k, v in numeric.items()} for j in range(len(members))]
+        hparams = complete_hparams(sub, numeric)
+        buckets.append(Bucket(label, sub, np.asarray(members), hparams, rows))
     return buckets
 
 

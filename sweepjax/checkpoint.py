@@ -37,6 +37,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from sweepjax import distributed
+from sweepjax.config import RENAMED_KEYS
 from sweepjax.errors import StorageError
 from sweepjax.library_logs import drop_failed_restore_noise
 
@@ -316,7 +317,7 @@ def _flatten(prefix: str, value: Any) -> dict[str, Any]:
 
 # Config keys added since checkpoints were first written, with the value an older checkpoint
 # (which does not record them) meant.
-ADDED_KEYS = {"task": "classification"}
+ADDED_KEYS = {"task": "classification", "scheduler": "none"}
 
 
 def differences(
@@ -330,7 +331,8 @@ def differences(
     ...             {"model": {"hidden": [64]}, "steps": 9}, {})
     ['model.hidden: [100] (checkpoint) != [64] (now)']
     """
-    old = _flatten("", {k: v for k, v in saved["config"].items() if k != "space"})
+    renamed = {RENAMED_KEYS.get(k, k): v for k, v in saved["config"].items()}
+    old = _flatten("", {k: v for k, v in renamed.items() if k != "space"})
     new = _flatten("", {k: v for k, v in config_json.items() if k != "space"})
     old.update({f"space.{k}": v for k, v in saved["config"].get("space", {}).items()})
     new.update({f"space.{k}": v for k, v in config_json.get("space", {}).items()})
@@ -421,55 +423,3 @@ def _restore_step(manager: ocp.CheckpointManager, step: int, target) -> Snapshot
 def remove_checkpoints(out_dir: str | os.PathLike) -> None:
     """Delete every checkpoint of `out_dir`."""
     shutil.rmtree(checkpoint_dir(out_dir), ignore_errors=True)
-
-
-def export_member(out_dir: str | os.PathLike, member: int, to: str | os.PathLike) -> Path:
-    """Write member `member` of the latest good checkpoint as a standalone Orbax checkpoint.
-
-    `to/checkpoint/` is a standard Orbax checkpoint of `{"params": ..., **model_state}` (plain
-    nested dicts of arrays, what `module.apply` takes); `to/hparams.json` holds the member's
-    hyperparameters, its step, model and data set. Loading needs only Orbax and Flax:
-    `ocp.StandardCheckpointer().restore(path)`.
-
-    Args:
-      out_dir: a sweep's output directory.
-      member: the member's index (its `member` column in `results.csv`).
-      to: a directory that does not exist yet or is empty.
-
-    Returns:
-      `to`, as a `Path`.
-    """
-    to = Path(to).absolute()
-    if to.exists() and not to.is_dir():
-        raise ValueError(f"--to: {to} is a file; allowed: a new or empty directory.")
-    if to.exists() and any(to.iterdir()):
-        raise ValueError(f"--to: {to} exists and is not empty; allowed: a new or empty directory.")
-    if not checkpoint_dir(out_dir).is_dir():
-        raise ValueError(
-            f"export: {out_dir} holds no checkpoint; give the out_dir of a sweep (its checkpoints "
-            "are in OUT_DIR/checkpoints)."
-        )
-    with _manager(out_dir, read_only=True) as manager:
-        snapshot, _ = restore_latest(manager)
-    population = snapshot.state["population"]
-    size = len(np.asarray(population["alive"]))
-    if not 0 <= member < size:
-        raise ValueError(f"--member: {member} is out of range; allowed: 0 to {size - 1}.")
-    variables = {"params": population["params"], **(population.get("model_state") or {})}
-    variables = jax.tree.map(lambda a: np.asarray(a)[member], variables)
-    checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save(to / "checkpoint", variables)
-    checkpointer.wait_until_finished()
-    checkpointer.close()
-    saved = snapshot.state["hparams"]
-    hparams = {k: np.asarray(saved[k])[member].item() for k in snapshot.meta["hparams"]}
-    info = {
-        "member": member,
-        "step": snapshot.step,
-        "alive": bool(np.asarray(population["alive"])[member]),
-        "hyperparameters": hparams,
-        "model": snapshot.meta["config"]["model"],
-        "dataset": snapshot.meta["data"]["describe"],
-    }
-    (to / "hparams.json").write_text(json.dumps(info, indent=2) + "\n")
-    return to

@@ -175,7 +175,7 @@ def _train(args: argparse.Namespace) -> None:
 def _inspect(args: argparse.Namespace) -> None:
     """`export`, `show`, `report` and `summarize`: the commands that read a sweep folder."""
     if args.command == "export":
-        from sweepjax.checkpoint import export_member
+        from sweepjax.export import export_member
 
         to = export_member(args.out_dir, args.member, args.to)
         print(f"member {args.member} exported to {to}/ (checkpoint/ and hparams.json)")

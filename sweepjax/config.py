@@ -26,6 +26,7 @@ PRECISIONS = ("float32", "bfloat16")  # values of `precision`
 
 # Space entries that pick a family per member; on the device they are int32 indices.
 FAMILY_KEYS = ("schedule", "optimizer")
+RENAMED_KEYS = {"search": "searcher"}  # old name -> new name, for configs saved before
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +64,17 @@ class Config:
     space: Mapping[str, Any] = dataclasses.field(
         default_factory=lambda: {"learning_rate": space_lib.LogUniform(1e-3, 1.0)}
     )
-    search: str = "quasi_random"
+    # Who proposes the configurations: "quasi_random" (scrambled Halton), "random", "grid",
+    # "coarse_to_fine", or an Optuna sampler ("tpe", "gp", "cmaes", "nsga2"); a name, or a dict
+    # {"name": ..., **options} (`--set searcher.<option>=...`). See sweepjax.adaptive.
+    searcher: Any = "quasi_random"
+    # Who stops, promotes or copies trials between chunks: "none" (every trial trains `steps`),
+    # "asha", "hyperband", "successive_halving", "median", "patience" or "pbt"; a name or a dict
+    # {"name": ..., **options} (`--set scheduler.<option>=...`).
+    scheduler: Any = "none"
+    # How many configurations the sweep may try (None: `population`); may exceed the
+    # population, whose slots then take new trials as earlier ones stop or finish.
+    trials: int | None = None
     population: int = 16
     steps: int = 1000
     batch_size: int = 100
@@ -113,9 +124,11 @@ class Config:
     def from_json(cls, data: Mapping[str, Any]) -> Config:
         """Inverse of `to_json`; an unknown key or distribution is a `ValueError` naming it.
 
-        A config saved before tasks existed is a classification sweep (the default).
+        A config saved before tasks existed is a classification sweep (the default); one
+        saved before `searcher` had its name gives its `search` (`RENAMED_KEYS`).
         """
         names = [f.name for f in dataclasses.fields(cls)]
+        data = {RENAMED_KEYS.get(k, k): v for k, v in data.items()}
         unknown = sorted(set(data) - set(names))
         if unknown:
             raise ValueError(f"config: unknown keys {unknown}; allowed: {names}.")
@@ -135,7 +148,9 @@ FIELD_TYPES = {
     "nesterov": bool,
     "schedule": (str, tuple),
     "schedules": Mapping,
-    "search": str,
+    "searcher": (str, Mapping),
+    "scheduler": (str, Mapping),
+    "trials": (int, type(None)),
     "population": int,
     "steps": int,
     "batch_size": int,
@@ -218,6 +233,7 @@ def apply_overrides(config: Config, overrides: Sequence[str]) -> Config:
             "model.<option>",
             "space.<name>",
             "schedules.<name>",
+            *(f"{key}.<option>" for key in POLICY_KEYS),
         ]
     )
     for item in overrides:
@@ -233,6 +249,9 @@ def apply_overrides(config: Config, overrides: Sequence[str]) -> Config:
                     f"{key}: the model is a user module; its options are not settable."
                 )
             model[rest] = value
+        elif head in POLICY_KEYS and rest:
+            name, options = policy_of(changes.get(head, getattr(config, head)), head)
+            changes[head] = {"name": name, **options, rest: value}
         elif head in nested and rest:
             if not isinstance(nested[head], dict):
                 raise ValueError(
@@ -253,6 +272,24 @@ def apply_overrides(config: Config, overrides: Sequence[str]) -> Config:
 
 
 _REGISTRIES = {"schedule": SCHEDULES, "optimizer": FAMILIES}
+POLICY_KEYS = ("searcher", "scheduler")  # a name, or {"name": ..., **options}
+
+
+def policy_of(value: Any, key: str) -> tuple[str, dict[str, Any]]:
+    """The name and options of a `searcher` or `scheduler` setting.
+
+    >>> policy_of({"name": "asha", "eta": 2}, "scheduler"), policy_of("tpe", "searcher")
+    (('asha', {'eta': 2}), ('tpe', {}))
+    """
+    if isinstance(value, str):
+        return value, {}
+    if isinstance(value, Mapping) and isinstance(value.get("name"), str):
+        options = {k: v for k, v in value.items() if k != "name"}
+        return value["name"], options
+    raise ValueError(
+        f"{key}: {value!r} is not a {key}; allowed: a name, or a dict with a 'name' and its "
+        "options."
+    )
 
 
 def families(config: Config, kind: str) -> tuple[str, ...]:

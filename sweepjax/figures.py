@@ -35,6 +35,7 @@ from sweepjax.figure_axes import (
     tidy_log_axis,
 )
 from sweepjax.figure_curves import figure_curves, figure_schedules
+from sweepjax.figure_trials import figure_lineage, figure_trials
 from sweepjax.results import Result, ranking
 
 
@@ -280,6 +281,11 @@ FIGURES = {
     "heatmap": (figure_heatmap, "{ranking} over the two main hyperparameters"),
     "parallel": (figure_parallel, "Parallel coordinates of all dimensions"),
     "schedules": (figure_schedules, "The learning-rate schedule each member followed"),
+    "trials": (figure_trials, "{ranking} of every trial against its own steps"),
+    "lineage": (
+        figure_lineage,
+        "Population-based training: the hyperparameters each trial followed",
+    ),
 }
 
 

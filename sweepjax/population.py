@@ -113,24 +113,14 @@ def init_population(program: Program, hparams: HParams, example_inputs: Any) -> 
     Returns:
       The `Population` at step 0, all members alive.
     """
-    leaves, treedef = jax.tree.flatten(example_inputs)
-    shapes = tuple(jax.ShapeDtypeStruct(leaf.shape, leaf.dtype) for leaf in leaves)
-    return _init_population(program, hparams, treedef, shapes)
+    return _init_population(program, hparams, *input_shapes(example_inputs))
 
 
 @functools.partial(jax.jit, static_argnums=(0, 2, 3))
 def _init_population(
     program: Program, hparams: HParams, treedef: Any, shapes: tuple[jax.ShapeDtypeStruct, ...]
 ) -> Population:
-    x = jax.tree.unflatten(treedef, [jnp.zeros(s.shape, s.dtype) for s in shapes])
-
-    def init_member(hp: Mapping[str, jax.Array]):
-        variables = program.model.init(_member_key(hp["seed"]), x)
-        params = variables["params"]
-        model_state = {k: v for k, v in variables.items() if k != "params"}
-        return params, model_state, program.optimizer.init(params, hp)
-
-    params, model_state, opt_state = jax.vmap(init_member)(hparams.values)
+    params, model_state, opt_state = init_members(program, hparams.values, treedef, shapes)
     size = hparams.size
     return Population(
         step=jnp.zeros((), jnp.int32),
@@ -142,18 +132,45 @@ def _init_population(
     )
 
 
+def init_members(
+    program: Program, hparams: Mapping[str, jax.Array], treedef: Any, shapes: tuple
+) -> tuple[Any, Any, Any]:
+    """`(params, model_state, opt_state)` of every member, each from its own `seed` (traced)."""
+    x = jax.tree.unflatten(treedef, [jnp.zeros(s.shape, s.dtype) for s in shapes])
+
+    def init_member(hp: Mapping[str, jax.Array]):
+        variables = program.model.init(_member_key(hp["seed"]), x)
+        params = variables["params"]
+        model_state = {k: v for k, v in variables.items() if k != "params"}
+        return params, model_state, program.optimizer.init(params, hp)
+
+    return jax.vmap(init_member)(dict(hparams))
+
+
+def input_shapes(example_inputs: Any) -> tuple[Any, tuple[jax.ShapeDtypeStruct, ...]]:
+    """The static `(treedef, shapes)` of a batch of model inputs, for `init_members`."""
+    leaves, treedef = jax.tree.flatten(example_inputs)
+    return treedef, tuple(jax.ShapeDtypeStruct(leaf.shape, leaf.dtype) for leaf in leaves)
+
+
 def _all_finite(tree: Any) -> jax.Array:
     leaves = [jnp.isfinite(leaf).all() for leaf in jax.tree.leaves(tree)]
     return jnp.stack(leaves).all() if leaves else jnp.array(True)
 
 
+def trial_step(step: jax.Array, hp: Mapping[str, jax.Array]) -> jax.Array:
+    """A member's own step: the sweep's step less the step its trial entered the slot."""
+    return step - hp["start_step"] if "start_step" in hp else step
+
+
 def _member_step(program: Program, state: tuple, hp: Mapping[str, jax.Array], batch, step):
     """One member's step; a member that is or turns non-finite keeps its last finite state."""
     params, model_state, opt_state, alive, diverged_at = state
-    learning_rate = learning_rate_at(program.schedule, step, hp)
-    scheduled = hyperparameters_at(program.optimizer.schedules, step, hp)
+    own_step = trial_step(step, hp)
+    learning_rate = learning_rate_at(program.schedule, own_step, hp)
+    scheduled = hyperparameters_at(program.optimizer.schedules, own_step, hp)
     opt_state = program.optimizer.set_hyperparameters(opt_state, {**hp, **scheduled}, learning_rate)
-    rng = jax.random.fold_in(_member_key(hp["seed"]), step)
+    rng = jax.random.fold_in(_member_key(hp["seed"]), own_step)
 
     x = program.task.inputs(batch)
 

@@ -1,4 +1,8 @@
-"""What a sweep shows while it trains: a progress bar and, when asked, a TensorBoard log."""
+"""What a sweep shows while it trains: a progress bar, and the folder lock's progress line.
+
+Both are callbacks of the chunk loop (`sweepjax.loop`). The bar counts steps, or trials when
+the sweep is adaptive (a scheduler, or more trials than slots); it shows only on a terminal.
+"""
 
 from __future__ import annotations
 
@@ -9,70 +13,65 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from sweepjax import distributed
-from sweepjax.config import Config
-from sweepjax.results import curve_names
-from sweepjax.space import HParams
-from sweepjax.tasks import Task
-from sweepjax.tensorboard_log import TensorBoardLog
+from sweepjax.lock import FolderLock
+from sweepjax.sweep_state import Chunk, SweepState, is_adaptive
 
 
-class Progress:
-    """The progress bar and the optional TensorBoard log of a sweep, updated once per chunk.
+class ProgressBar:
+    """The progress bar of a sweep, updated once per chunk (a `sweepjax.loop.Callback`)."""
 
-    The bar shows only on a terminal; the TensorBoard log is written by process 0 alone.
-    """
-
-    def __init__(
-        self,
-        config: Config,
-        task: Task,
-        names: tuple[str, ...],
-        hparams: HParams,
-        step: int,
-        quiet: bool,
-    ):
-        self.population, self.task = config.population, task
+    def __init__(self, state: SweepState, step: int, quiet: bool):
+        config = state.config
+        self.by_trial = is_adaptive(config)
+        self.step, self.ended = step, _ended(state)
         self.bar = tqdm(
-            total=config.steps,
-            initial=step,
+            total=state.trial_budget if self.by_trial else config.steps,
+            initial=self.ended if self.by_trial else step,
             disable=quiet or not sys.stderr.isatty(),
-            unit="step",
+            unit="trial" if self.by_trial else "step",
             desc="sweep",
             leave=False,
         )
-        self.logs = None
-        if config.tensorboard and distributed.is_primary():
-            self.logs = TensorBoardLog(config, hparams, curve_names(names))
-        self.sign = 1.0 if task.direction == "max" else -1.0
+        self.sign = 1.0 if state.direction == "max" else -1.0
         # The best validation value of the ranking metric so far, times `sign` (higher is better).
         self.best, self.last = -np.inf, time.perf_counter()
 
-    def __enter__(self) -> Progress:
+    def __enter__(self) -> ProgressBar:
         return self
 
-    def chunk(self, step: int, length: int, values: dict[str, np.ndarray], alive) -> None:
-        """Show the chunk of `length` steps that ended at `step`: `values` maps `train_loss` and
-        `val_<metric>` to per-member numpy arrays."""
-        self.bar.update(length)
-        ranking = self.sign * values[f"val_{self.task.rank_by}"]
-        finite = alive & np.isfinite(ranking)
+    def after_chunk(self, state: SweepState, pop: Any, chunk: Chunk, final: bool) -> None:
+        ended = _ended(state)
+        self.bar.update(ended - self.ended if self.by_trial else chunk.step - self.step)
+        length, self.step, self.ended = chunk.step - self.step, chunk.step, ended
+        ranking = self.sign * chunk.val[state.rank_by]
+        finite = chunk.alive & np.isfinite(ranking)
         self.best = np.max(np.where(finite, ranking, -np.inf), initial=self.best)
         now = time.perf_counter()
-        rate = self.population * length / max(now - self.last, 1e-9)  # over the last chunk
+        rate = chunk.losses.shape[1] * length / max(now - self.last, 1e-9)  # over the last chunk
         self.last = now
+        diverged = sum(t.status == "diverged" for t in state.table.rows)
         self.bar.set_postfix(
             {
-                "alive": int(alive.sum()),
-                "diverged": int((~alive).sum()),
-                f"best_val_{self.task.rank_by}": f"{self.sign * self.best:.4g}",
+                "running": int(state.running_slots().sum()),
+                "diverged": diverged,
+                f"best_val_{state.rank_by}": f"{self.sign * self.best:.4g}",
                 "member-steps/s": f"{rate:,.0f}",
             }
         )
-        if self.logs is not None:
-            self.logs.write(step, values, alive)
 
     def __exit__(self, *exc: Any) -> None:
         self.bar.close()
-        if self.logs is not None:
-            self.logs.close()
+
+
+def _ended(state: SweepState) -> int:
+    return sum(t.status != "running" for t in state.table.rows)
+
+
+class LockProgress:
+    """Keeps the folder lock's progress line current (`sweepjax resume` shows it to others)."""
+
+    def __init__(self, lock: FolderLock):
+        self.lock = lock
+
+    def after_chunk(self, state: SweepState, pop: Any, chunk: Chunk, final: bool) -> None:
+        self.lock.update(step=chunk.step, steps=state.config.steps)

@@ -79,6 +79,8 @@ def sweep_status(summary: Mapping[str, Any]) -> str:
     status = summary.get("status")
     if isinstance(status, str) and status:
         return status
+    if "trials" in summary and isinstance(summary.get("interrupted"), bool):  # adaptive
+        return "interrupted" if summary["interrupted"] else "finished"
     done, steps = summary.get("steps_done"), config_of(summary).get("steps")
     if not isinstance(done, int) or not isinstance(steps, int):
         return "unknown"
@@ -96,10 +98,12 @@ def status_line(result: Result) -> str:
     status = sweep_status(summary)
     done, steps = summary.get("steps_done"), config_of(summary).get("steps")
     parts = [status]
+    adaptive = "trials" in summary  # its sweep ends when its trials do, not at `steps`
     if isinstance(done, int):
-        parts.append(f"step {done}/{steps}" if isinstance(steps, int) else f"step {done}")
+        whole = isinstance(steps, int) and not adaptive
+        parts.append(f"step {done}/{steps}" if whole else f"step {done}")
     diverged = sum(is_diverged(r) for r in result.rows)
-    parts.append(f"{len(result.rows)} members, {diverged} diverged")
+    parts.append(f"{len(result.rows)} {'trials' if adaptive else 'members'}, {diverged} diverged")
     column, direction = ranking(summary)
     best = rank_rows(result.rows, column, direction)
     if best:
@@ -240,7 +244,15 @@ def _leaderboard_table(rows, best, column: str, direction: str) -> Table:
 def _facts(result: Result) -> list[tuple[str, str]]:
     summary, config = result.summary, config_of(result.summary)
     facts = [("status", status_line(result))]
-    for key in ("dataset", "optimizer", "schedule", "search", "population", "steps", "batch_size"):
+    for key in (
+        "dataset",
+        "optimizer",
+        "schedule",
+        "searcher",
+        "population",
+        "steps",
+        "batch_size",
+    ):
         if key == "dataset" and isinstance(summary.get("dataset"), str):
             facts.append((key, summary["dataset"]))  # what was trained on, described
         elif key in config:
@@ -250,10 +262,27 @@ def _facts(result: Result) -> list[tuple[str, str]]:
         facts.append(("model", json.dumps(model) if isinstance(model, dict) else str(model)))
     if isinstance(config.get("space"), dict):
         facts.append(("space", json.dumps(config["space"])))
+    facts += _trial_facts(summary, config)
     for key in ("device", "compile_seconds", "train_seconds", "member_steps_per_second"):
         if key in summary:
             facts.append((key, format_value(summary[key])))
     return facts
+
+
+def _trial_facts(summary: Mapping[str, Any], config: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """An adaptive sweep's scheduler, how its trials ended, and the compute it spent."""
+    if "trials" not in summary:
+        return []
+    counts = {s: summary.get(f"trials_{s}", 0) for s in ("finished", "stopped", "diverged")}
+    ended = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    full = summary["trials"] * config.get("steps", 0)
+    spent = summary.get("member_steps", 0)
+    share = f" ({spent / full:.0%} of every trial's full budget)" if full else ""
+    return [
+        ("scheduler", format_value(config.get("scheduler"))),
+        ("trials", f"{summary['trials']} ({ended})"),
+        ("member-steps", f"{spent:,}{share}; slots ran {summary.get('slot_steps', 0):,}"),
+    ]
 
 
 def write_report(out_dir: str | os.PathLike, top: int = 10) -> Path:

@@ -127,7 +127,7 @@ def summarize(
     metric = metric_of(rank_by)
     return {
         "members": len(rows),
-        "diverged": sum(r["status"] != "ok" for r in rows),
+        "diverged": sum(r["status"] == "diverged" for r in rows),
         "rank_by": rank_by,
         "rank_direction": direction,
         "best_member": best["member"] if best else None,
@@ -147,12 +147,14 @@ def _format(value: Any) -> str:
 def leaderboard(
     rows: Sequence[dict[str, Any]], top: int = 10, rank_by: str = RANK_BY, direction: str = "max"
 ) -> str:
-    """A text leaderboard: what it ranks by, the best healthy members, the diverged ones apart.
+    """A text leaderboard: what it ranks by, the best healthy members (trials stopped early
+    are counted, diverged ones listed, apart).
 
     Shown: the hyperparameters and the ranking metric's final, best and test values.
     """
     ok = rank_rows(rows, rank_by, direction)
-    diverged = [r for r in rows if r["status"] != "ok"]
+    diverged = [r for r in rows if r["status"] == "diverged"]
+    stopped = sum(r["status"] == "stopped" for r in rows)
     metric = metric_of(rank_by)
     shown = {rank_by, f"best_val_{metric}", f"test_{metric}"}
     first_metric = list(rows[0]).index("status") if rows else 0
@@ -162,6 +164,8 @@ def leaderboard(
     lines.append(_table([[_format(r[c]) for c in columns] for r in ok[:top]], columns))
     if len(ok) > top:
         lines.append(f"... and {len(ok) - top} more healthy members")
+    if stopped:
+        lines.append(f"stopped early by the scheduler: {stopped}")
     if diverged:
         steps = ", ".join(f"#{r['member']} at step {r['diverged_at_step']}" for r in diverged[:top])
         more = f" and {len(diverged) - top} more" if len(diverged) > top else ""

@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import os
 import queue
+import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
 import jax
@@ -79,18 +81,23 @@ def choose_placement(setting: str, train_bytes: int, device: Any | None = None) 
     return "stream" if distributed.from_primary(train_bytes > limit) else "device"
 
 
-def chunk_plan(start: int, steps: int, eval_every: int) -> list[tuple[int, int]]:
+def chunk_plan(start: int, steps: int, eval_every: int, lazy: bool = False) -> Any:
     """The `(first step, length)` of every chunk from `start` to `steps`: chunks end on evals.
+
+    A list, or with `lazy` an iterator.
 
     >>> chunk_plan(150, 400, 100)
     [(150, 50), (200, 100), (300, 100)]
     """
-    plan, step = [], start
-    while step < steps:
-        length = min(eval_every - step % eval_every, steps - step)
-        plan.append((step, length))
-        step += length
-    return plan
+
+    def chunks():
+        step = start
+        while step < steps:
+            length = min(eval_every - step % eval_every, steps - step)
+            yield step, length
+            step += length
+
+    return chunks() if lazy else list(chunks())
 
 
 @functools.lru_cache(maxsize=64)
@@ -115,26 +122,40 @@ class _Failed(NamedTuple):
     error: BaseException
 
 
+class PlanChanged(RuntimeError):
+    """A chunk other than the plan's next was asked for."""
+
+
+def aligned_plan(start: int, eval_every: int) -> Iterator[tuple[int, int]]:
+    """Chunks from `start` that end on evals, without end: an adaptive sweep's likely plan.
+
+    >>> import itertools
+    >>> list(itertools.islice(aligned_plan(150, 100), 3))
+    [(150, 50), (200, 100), (300, 100)]
+    """
+    return iter(chunk_plan(start, sys.maxsize, eval_every, lazy=True))
+
+
 class Prefetcher:
     """Builds the blocks of `plan` in a background thread, at most `depth` ahead, on the device.
 
-    `get(start, length)` returns the next block, which must be the plan's next chunk; an error
-    in the thread is raised there. `close()` (or leaving the `with` block, also on an error or
+    `get(start, length)` returns the next block, which must be the plan's next chunk (else
+    `PlanChanged`); an error in the thread is raised there. The plan may be endless. `close()` (or leaving the `with` block, also on an error or
     an interrupt) stops the thread and waits for it.
     """
 
     def __init__(
         self,
         make_block: Any,
-        plan: Sequence[tuple[int, int]],
+        plan: Iterable[tuple[int, int]],
         depth: int = 1,
         device: Any | None = None,
     ):
-        self._make_block, self._plan = make_block, list(plan)
+        self._make_block, self._plan = make_block, iter(plan)
         self._device = device
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
-        self._next = 0
+        self._pending: Any = None  # a block taken from the queue for a request off the plan
         self._thread = threading.Thread(target=self._work, name="sweepjax-prefetch", daemon=True)
         self._thread.start()
 
@@ -159,25 +180,30 @@ class Prefetcher:
             self._put(_Failed(err))
 
     def get(self, start: int, length: int) -> Any:
-        """The block of the chunk `(start, length)`, waiting for the thread if need be."""
-        if self._next >= len(self._plan) or self._plan[self._next] != (start, length):
-            raise RuntimeError(
-                f"prefetch: chunk ({start}, {length}) requested, but the plan's next is "
-                f"{self._plan[self._next] if self._next < len(self._plan) else 'the end'}."
-            )
-        while True:
-            try:
-                item = self._queue.get(timeout=0.05)
-                break
-            except queue.Empty:
-                if not self._thread.is_alive() and self._queue.empty():
-                    raise RuntimeError("prefetch: the reader thread stopped early.") from None
+        """The block of the chunk `(start, length)`, waiting for the thread if need be; a
+        request off the plan (`PlanChanged`) leaves the plan's next block for the next call."""
+        item = self._pending if self._pending is not None else self._take(start, length)
+        self._pending = None
         if isinstance(item, _Failed):
             raise RuntimeError(
                 f"prefetch: reading the chunk at step {start} failed"
             ) from item.error
-        self._next += 1
+        if item[0] != (start, length):
+            self._pending = item
+            raise PlanChanged(
+                f"prefetch: chunk ({start}, {length}) requested, but the plan's next is {item[0]}."
+            )
         return item[1]
+
+    def _take(self, start: int, length: int) -> Any:
+        while True:
+            try:
+                return self._queue.get(timeout=0.05)
+            except queue.Empty:
+                if not self._thread.is_alive() and self._queue.empty():
+                    raise PlanChanged(
+                        f"prefetch: chunk ({start}, {length}) is past the plan."
+                    ) from None
 
     @property
     def alive(self) -> bool:
@@ -214,23 +240,41 @@ class TrainData:
         data_key: jax.Array,
         plan,
         mesh: Mesh | None = None,
+        eval_every: int | None = None,
     ):
         self.placement = placement
         self._mesh = mesh
         self._prefetcher: Prefetcher | None = None
+        self._eval_every = eval_every
         if placement == "device":
             self._train = replicate(dataset.train, mesh)
         else:
             train, batch = dataset.train, program.batch_size
-            self._prefetcher = Prefetcher(
-                lambda start, length: host_block(train, data_key, start, length, batch), plan
+            self._make_block = lambda start, length: host_block(
+                train, data_key, start, length, batch
             )
+            self._prefetcher = Prefetcher(self._make_block, plan)
 
     def arrays(self, start: int, length: int) -> Any:
-        """The examples the chunk of `length` steps from step `start` trains on."""
+        """The examples the chunk of `length` steps from step `start` trains on.
+
+        A chunk off the plan (an adaptive sweep's chunk cut short where a trial's budget ends)
+        restarts the reader there, when the data reader was given `eval_every`.
+        """
         if self._prefetcher is None:
             return self._train
-        return replicate(self._prefetcher.get(start, length), self._mesh)
+        try:
+            block = self._prefetcher.get(start, length)
+        except PlanChanged:
+            if self._eval_every is None:
+                raise
+            self._prefetcher.close()
+            plan = itertools.chain(
+                [(start, length)], aligned_plan(start + length, self._eval_every)
+            )
+            self._prefetcher = Prefetcher(self._make_block, plan)
+            block = self._prefetcher.get(start, length)
+        return replicate(block, self._mesh)
 
     def close(self) -> None:
         if self._prefetcher is not None:
@@ -243,14 +287,16 @@ def train_data(
     dataset: Dataset,
     program: Program,
     data_key: jax.Array,
-    plan: Sequence[tuple[int, int]],
+    plan: Iterable[tuple[int, int]],
     mesh: Mesh | None = None,
+    eval_every: int | None = None,
 ) -> Iterator[TrainData]:
     """`TrainData` for `plan`'s chunks; a streaming reader is stopped on leaving, however left.
 
-    With a `mesh`, every device of it gets the whole training set (or block).
+    With a `mesh`, every device of it gets the whole training set (or block). With
+    `eval_every`, a chunk off the plan restarts the reader (`TrainData.arrays`).
     """
-    data = TrainData(placement, dataset, program, data_key, plan, mesh)
+    data = TrainData(placement, dataset, program, data_key, plan, mesh, eval_every)
     try:
         yield data
     finally:

@@ -59,7 +59,7 @@ def sample_hparams(config: Config) -> HParams:
     See `sweepjax.buckets.complete_hparams` for family choices and per-family defaults.
     """
     space = effective_space(config)
-    hparams = SearchSpace(space).sample(config.population, config.search, config.seed)
+    hparams = SearchSpace(space).sample(config.population, config.searcher, config.seed)
     return complete_hparams(config, hparams.values)
 
 
@@ -192,20 +192,19 @@ def _run(
     program = program_of(config)
     example_inputs = program.task.inputs(first(dataset.train, config.batch_size))
     check_fits(program, columns, example_inputs, config.population)
-    buckets = plan_buckets(config)
-    programs = [program_of(bucket.config) for bucket in buckets]
-    for bucket, program in zip(buckets, programs, strict=True):
-        _check_data(bucket.config, dataset, program)
+    buckets = plan_buckets(config) if structural_keys(config) else []
+    programs = [program_of(bucket.config) for bucket in buckets] or [program]
+    for sub, program in zip([b.config for b in buckets] or [config], programs, strict=True):
+        _check_data(sub, dataset, program)
     if overwrite and config.out_dir is not None:  # only now: bad input loses nothing
         if distributed.is_primary():
             discard(config.out_dir)
         distributed.barrier("sweepjax-out-dir")
-    if not structural_keys(config):
+    if not buckets:  # one population; its trials come from the config's searcher
         return train_population(
             config,
             dataset,
-            programs[0],
-            buckets[0].hparams,
+            program,
             stop=stop,
             lock=lock,
             quiet=quiet,
@@ -276,7 +275,7 @@ def _train_buckets(
                     bucket.config,
                     dataset,
                     program,
-                    bucket.hparams,
+                    rows=bucket.rows,
                     stop=stop,
                     lock=lock,
                     quiet=quiet,

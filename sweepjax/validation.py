@@ -20,6 +20,7 @@ import numpy as np
 
 from sweepjax import distributions
 from sweepjax import space as space_lib
+from sweepjax.adaptive.factory import check_policies
 from sweepjax.config import (
     FAMILY_KEYS,
     FIELD_TYPES,
@@ -29,11 +30,13 @@ from sweepjax.config import (
     allowed_hyperparameters,
     effective_space,
     families,
+    policy_of,
 )
 from sweepjax.data import NORMALIZATIONS, augmentation_of
 from sweepjax.models import MODELS, build_model, model_options
 from sweepjax.optim import check_schedules
 from sweepjax.schedules import PIECES
+from sweepjax.sweep_state import is_adaptive
 from sweepjax.tasks import task_of
 
 # Per-member hyperparameters with a bounded range: name -> (low, high, low_inclusive, high_inclusive).
@@ -112,6 +115,7 @@ def validate_config(config: Config) -> Config:
     _check_options(config)
     _check_model(config)
     _check_space(config)
+    _check_policies(config)
     return config
 
 
@@ -169,10 +173,6 @@ def _check_options(config: Config) -> None:
             raise ValueError(
                 f"{name}: unknown {getattr(config, name)!r}; allowed: {list(allowed)}."
             )
-    if config.search not in space_lib.METHODS:
-        raise ValueError(
-            f"search: unknown method {config.search!r}; allowed: {list(space_lib.METHODS)}."
-        )
     augmentation_of(config.augment)  # raises on a bad value
     task_of(config.task)  # raises on an unknown task
     if config.out_dir is not None and not config.out_dir.strip():
@@ -188,6 +188,28 @@ def _check_options(config: Config) -> None:
                 "tensorboard: True needs the tensorboardX package; install it with "
                 "`pip install tensorboardX` (or sweepjax[tensorboard]), or set tensorboard=False."
             )
+
+
+def _check_policies(config: Config) -> None:
+    """`trials`, `scheduler` and `searcher` (see `sweepjax.adaptive`)."""
+    trials = config.trials
+    if trials is not None and not config.population <= trials <= MAX_COUNT:
+        raise ValueError(
+            f"trials: {trials} is below population {config.population}; allowed: None (as many "
+            f"as the population), or {config.population} to {MAX_COUNT}; for fewer slots, set "
+            "population."
+        )
+    structural = [k for k in config.space if k.startswith("model.")]
+    searcher = policy_of(config.searcher, "searcher")[0]
+    adaptive = is_adaptive(config) or searcher not in space_lib.METHODS
+    if structural and adaptive:
+        raise ValueError(
+            f"space.{structural[0]}: a structural key trains one program per structure, with "
+            f"a fixed population; allowed with scheduler='none', trials=None and a searcher "
+            f"from {list(space_lib.METHODS)} (got scheduler={config.scheduler!r}, "
+            f"trials={trials!r}, searcher={config.searcher!r})."
+        )
+    check_policies(config)
 
 
 def _check_model(config: Config) -> None:
@@ -215,8 +237,8 @@ def _check_space(config: Config) -> None:
             )
     # Keys named as in the config, so every message of the space's own checks names its key.
     space = space_lib.SearchSpace({f"space.{k}": v for k, v in effective_space(config).items()})
-    if config.search == "grid":
-        space.check_grid(config.population)  # the grid `sample_hparams` draws
+    if policy_of(config.searcher, "searcher")[0] == "grid":
+        space.check_grid(config.trials or config.population)  # the grid the searcher draws
     optimizers, schedules = families(config, "optimizer"), families(config, "schedule")
     check_schedules(config.schedules, optimizers)  # before its parameters are looked up
     allowed = {**allowed_hyperparameters(config), **dict.fromkeys(FAMILY_KEYS)}

@@ -20,7 +20,7 @@ def hidden_sweep(tiny_config):
             "learning_rate": sweepjax.Choice([0.05, 0.2]),
             "model.hidden": sweepjax.Choice([[4], [6], [10]]),
         },
-        search="grid",
+        searcher="grid",
         population=6,
         steps=20,
     )
@@ -50,7 +50,7 @@ def test_a_bucket_trains_as_its_structure_alone(hidden_sweep, tiny_data):
         bucket.config,
         tiny_data,
         program,
-        bucket.hparams,
+        rows=bucket.rows,
         stop=StopOnSignal(enabled=False),
         quiet=True,
     )
@@ -72,7 +72,7 @@ def test_resume_continues_every_bucket(hidden_sweep, tiny_data, tmp_path):
 
 def test_structural_values_are_validated(hidden_sweep, tiny_data):
     bad = hidden_sweep.replace(
-        space={"model.activation": sweepjax.Choice(["relu", "swishy"])}, search="random"
+        space={"model.activation": sweepjax.Choice(["relu", "swishy"])}, searcher="random"
     )
     with pytest.raises(
         ValueError, match=r"space.model.activation: 'swishy' does not build a model"

@@ -21,7 +21,8 @@ from conftest import assert_same
 from orbax.checkpoint._src.path import atomicity
 
 import sweepjax
-from sweepjax import checkpoint, cli, training
+from sweepjax import checkpoint, cli
+from sweepjax import loop as training
 from sweepjax.lock import LOCK_FILE
 from sweepjax.models import build_model
 from sweepjax.results import read_rows
@@ -33,6 +34,7 @@ TIMING_KEYS = {
     "train_seconds",
     "member_steps_per_second",
     "population_width_rates",
+    "chunk_seconds",
 }
 
 

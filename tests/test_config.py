@@ -26,8 +26,8 @@ from sweepjax.sweep import sample_hparams
         ),
         ({"space": {"momentum": sweepjax.Choice([])}}, r"momentum: Choice\(\[\]\) is empty"),
         (
-            {"search": "bayes"},
-            r"search: unknown method 'bayes'; allowed: \['grid', 'random', 'quasi_random'\]",
+            {"searcher": "bayes"},
+            r"searcher: unknown searcher 'bayes'; allowed: \['grid', 'random', 'quasi_random', ",
         ),
         (
             {"space": {"beta1": 0.9}},
@@ -52,7 +52,7 @@ from sweepjax.sweep import sample_hparams
         (
             {
                 "population": 5,
-                "search": "grid",
+                "searcher": "grid",
                 "space": {"learning_rate": sweepjax.Choice([0.1, 0.2])},
             },
             r"population: 5 does not match the grid's 2 points",
@@ -293,7 +293,7 @@ def test_on_off_flags_take_booleans():
 def test_the_largest_seeds_sample_and_key_members():
     top = Config(seed=2**32 - 1, space={"seed": 2**31 - 1}, population=2, out_dir=None)
     assert sample_hparams(validate(top))["seed"].tolist() == [2**31 - 1] * 2
-    drawn = top.replace(space={"seed": sweepjax.IntUniform(0, 2**31 - 1)}, search="random")
+    drawn = top.replace(space={"seed": sweepjax.IntUniform(0, 2**31 - 1)}, searcher="random")
     assert sample_hparams(validate(drawn))["seed"].dtype == np.int32
     assert jax.random.key_data(jax.random.key(top.seed)).tolist() == [0, 2**32 - 1]
 

@@ -22,7 +22,7 @@ TINY = [
     "eval_every=10",
     "batch_size=32",
     'model={"name": "mlp", "hidden": [8]}',
-    "search=random",
+    "searcher=random",
 ]
 RULES = ["learning_rate", "lr_boundary", "weight_decay", "momentum", "random_vs_grid"]
 STRUCTURAL = {
@@ -78,9 +78,9 @@ def test_random_vs_grid_counts_distinct_values_of_the_important_dimension(tmp_pa
         "space.learning_rate=LogUniform(1e-3, 1.0, num=2)",
         "space.weight_decay=LogUniform(1e-6, 1e-4, num=2)",
     ]
-    _run("random_vs_grid", tmp_path / "grid", *grid, "search=grid")
-    _run("random_vs_grid", tmp_path / "random", "search=random")
-    _run("random_vs_grid", tmp_path / "quasi", "search=quasi_random")
+    _run("random_vs_grid", tmp_path / "grid", *grid, "searcher=grid")
+    _run("random_vs_grid", tmp_path / "random", "searcher=random")
+    _run("random_vs_grid", tmp_path / "quasi", "searcher=quasi_random")
     text = _summary(
         "random_vs_grid", *(tmp_path / d for d in ("grid", "random", "quasi")), capsys=capsys
     )

@@ -37,7 +37,7 @@ def mixed(tiny_config):
             "momentum": 0.9,
             **SWEPT,
         },
-        search="random",
+        searcher="random",
         population=10,
     )
 
@@ -71,7 +71,7 @@ def test_each_member_gets_its_own_familys_defaults(tiny_config):
         optimizer=("sgd", "adamw"),
         space={"learning_rate": 0.1},
         population=12,
-        search="random",
+        searcher="random",
     )
     hp = sample_hparams(config)
     schedules, optimizers = np.asarray(hp["schedule"]), np.asarray(hp["optimizer"])
@@ -92,7 +92,7 @@ def test_mixed_optimizer_families_train_and_are_listed(tiny_config, tiny_data):
             "learning_rate": Choice([0.05, 0.01]),
             "clip_norm": 1.0,
         },
-        search="grid",
+        searcher="grid",
         population=4,
         steps=20,
     )
@@ -123,7 +123,7 @@ KINDS = pytest.mark.parametrize("kinds", [("schedule",), ("optimizer",), ("sched
 @KINDS
 def test_a_family_tuple_counts_in_the_grid_like_a_choice(kinds):
     size = 3 * 4 ** len(kinds)
-    for config in _both_spellings(kinds, search="grid", population=size):
+    for config in _both_spellings(kinds, searcher="grid", population=size):
         assert sweepjax.validate(config) is config
         too_few = config.replace(population=3)
         message = (
@@ -137,7 +137,7 @@ def test_a_family_tuple_counts_in_the_grid_like_a_choice(kinds):
 @KINDS
 @pytest.mark.parametrize("search", ["grid", "random", "quasi_random"])
 def test_a_family_tuple_samples_like_a_choice(kinds, search):
-    as_tuple, as_choice = _both_spellings(kinds, search=search, population=3 * 4 ** len(kinds))
+    as_tuple, as_choice = _both_spellings(kinds, searcher=search, population=3 * 4 ** len(kinds))
     a, b = sample_hparams(as_tuple), sample_hparams(as_choice)
     assert a.names == b.names
     for name in a.names:
@@ -198,7 +198,7 @@ def test_schedule_benchmark_end_to_end(tiny_config, tiny_data, tmp_path):
             "momentum": 0.9,
             "seed": Choice([0, 1]),
         },
-        search="grid",
+        searcher="grid",
         population=16,
         steps=20,
         out_dir=str(tmp_path / "bench"),

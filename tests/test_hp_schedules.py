@@ -49,7 +49,7 @@ def momentum_run(tiny_config, tiny_data):
             "momentum.decay_steps": sweepjax.Choice(DECAY_STEPS),
             "seed": 0,
         },
-        search="grid",
+        searcher="grid",
         population=2,
         steps=STEPS,
     )
@@ -141,7 +141,7 @@ def test_a_weight_decay_schedule_in_adamw_end_to_end(tiny_config, tiny_data):
             "weight_decay.decay_steps": sweepjax.Choice([1.0, 20.0]),
             "seed": 0,
         },
-        search="grid",
+        searcher="grid",
         population=2,
         steps=20,
         batch_size=16,
@@ -228,7 +228,7 @@ def test_a_sweep_with_schedule_parameters_resumes_from_its_checkpoint(
         "momentum.decay_steps": sweepjax.Choice([5, 15]),
     }
     config = tiny_config.replace(
-        space=space, schedules={"momentum": "cosine"}, population=2, steps=20, search="grid"
+        space=space, schedules={"momentum": "cosine"}, population=2, steps=20, searcher="grid"
     )
     straight = sweepjax.run(
         config.replace(out_dir=str(tmp_path / "a")), quiet=True, dataset=tiny_data

@@ -42,7 +42,7 @@ def test_a_key_that_changes_training_is_not_ignored(
     config = tiny_config.replace(
         optimizer=optimizer,
         schedule=schedule,
-        search="grid",
+        searcher="grid",
         population=2,
         steps=6,
         space={"learning_rate": 0.05, **fixed, key: sweepjax.Choice(values)},

@@ -48,7 +48,7 @@ def test_changing_hyperparameter_values_never_recompiles(tiny_config, tiny_data)
     sweepjax.run(tiny_config, quiet=True, dataset=tiny_data)
     other = tiny_config.replace(
         space={"learning_rate": sweepjax.Choice([0.3, 0.01]), "momentum": 0.5},
-        search="random",
+        searcher="random",
         seed=5,
     )
     with count_compiles() as compiles:
@@ -217,10 +217,10 @@ def test_mixed_precision_computes_in_bfloat16(tiny_config, tiny_data):
 def test_a_diverged_member_is_quarantined(tiny_config, tiny_data):
     lrs = [0.01, 0.1, 1e3, 0.05]
     base = tiny_config.replace(
-        search="grid", population=4, space={"learning_rate": sweepjax.Choice(lrs)}
+        searcher="grid", population=4, space={"learning_rate": sweepjax.Choice(lrs)}
     )
     healthy = tiny_config.replace(
-        search="grid", population=3, space={"learning_rate": sweepjax.Choice([0.01, 0.1, 0.05])}
+        searcher="grid", population=3, space={"learning_rate": sweepjax.Choice([0.01, 0.1, 0.05])}
     )
     hp = sample_hparams(base)
     hp = sweepjax.HParams({**hp.values, "seed": np.array([0, 1, 3, 2], np.int32)})
@@ -253,7 +253,7 @@ def test_a_diverged_members_whole_state_stays_frozen(tiny_config, tiny_data):
     batch-norm statistics never change again, and it never comes back to life."""
     config = tiny_config.replace(
         model={"name": "mlp", "hidden": [16], "num_classes": 3, "norm": True},
-        search="grid",
+        searcher="grid",
         population=2,
         steps=1,
         space={"learning_rate": sweepjax.Choice([0.01, 1e6]), "momentum": 0.9},
@@ -299,7 +299,10 @@ def test_an_update_that_overflows_a_parameter_with_a_finite_loss_is_divergence(
     equal and its loss and gradient (softmax 1/3 minus the labels) are finite; a step of rate
     1e36 pushes a bias past the largest value (any increase above half an ulp, 1e31, is inf)."""
     config = tiny_config.replace(
-        search="grid", population=2, steps=1, space={"learning_rate": sweepjax.Choice([0.01, 1e36])}
+        searcher="grid",
+        population=2,
+        steps=1,
+        space={"learning_rate": sweepjax.Choice([0.01, 1e36])},
     )
     program, hparams, train, pop = _start(config, tiny_data)
     biggest = np.finfo(np.float32).max

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from orbax.checkpoint._src.path import atomicity
 
-import sweepjax.training as training
+import sweepjax.loop as training
 from sweepjax.cli import main
 
 marker = Path(os.environ["MARKER"])

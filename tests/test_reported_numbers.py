@@ -21,7 +21,7 @@ from sweepjax import Choice, results
 from sweepjax.models import build_model
 from sweepjax.population import _eval_batches, init_population, make_train_chunk
 from sweepjax.sweep import program_of, sample_hparams
-from sweepjax.training import Curves
+from sweepjax.trials import Curves
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +122,7 @@ def test_ranking_and_summary_follow_the_final_validation_accuracy(sweep):
 @pytest.mark.filterwarnings("ignore:Mean of empty slice")  # a chunk after the divergence: NaN
 def test_a_chunks_train_loss_averages_only_the_steps_a_member_was_alive(tiny_config, tiny_data):
     config = tiny_config.replace(
-        search="grid", population=2, steps=30, space={"learning_rate": Choice([0.05, 1e4])}
+        searcher="grid", population=2, steps=30, space={"learning_rate": Choice([0.05, 1e4])}
     )
     result = sweepjax.run(config, quiet=True, dataset=tiny_data)
     program, hparams = program_of(config), sample_hparams(config)
@@ -148,7 +148,7 @@ def test_a_chunks_mean_train_loss_counts_each_members_alive_steps():
     nan = np.nan
     curves = Curves.empty(("loss", "accuracy"))
     losses = np.array([[1.0, 4.0, nan], [2.0, nan, nan], [6.0, nan, nan]], np.float32)
-    curves.append(3, losses, {"loss": np.zeros(3), "accuracy": np.zeros(3)})
+    curves.append(3, losses, {"loss": np.zeros(3), "accuracy": np.zeros(3)}, np.arange(3), 3)
     np.testing.assert_array_equal(curves.arrays()["train_loss"], [[3.0, 4.0, nan]])
 
 

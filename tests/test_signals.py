@@ -26,7 +26,7 @@ from command import (
 )
 
 import sweepjax
-import sweepjax.training as training
+import sweepjax.loop as training
 from sweepjax import checkpoint
 from sweepjax.lock import holder
 from sweepjax.signals import StopOnSignal

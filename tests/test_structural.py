@@ -29,7 +29,7 @@ def test_member_batch_size_matches_a_plain_run_on_the_first_examples(tiny_config
     config = tiny_config.replace(
         model={"name": "mlp", "hidden": [8], "num_classes": 3},
         space={"learning_rate": 0.1, "momentum": 0.9, "batch_size": sweepjax.Choice([4, 9, 16])},
-        search="grid",
+        searcher="grid",
         population=3,
         steps=12,
     )
@@ -65,7 +65,7 @@ def test_dropout_rate_is_data(tiny_config, tiny_data):
         _, second, _ = _train(
             config.replace(
                 space={"learning_rate": 0.1, "dropout": sweepjax.Choice([0.0, 0.9])},
-                search="random",
+                searcher="random",
             ),
             tiny_data,
         )
@@ -126,7 +126,7 @@ def test_batch_norm_statistics_are_per_member(tiny_config, tiny_data):
     config = tiny_config.replace(
         model=_NormNet(),
         space={"learning_rate": sweepjax.Choice([0.01, 0.3])},
-        search="grid",
+        searcher="grid",
         population=2,
         steps=10,
     )
@@ -134,7 +134,7 @@ def test_batch_norm_statistics_are_per_member(tiny_config, tiny_data):
     stats = pop.model_state["batch_stats"]
     means = jax.tree.leaves(stats)[0]
     assert not np.allclose(means[0], means[1])
-    alone_config = config.replace(space={"learning_rate": 0.3}, population=1, search="random")
+    alone_config = config.replace(space={"learning_rate": 0.3}, population=1, searcher="random")
     alone_hp = sweepjax.HParams(
         {**sample_hparams(alone_config).values, "seed": np.array([1], np.int32)}
     )

@@ -279,14 +279,14 @@ def test_a_member_diverging_under_a_user_loss_is_quarantined():
     data = _huber_data()
     rates = sweepjax.Choice([0.05, 1e38])
     result = sweepjax.run(
-        _config(task=HUBER, space={"learning_rate": rates, "momentum": 0.9}, search="grid"),
+        _config(task=HUBER, space={"learning_rate": rates, "momentum": 0.9}, searcher="grid"),
         dataset=data,
         quiet=True,
     )
     assert [r["status"] for r in result.rows] == ["ok", "diverged"]
     healthy = sweepjax.run(
         _config(task=HUBER, space={"learning_rate": sweepjax.Choice([0.05, 0.01]), "momentum": 0.9},
-                search="grid"),
+                searcher="grid"),
         dataset=data,
         quiet=True,
     )  # fmt: skip
@@ -303,7 +303,7 @@ def test_pytree_batches_train_the_same_streamed_or_on_the_device():
     data = _huber_data()
     rates = sweepjax.Choice([0.01, 0.02, 0.03, 0.05])
     config = _config(
-        task=HUBER, population=4, space={"learning_rate": rates, "momentum": 0.9}, search="grid"
+        task=HUBER, population=4, space={"learning_rate": rates, "momentum": 0.9}, searcher="grid"
     ).replace(eval_every=10)
     device = sweepjax.run(config.replace(data_placement="device"), dataset=data, quiet=True)
     streamed = sweepjax.run(config.replace(data_placement="stream"), dataset=data, quiet=True)
@@ -318,7 +318,7 @@ def test_a_min_metric_ranks_the_lowest_first():
     """Regression ranks by validation MSE, lowest first: `best`, `ranked`, the summary and the
     leaderboard agree, and the best-so-far column is each member's lowest value."""
     rates = sweepjax.Choice([0.001, 0.01, 0.05, 0.2])
-    config = _config(population=4, space={"learning_rate": rates, "momentum": 0.5}, search="grid")
+    config = _config(population=4, space={"learning_rate": rates, "momentum": 0.5}, searcher="grid")
     result = sweepjax.run(config.replace(eval_every=5), dataset=_regression_data(), quiet=True)
     mse = [r["final_val_mse"] for r in result.rows]
     order = [int(i) for i in np.argsort(mse)]
@@ -441,7 +441,7 @@ def test_a_bucketed_regression_sweep_merges_its_metrics_and_ranks_lowest_first()
             "momentum": 0.5,
             "model.hidden": sweepjax.Choice([[4], [8]]),
         },
-        search="grid",
+        searcher="grid",
     ).replace(eval_every=5, steps=10)
     result = sweepjax.run(config, dataset=_regression_data(), quiet=True)
     assert set(result.curves) == {"steps", "train_loss", "val_loss", "val_mse", "val_mae", "val_r2"}

@@ -111,7 +111,7 @@ class Row:
                 "weight_decay": LogUniform(1e-6, 1e-2),
                 "momentum": Uniform(0.0, 0.99),
             },
-            search="quasi_random",
+            searcher="quasi_random",
             population=self.population,
             steps=self.steps,
             batch_size=self.batch,

@@ -51,7 +51,7 @@ def layout_config(model: str = "mlp", steps: int = 8) -> sweepjax.Config:
             "learning_rate": sweepjax.LogUniform(1e-3, 0.1),
             "weight_decay": sweepjax.LogUniform(1e-5, 1e-2),
         },
-        search="random",
+        searcher="random",
         population=64,
         steps=steps,
         batch_size=16,

@@ -96,7 +96,7 @@ def make(name: str, runs: Path, docs: Path, steps: int) -> tuple[list[Path], str
     if name == "random_vs_grid":
         dirs = {}
         for method in ("grid", "random", "quasi_random"):
-            config = _budget(module.get_config(), steps).replace(search=method)
+            config = _budget(module.get_config(), steps).replace(searcher=method)
             dirs[method] = runs / name / method
             _run(config, dirs[method])
         path = docs / f"{name}.png"

@@ -1,0 +1,173 @@
+"""The loop over chunks: advance the population, then let the policies and callbacks act.
+
+`run_chunks` is the sweep: while a trial runs, it trains one chunk (`advance`: the only
+compiled step), evaluates, hands the chunk to the `SweepState` (which records it and asks the
+scheduler and the searcher), applies their decisions on the device (`sweepjax.reassign`), and
+then calls every callback: the checkpointer, the progress bar, the TensorBoard log and the
+folder lock. Adding a callback is a new object with `after_chunk`, not an edit of the loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from typing import Any, Protocol
+
+import jax
+import numpy as np
+
+from sweepjax import distributed, placement, stream
+from sweepjax.population import Population, make_evaluate, make_stream_chunk, make_train_chunk
+from sweepjax.reassign import reassign
+from sweepjax.sweep_state import Chunk, SweepState
+
+
+class Callback(Protocol):
+    """Acts after each chunk, once the sweep state has taken its decisions."""
+
+    def after_chunk(self, state: SweepState, pop: Population, chunk: Chunk, final: bool) -> None:
+        """`final`: the sweep ends (or stops on a signal) after this chunk."""
+
+
+@dataclasses.dataclass
+class Spent:
+    """What this run of the loop spent: steps trained by running trials, and the wall seconds
+    since it began at each chunk's end."""
+
+    member_steps: int = 0
+    seconds: list[float] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class Devices:
+    """Where the population trains and what it evaluates on, fixed for the whole sweep."""
+
+    program: Any
+    mesh: Any
+    val: Any
+    test: Any
+    example_x: Any
+    eval_batch: int
+
+    @property
+    def count(self) -> int:
+        return 1 if self.mesh is None else self.mesh.size
+
+    def metrics(self, pop: Population, split: Any, width: int | None) -> dict[str, jax.Array]:
+        """The task's metrics of every slot over `split`, on the device."""
+        return make_evaluate(self.program, self.eval_batch, width, self.mesh)(pop, split)
+
+    def evaluate(self, pop: Population, split: Any, width: int | None) -> dict[str, np.ndarray]:
+        """`metrics`, on the host."""
+        return distributed.to_host(self.metrics(pop, split, width))
+
+
+def run_chunks(
+    state: SweepState,
+    pop: Population,
+    devices: Devices,
+    train_data: stream.TrainData,
+    search: placement.WidthSearch,
+    callbacks: list[Callback],
+    stopping: Any,
+    quiet: bool,
+) -> tuple[Population, Spent]:
+    """Train until no trial runs, or until `stopping()` says a signal came.
+
+    Returns the population after the last chunk and the compute spent.
+    """
+    config = state.config
+    device_hparams = placement.place(state.hparams, devices.mesh)
+    pop = placement.place(pop, devices.mesh)
+    data_key = jax.random.key(config.seed)
+    spent, began = Spent(), time.perf_counter()
+    while not state.done:
+        step = int(pop.step)
+        length = state.next_length(step)
+        running = int(state.running_slots().sum())
+        pop, chunk = _advance(
+            devices, pop, device_hparams, (train_data, search, data_key), length, quiet
+        )
+        spent.member_steps += running * length
+        state.slot_steps += state.size * length
+        observations = state.observe(chunk)
+        exploits = state.apply_decisions(observations, chunk.step)
+        leaving = state.leaving()
+        test = devices.evaluate(pop, devices.test, search.width) if leaving.any() else None
+        state.end_trials(chunk, test)
+        change = state.plan(chunk.step, exploits, devices.count)
+        if change is not None and change.changes:
+            pop = reassign(
+                devices.program,
+                pop,
+                change.hparams,
+                change.source,
+                change.fresh,
+                change.running,
+                devices.example_x,
+                devices.mesh,
+            )
+            pop = placement.place(pop, devices.mesh)
+            device_hparams = placement.place(change.hparams, devices.mesh)
+        stop = distributed.any_process(stopping())
+        spent.seconds.append(round(time.perf_counter() - began, 3))
+        for callback in callbacks:
+            callback.after_chunk(state, pop, chunk, final=stop or state.done)
+        if stop:
+            break
+    return pop, spent
+
+
+def _advance(devices: Devices, pop, device_hparams, feed, length: int, quiet: bool):
+    """One chunk of `length` steps and the validation metrics after it, on the host."""
+    train_data, search, data_key = feed
+    step = int(pop.step)
+    make_chunk = make_train_chunk if train_data.placement == "device" else make_stream_chunk
+    train = train_data.arrays(step, length)
+    compiled_before, began = compile_seconds(), time.perf_counter()
+    pop, losses = make_chunk(devices.program, length, search.width, devices.mesh)(
+        pop, device_hparams, train, data_key
+    )
+    if search.searching:  # time this width's chunk, its compilation apart
+        _time_width(search, losses, began, compiled_before, pop.size * length, quiet)
+    val = devices.metrics(pop, devices.val, search.width)
+    losses, val, alive, diverged_at = distributed.to_host((losses, val, pop.alive, pop.diverged_at))
+    return pop, Chunk(int(pop.step), losses, val, alive, diverged_at)
+
+
+def _time_width(
+    search, losses, began: float, compiled_before: float, member_steps: int, quiet: bool
+) -> None:
+    """Record the speed of the width just tried; say which won once the search ends."""
+    jax.block_until_ready(losses)
+    compiling = compile_seconds() - compiled_before
+    seconds = time.perf_counter() - began - compiling
+    search.record(seconds, compiling, member_steps)
+    if not search.searching and not quiet:
+        tried = ", ".join(f"{w}: {r:,.0f}" for w, r in search.rates.items())
+        print(
+            f"sweepjax: population width {search.width} (member-steps/s by width: {tried})",
+            file=sys.stderr,
+        )
+
+
+_COMPILE_EVENTS = (
+    "/jax/core/compile/jaxpr_trace_duration",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration",
+    "/jax/core/compile/backend_compile_duration",
+)
+_compile_total = [0.0]  # process-wide total, read before and after a sweep
+
+
+def _count_compile_time(event: str, duration: float, **_: Any) -> None:
+    if event in _COMPILE_EVENTS:
+        _compile_total[0] += duration
+
+
+jax.monitoring.register_event_duration_secs_listener(_count_compile_time)
+
+
+def compile_seconds() -> float:
+    """Seconds this process has spent compiling JAX programs so far."""
+    return _compile_total[0]

@@ -1,0 +1,294 @@
+"""The sweep as a state advanced chunk by chunk: slots, trials, and the decisions between chunks.
+
+`SweepState` holds the device population (its slots), each slot's hyperparameters on the
+host (with the `start_step` column: the global step its trial entered the slot), which trial
+each slot holds, the trial table, the curves by trial, the scheduler and the searcher. After a
+chunk, `SweepState.decide` records the chunk, marks trials finished or diverged, asks the
+scheduler for its actions and the searcher for trials to fill the free slots, and returns a
+`Reassignment`: which slot each new slot copies (`source`), which slots start a fresh trial,
+and which slots run. `sweepjax.reassign` applies it on the device as one jitted gather.
+
+A slot's trial trains on the shared minibatch stream from its `start`: a trial's own step is
+the global step minus `start_step`, so its schedule and its count begin at 0 in its slot.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from sweepjax.adaptive.protocol import Exploit, Observation, Scheduler, Searcher, Stop
+from sweepjax.buckets import complete_hparams
+from sweepjax.config import Config, policy_of
+from sweepjax.layout import MIN_WIDTH
+from sweepjax.space import HParams
+from sweepjax.trials import Curves, TrialTable
+
+START = "start_step"  # the hyperparameter column holding each slot's trial's first global step
+
+
+@dataclasses.dataclass
+class Reassignment:
+    """How the population changes between two chunks (see `sweepjax.reassign`).
+
+    Attributes:
+      source: `[S']` the slot of the old population each new slot takes its state from.
+      fresh: `[S']` new slots that initialise a new trial from its hyperparameters instead.
+      running: `[S']` new slots that train in the next chunk (the others are frozen).
+      hparams: the new population's hyperparameters, `[S']` columns.
+    """
+
+    source: np.ndarray
+    fresh: np.ndarray
+    running: np.ndarray
+    hparams: HParams
+    freezes: bool  # a slot still alive on the device stops running (stopped or finished)
+
+    @property
+    def changes(self) -> bool:
+        """Whether applying it changes the device population at all."""
+        same = self.source.size == self.fresh.size and np.array_equal(
+            self.source, np.arange(self.source.size)
+        )
+        return not same or self.fresh.any() or self.freezes
+
+
+@dataclasses.dataclass
+class Chunk:
+    """What the host sees after a chunk: per slot, `[K, S]` losses and the validation metrics,
+    whether it is alive and where it diverged (global step, -1 if not)."""
+
+    step: int
+    losses: np.ndarray
+    val: dict[str, np.ndarray]
+    alive: np.ndarray
+    diverged_at: np.ndarray
+
+
+@dataclasses.dataclass
+class SweepState:
+    """The host side of a sweep between chunks (see the module docstring)."""
+
+    config: Config
+    rank_by: str  # the task's ranking metric
+    direction: str  # "max" or "min"
+    hparams: HParams  # the slots' columns, `START` included
+    slot_trials: np.ndarray  # [S] the trial each slot holds, -1: none (idle)
+    table: TrialTable
+    curves: Curves
+    scheduler: Scheduler
+    searcher: Searcher
+    slot_steps: int = 0  # steps trained by every slot, idle ones included: the compute spent
+
+    def meta(self) -> dict[str, Any]:
+        """What a checkpoint's metadata records of the state beside its arrays."""
+        return {
+            "slots": [int(t) for t in self.slot_trials],
+            "trials": self.table.to_json(),
+            "scheduler": self.scheduler.state_dict(),
+            "searcher": self.searcher.state_dict(),
+            "slot_steps": self.slot_steps,
+        }
+
+    def extend_budget(self) -> None:
+        """Trials that finished their budget in the slot they still hold run on when `steps`
+        was raised (a resumed sweep extended)."""
+        for slot, trial_id in enumerate(self.slot_trials):
+            trial = self.table.rows[trial_id] if trial_id >= 0 else None
+            if trial and trial.status == "finished" and trial.steps < self.config.steps:
+                trial.status, trial.slot, trial.metrics = "running", slot, {}
+
+    @property
+    def size(self) -> int:
+        return int(self.slot_trials.size)
+
+    @property
+    def trial_budget(self) -> int:
+        return self.config.trials or self.config.population
+
+    def running_slots(self) -> np.ndarray:
+        """The slots whose trial is running, as a boolean mask."""
+        held = self.slot_trials >= 0
+        ids = np.where(held, self.slot_trials, 0)
+        return held & np.asarray([self.table.rows[t].status == "running" for t in ids], bool)
+
+    @property
+    def done(self) -> bool:
+        return not self.running_slots().any()
+
+    def next_length(self, step: int) -> int:
+        """The next chunk's steps: to the next eval, and no running trial past its budget."""
+        config = self.config
+        left = [
+            config.steps - self.trial_steps(s, step) for s in np.flatnonzero(self.running_slots())
+        ]
+        return max(1, min(config.eval_every - step % config.eval_every, *left))
+
+    def trial_steps(self, slot: int, step: int) -> int:
+        return int(step - int(self.hparams[START][slot]))
+
+    def observe(self, chunk: Chunk) -> list[Observation]:
+        """Record a chunk: curves, trial steps, divergence and finished budgets; return the
+        observations of the trials still running for the scheduler."""
+        self.curves.append(chunk.step, chunk.losses, chunk.val, self.slot_trials, len(self.table))
+        observations = []
+        for slot in np.flatnonzero(self.running_slots()):
+            trial = self.table.rows[self.slot_trials[slot]]
+            trial.steps = self.trial_steps(slot, chunk.step)
+            if not chunk.alive[slot]:
+                trial.diverged_at = int(chunk.diverged_at[slot]) - int(self.hparams[START][slot])
+                trial.status = "diverged"
+                continue
+            value = float(chunk.val[self.rank_by][slot])
+            observations.append(Observation(trial.id, int(slot), trial.steps, value, trial.hparams))
+            if trial.steps >= self.config.steps:
+                trial.status = "finished"
+        return observations
+
+    def apply_decisions(self, observations: list[Observation], step: int) -> list[Exploit]:
+        """The scheduler's actions on the trials still running; returns the exploits to apply."""
+        if not observations:
+            return []
+        exploits = []
+        for action in self.scheduler.decide(observations, step):
+            trial = self.table.rows[action.trial]
+            if trial.status != "running":
+                continue  # finished or diverged in this chunk: the action is moot
+            if isinstance(action, Stop):
+                trial.status, trial.reason = "stopped", action.reason
+            else:
+                exploits.append(action)
+        rung_of = getattr(self.scheduler, "rung_of", None)
+        for obs in observations:
+            if rung_of is not None:
+                self.table.rows[obs.trial].rung = int(rung_of(obs.trial))
+        return exploits
+
+    def leaving(self) -> np.ndarray:
+        """The slots whose trial ended in this chunk (they are measured on the test split
+        before `reassign` hands them on)."""
+        held = self.slot_trials >= 0
+        ids = np.where(held, self.slot_trials, 0)
+        return held & np.asarray([self.table.rows[t].status != "running" for t in ids], bool)
+
+    def end_trials(self, chunk: Chunk, test: Mapping[str, np.ndarray] | None) -> None:
+        """Trials that ended in this chunk leave their slots with their final metrics (the
+        validation metrics of this chunk, `test` of the slots) and are told to the searcher."""
+        for slot in np.flatnonzero(self.leaving()):
+            trial = self.table.rows[self.slot_trials[slot]]
+            trial.metrics = {
+                **{f"final_val_{m}": float(v[slot]) for m, v in chunk.val.items()},
+                **{f"test_{m}": float(v[slot]) for m, v in (test or {}).items()},
+            }
+            self.table.end(trial.id, trial.status, trial.steps, trial.reason)
+            value = (
+                math.nan
+                if trial.status == "diverged"
+                else trial.metrics[f"final_val_{self.rank_by}"]
+            )
+            if not trial.told:  # a finished trial extended by a larger `steps` was told once
+                self.searcher.tell(trial.id, value, trial.steps, trial.status)
+                trial.told = True
+
+    def plan(self, step: int, exploits: list[Exploit], devices: int) -> Reassignment | None:
+        """The next population: running slots kept (exploited ones copying their source), free
+        slots filled from the searcher, its size fitted to what runs (`slots_for`)."""
+        running = self.running_slots()
+        held = self.slot_trials >= 0
+        ended_alive = held & np.asarray(
+            [self.table.rows[t].status in ("stopped", "finished") if t >= 0 else False
+             for t in self.slot_trials], bool
+        )  # fmt: skip
+        columns = {k: np.asarray(v).copy() for k, v in self.hparams.values.items()}
+        source = np.arange(self.size)
+        for action in exploits:
+            source[action.slot] = action.source_slot
+            self._exploit(action, step, columns)
+        free = self.config.population - int(running.sum())
+        budget = self.trial_budget - len(self.table)
+        rows = self.searcher.ask(min(free, budget)) if free > 0 and budget > 0 else []
+        if not running.any() and not rows:
+            return None  # the sweep is over: the state stays as the last chunk left it
+        size = slots_for(int(running.sum()) + len(rows), self.size, self.config.population, devices)
+        if size == self.size:
+            order = np.arange(size)
+            new_slots = np.flatnonzero(~running)[: len(rows)]
+        else:  # running slots packed first, then the new trials, then idle padding
+            kept = np.flatnonzero(running)
+            order = np.concatenate([kept, np.zeros(size - kept.size, int)])
+            new_slots = np.arange(kept.size, kept.size + len(rows))
+        trials = np.where(running, self.slot_trials, -1)[order]
+        active = trials >= 0
+        fresh = np.zeros(size, bool)
+        fresh[new_slots] = True
+        hparams = HParams({k: v[order] for k, v in columns.items()})
+        if rows:
+            rows = [
+                {**row, "seed": row.get("seed", len(self.table) + i)} for i, row in enumerate(rows)
+            ]
+            new = trial_columns(self.config, rows, [step] * len(rows))
+            for k in hparams.names:
+                hparams.values[k][new_slots] = new[k]
+            for slot, row in zip(new_slots, rows, strict=True):
+                trials[slot] = self.table.add(row, start=step, slot=int(slot)).id
+        for slot in np.flatnonzero(trials >= 0):
+            self.table.rows[trials[slot]].slot = int(slot)
+        self.slot_trials, self.hparams = trials, hparams
+        freezes = bool((ended_alive[order] & ~fresh).any()) if size == self.size else True
+        return Reassignment(source[order], fresh, active | fresh, hparams, freezes)
+
+    def _exploit(self, action: Exploit, step: int, columns: dict[str, np.ndarray]) -> None:
+        """PBT: `action.slot` continues from `action.source_slot` with new values (its own
+        seed kept); recorded in the trial's lineage."""
+        trial = self.table.rows[action.trial]
+        source = self.table.rows[action.source_trial]
+        new = {**source.hparams, **action.hparams, "seed": trial.hparams["seed"]}
+        trial.history.append(
+            {"step": step, "source_trial": source.id, "old": trial.hparams, "new": new}
+        )
+        trial.hparams, trial.parent, trial.steps = new, source.id, source.steps
+        start = int(columns[START][action.source_slot])
+        row = trial_columns(self.config, [new], [start])
+        for k, column in columns.items():
+            column[action.slot] = row[k][0]
+
+
+def is_adaptive(config: Config) -> bool:
+    """Whether trials may stop early or outnumber the slots (the bar then counts trials)."""
+    scheduler = policy_of(config.scheduler, "scheduler")[0]
+    return scheduler != "none" or (config.trials or config.population) != config.population
+
+
+def slots_for(needed: int, size: int, population: int, devices: int) -> int:
+    """The population size for `needed` running slots: the full `population` when it grows,
+    a narrower one (a power of two, a multiple of `devices`) when at most half is needed.
+
+    >>> slots_for(3, 16, 16, 2), slots_for(9, 16, 16, 2), slots_for(12, 4, 16, 2)
+    (4, 16, 16)
+    """
+    if needed > size:
+        return population
+    if needed * 2 > size:
+        return size
+    narrow = max(MIN_WIDTH, devices, 1 << max(needed - 1, 0).bit_length())
+    narrow = -(-narrow // devices) * devices
+    return min(narrow, size)
+
+
+def trial_columns(config: Config, rows: list[Mapping[str, Any]], starts: list[int]) -> HParams:
+    """Device columns of trials' hyperparameter rows, with their `START` steps."""
+    names = list(rows[0])
+    values = {k: np.asarray([row[k] for row in rows]) for k in names}
+    columns = complete_hparams(config, values).values
+    columns[START] = np.asarray(starts, np.int32)
+    return HParams(columns)
+
+
+def stack(parts: list[HParams]) -> HParams:
+    """Rows of several `HParams` with the same columns, one after another."""
+    names = parts[0].names
+    return HParams({k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in names})
