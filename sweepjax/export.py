@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,20 +18,33 @@ import orbax.checkpoint as ocp
 
 from sweepjax.checkpoint import _manager, checkpoint_dir, restore_latest
 
+START = "start_step"  # the slots' column of their trials' first steps: not a hyperparameter
 
-def _slot_of(meta: Mapping[str, Any], member: int, size: int) -> int:
-    """The slot holding trial `member` in a checkpoint (before trials: slot = member)."""
-    slots = list(meta.get("slots", range(size)))
+
+def _variables(snapshot: Any, member: int) -> tuple[Any, dict[str, Any], bool]:
+    """Trial `member`'s variables, hyperparameters and whether it is alive: from the slot
+    holding it, or from the kept best trial of an adaptive sweep (before trials: slot = member)."""
+    meta, state = snapshot.meta, snapshot.state
+    population = state["population"]
+    slots = list(meta.get("slots", range(len(np.asarray(population["alive"])))))
     trials = len(meta.get("trials", slots))
     if not 0 <= member < trials:
         raise ValueError(f"--member: {member} is out of range; allowed: 0 to {trials - 1}.")
-    if member not in slots:
-        raise ValueError(
-            f"--member: trial {member} left its slot before the latest checkpoint (at step "
-            f"{meta['step']}), which holds trials {sorted(t for t in slots if t >= 0)}; allowed: "
-            "one of those."
-        )
-    return slots.index(member)
+    if member in slots:
+        slot = slots.index(member)
+        variables = {"params": population["params"], **(population.get("model_state") or {})}
+        saved = state["hparams"]
+        hparams = {k: np.asarray(saved[k])[slot].item() for k in meta["hparams"] if k != START}
+        alive = bool(np.asarray(population["alive"])[slot])
+        return jax.tree.map(lambda a: np.asarray(a)[slot], variables), hparams, alive
+    if member == meta.get("kept_trial", -1):
+        return state["kept"], dict(meta["trials"][member]["hparams"]), True
+    held = sorted(t for t in slots if t >= 0)
+    raise ValueError(
+        f"--member: trial {member} left its slot before the latest checkpoint (at step "
+        f"{meta['step']}); allowed: a trial held then ({held}) or the best finished trial "
+        f"({meta.get('kept_trial', -1)})."
+    )
 
 
 def export_member(out_dir: str | os.PathLike, member: int, to: str | os.PathLike) -> Path:
@@ -45,8 +57,9 @@ def export_member(out_dir: str | os.PathLike, member: int, to: str | os.PathLike
 
     Args:
       out_dir: a sweep's output directory.
-      member: the trial's number (its `member` column in `results.csv`); it must hold a slot
-        in the latest checkpoint (every member of a fixed population does).
+      member: the trial's number (its `member` column in `results.csv`): one holding a slot
+        in the latest checkpoint (every member of a fixed population does), or the best
+        finished trial of an adaptive sweep, kept when its slot was handed on.
       to: a directory that does not exist yet or is empty.
 
     Returns:
@@ -64,22 +77,15 @@ def export_member(out_dir: str | os.PathLike, member: int, to: str | os.PathLike
         )
     with _manager(out_dir, read_only=True) as manager:
         snapshot, _ = restore_latest(manager)
-    population = snapshot.state["population"]
-    slot = _slot_of(snapshot.meta, member, len(np.asarray(population["alive"])))
-    variables = {"params": population["params"], **(population.get("model_state") or {})}
-    variables = jax.tree.map(lambda a: np.asarray(a)[slot], variables)
+    variables, hparams, alive = _variables(snapshot, member)
     checkpointer = ocp.StandardCheckpointer()
     checkpointer.save(to / "checkpoint", variables)
     checkpointer.wait_until_finished()
     checkpointer.close()
-    saved = snapshot.state["hparams"]
-    hparams = {
-        k: np.asarray(saved[k])[slot].item() for k in snapshot.meta["hparams"] if k != "start_step"
-    }
     info = {
         "member": member,
         "step": snapshot.step,
-        "alive": bool(np.asarray(population["alive"])[slot]),
+        "alive": alive,
         "hyperparameters": hparams,
         "model": snapshot.meta["config"]["model"],
         "dataset": snapshot.meta["data"]["describe"],

@@ -96,6 +96,7 @@ def run_chunks(
         leaving = state.leaving()
         test = devices.evaluate(pop, devices.test, search.width) if leaving.any() else None
         state.end_trials(chunk, test)
+        _keep_best(state, pop, leaving)
         change = state.plan(chunk.step, exploits, devices.count)
         if change is not None and change.changes:
             pop = reassign(
@@ -117,6 +118,16 @@ def run_chunks(
         if stop:
             break
     return pop, spent
+
+
+def _keep_best(state: SweepState, pop: Population, leaving: np.ndarray) -> None:
+    """Copy the variables of a new best finished trial to the host before its slot is reused."""
+    slot = state.to_keep(leaving)
+    if slot is None:
+        return
+    variables = {"params": pop.params, **pop.model_state}
+    state.kept = distributed.to_host(jax.tree.map(lambda leaf: leaf[slot], variables))
+    state.kept_trial = int(state.slot_trials[slot])
 
 
 def _advance(devices: Devices, pop, device_hparams, feed, length: int, quiet: bool):

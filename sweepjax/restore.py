@@ -34,11 +34,16 @@ def restore_target(config: Config, program: Program, example_x: Any, metrics, me
         population = jax.eval_shape(lambda hp: init_population(program, hp, example_x), abstract)
         curves = {"steps": np.zeros(points, np.int64)}
         curves.update({k: np.zeros((points, trials), np.float32) for k in curve_names(metrics)})
-        return {
+        target = {
             "population": placement.abstract(population, mesh),
             "hparams": hparams,
             "curves": curves,
         }
+        if meta.get("kept_trial", -1) >= 0:  # one member's variables, on the host
+            variables = {"params": population.params, **population.model_state}
+            one = lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype)  # noqa: E731
+            target["kept"] = jax.tree.map(one, variables)
+        return target
 
     return target
 
@@ -77,6 +82,8 @@ def begin(
         config, rank_by, direction, HParams(hparams), slots, table, curves, scheduler, searcher
     )
     state.slot_steps = int(meta.get("slot_steps", config.population * snapshot.step))
+    state.kept_trial = int(meta.get("kept_trial", -1))
+    state.kept = snapshot.state.get("kept")
     state.extend_budget()
     _say_where(config, snapshot.step, state)
     return state, snapshot.state["population"], meta.get("population_width")

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from sweepjax.adaptive.protocol import Exploit, Observation, Scheduler, Searcher, Stop
+from sweepjax.adaptive.protocol import Exploit, Observation, Scheduler, Searcher, Stop, better
 from sweepjax.buckets import complete_hparams
 from sweepjax.config import Config, policy_of
 from sweepjax.layout import MIN_WIDTH
@@ -83,6 +83,8 @@ class SweepState:
     scheduler: Scheduler
     searcher: Searcher
     slot_steps: int = 0  # steps trained by every slot, idle ones included: the compute spent
+    kept_trial: int = -1  # the best finished trial whose variables `kept` holds (adaptive)
+    kept: Any = None  # its `{"params": ..., **model_state}` on the host, for export
 
     def meta(self) -> dict[str, Any]:
         """What a checkpoint's metadata records of the state beside its arrays."""
@@ -92,6 +94,7 @@ class SweepState:
             "scheduler": self.scheduler.state_dict(),
             "searcher": self.searcher.state_dict(),
             "slot_steps": self.slot_steps,
+            "kept_trial": self.kept_trial,
         }
 
     def extend_budget(self) -> None:
@@ -193,6 +196,22 @@ class SweepState:
             if not trial.told:  # a finished trial extended by a larger `steps` was told once
                 self.searcher.tell(trial.id, value, trial.steps, trial.status)
                 trial.told = True
+
+    def to_keep(self, leaving: np.ndarray) -> int | None:
+        """The slot of the best trial that finished in this chunk, if it beats the kept one:
+        an adaptive sweep hands slots on, so its best trial's variables are kept for export."""
+        if not is_adaptive(self.config):
+            return None  # every trial keeps its slot to the end
+        column = f"final_val_{self.rank_by}"
+        best = self.table.rows[self.kept_trial].metrics[column] if self.kept_trial >= 0 else None
+        chosen = None
+        for slot in np.flatnonzero(leaving):
+            trial = self.table.rows[self.slot_trials[slot]]
+            value = trial.metrics[column]
+            finished = trial.status == "finished" and math.isfinite(value)
+            if finished and (best is None or better(value, best, self.direction)):
+                chosen, best = int(slot), value
+        return chosen
 
     def plan(self, step: int, exploits: list[Exploit], devices: int) -> Reassignment | None:
         """The next population: running slots kept (exploited ones copying their source), free

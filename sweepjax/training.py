@@ -205,6 +205,8 @@ class Checkpointer:
         }
         curves = state.curves.arrays(len(state.table))
         saved = {"population": pop, "hparams": dict(state.hparams.values), "curves": curves}
+        if state.kept_trial >= 0:
+            saved["kept"] = state.kept
         checkpoint.save(ctx.manager, chunk.step, saved, meta)
 
 

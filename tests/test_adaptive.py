@@ -12,6 +12,7 @@ import time
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 from conftest import assert_same, count_compiles
 from test_checkpoint import assert_same_results
@@ -227,3 +228,21 @@ def test_scheduler_options_from_the_command_line():
     )
     assert config.scheduler == {"name": "asha", "eta": 2}
     assert (config.trials, config.searcher) == (64, "tpe")
+
+
+def test_the_best_trial_exports_after_its_slot_was_handed_on(asha_config, tiny_data, tmp_path):
+    config = asha_config.replace(out_dir=str(tmp_path / "sweep"))
+    result = sweepjax.run(config, quiet=True, dataset=tiny_data)
+    best = result.best["member"]
+    meta = checkpoint.read_meta(config.out_dir)
+    assert meta["kept_trial"] == best
+    to = sweepjax.export_member(config.out_dir, best, tmp_path / "best")
+    variables = ocp.StandardCheckpointer().restore(to / "checkpoint")
+    model = program_of(config).model
+    logits, _ = model.apply(variables, tiny_data.val["inputs"], train=False, rng=jax.random.key(0))
+    accuracy = float(np.mean(np.argmax(logits, -1) == tiny_data.val["targets"]))
+    assert accuracy == pytest.approx(result.best["final_val_accuracy"], abs=1e-6)
+    stopped = next(r["member"] for r in result.rows if r["status"] == "stopped")
+    if stopped not in meta["slots"]:
+        with pytest.raises(ValueError, match=f"trial {stopped} left its slot"):
+            sweepjax.export_member(config.out_dir, stopped, tmp_path / "gone")
