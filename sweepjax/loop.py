@@ -40,6 +40,27 @@ class Spent:
 
 
 @dataclasses.dataclass
+class Pace:
+    """What the loop measured of its chunks: the seconds a slot-step takes, and what
+    compiling a population size's programs costs (a first guess until one is measured)."""
+
+    slot_step_seconds: float = 0.0
+    compile_seconds: float = 2.0
+
+    def record(self, seconds: float, compiling: float, slot_steps: int, new_size: bool) -> None:
+        if compiling > 0 and new_size:
+            self.compile_seconds = compiling
+        elif compiling == 0:
+            self.slot_step_seconds = seconds / max(slot_steps, 1)
+
+    def narrow_pays(self, size: int, narrower: int, steps_left: int) -> bool:
+        """Whether running `narrower` slots for `steps_left` steps saves more than twice what
+        compiling its programs costs."""
+        saved = (size - narrower) * steps_left * self.slot_step_seconds
+        return saved > 2 * self.compile_seconds
+
+
+@dataclasses.dataclass
 class Devices:
     """Where the population trains and what it evaluates on, fixed for the whole sweep."""
 
@@ -81,14 +102,19 @@ def run_chunks(
     device_hparams = placement.place(state.hparams, devices.mesh)
     pop = placement.place(pop, devices.mesh)
     data_key = jax.random.key(config.seed)
-    spent, began = Spent(), time.perf_counter()
+    spent, began, pace, sizes = Spent(), time.perf_counter(), Pace(), set()
     while not state.done:
         step = int(pop.step)
         length = state.next_length(step)
         running = int(state.running_slots().sum())
+        compiled_before, chunk_began = compile_seconds(), time.perf_counter()
         pop, chunk = _advance(
             devices, pop, device_hparams, (train_data, search, data_key), length, quiet
         )
+        compiling = compile_seconds() - compiled_before
+        seconds = time.perf_counter() - chunk_began - compiling
+        pace.record(seconds, compiling, state.size * length, state.size not in sizes)
+        sizes.add(state.size)
         spent.member_steps += running * length
         state.slot_steps += state.size * length
         observations = state.observe(chunk)
@@ -97,7 +123,7 @@ def run_chunks(
         test = devices.evaluate(pop, devices.test, search.width) if leaving.any() else None
         state.end_trials(chunk, test)
         _keep_best(state, pop, leaving)
-        change = state.plan(chunk.step, exploits, devices.count)
+        change = state.plan(chunk.step, exploits, devices.count, pace.narrow_pays)
         if change is not None and change.changes:
             pop = reassign(
                 devices.program,

@@ -113,14 +113,14 @@ def init_population(program: Program, hparams: HParams, example_inputs: Any) -> 
     Returns:
       The `Population` at step 0, all members alive.
     """
-    return _init_population(program, hparams, *input_shapes(example_inputs))
+    return _init_population(program, hparams, *_input_shapes(example_inputs))
 
 
 @functools.partial(jax.jit, static_argnums=(0, 2, 3))
 def _init_population(
     program: Program, hparams: HParams, treedef: Any, shapes: tuple[jax.ShapeDtypeStruct, ...]
 ) -> Population:
-    params, model_state, opt_state = init_members(program, hparams.values, treedef, shapes)
+    params, model_state, opt_state = _init_members(program, hparams.values, treedef, shapes)
     size = hparams.size
     return Population(
         step=jnp.zeros((), jnp.int32),
@@ -132,7 +132,7 @@ def _init_population(
     )
 
 
-def init_members(
+def _init_members(
     program: Program, hparams: Mapping[str, jax.Array], treedef: Any, shapes: tuple
 ) -> tuple[Any, Any, Any]:
     """`(params, model_state, opt_state)` of every member, each from its own `seed` (traced)."""
@@ -147,8 +147,8 @@ def init_members(
     return jax.vmap(init_member)(dict(hparams))
 
 
-def input_shapes(example_inputs: Any) -> tuple[Any, tuple[jax.ShapeDtypeStruct, ...]]:
-    """The static `(treedef, shapes)` of a batch of model inputs, for `init_members`."""
+def _input_shapes(example_inputs: Any) -> tuple[Any, tuple[jax.ShapeDtypeStruct, ...]]:
+    """The static `(treedef, shapes)` of a batch of model inputs, for `_init_members`."""
     leaves, treedef = jax.tree.flatten(example_inputs)
     return treedef, tuple(jax.ShapeDtypeStruct(leaf.shape, leaf.dtype) for leaf in leaves)
 

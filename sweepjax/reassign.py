@@ -5,7 +5,8 @@ current one it takes its parameters, optimizer and model state from (`source`: i
 another slot to copy as PBT's exploit does, fewer or more slots to narrow or widen the
 population), whether it starts a fresh trial (initialised from its own `seed` and
 hyperparameters) and whether it runs. Hyperparameters are data, so nothing recompiles for new
-values; one program is compiled per pair of population sizes, and no parameter visits the host.
+values; a few small programs are compiled per pair of population sizes, and no parameter
+visits the host.
 
 >>> import numpy as np, jax
 >>> from sweepjax.population import Program, init_population
@@ -32,8 +33,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sweepjax import placement
 from sweepjax.layout import jit
-from sweepjax.population import Population, Program, init_members, input_shapes
+from sweepjax.population import Population, Program, init_population
 from sweepjax.space import HParams
 
 
@@ -49,37 +51,55 @@ def reassign(
 ) -> Population:
     """The next population (see the module docstring).
 
+    Fresh slots are initialised by `init_population`'s own program (compiled once per size:
+    the sweep's first population compiled it), then one small jitted gather and select makes
+    the next population.
+
     Args:
       program: the sweep's static structure.
       pop: the current population (`S` slots).
-      hparams: the next population's hyperparameters (`S'` rows, on the device or the host).
+      hparams: the next population's hyperparameters (`S'` rows, on the host).
       source: `[S']` int, the current slot each next slot copies.
       fresh: `[S']` bool, next slots initialised anew from `hparams` instead.
       running: `[S']` bool, next slots that train (the others stay frozen: `alive` False).
       example_inputs: one batch of model inputs (shapes only).
-      mesh: the next population's mesh, or None.
+      mesh: the population's mesh, or None.
     """
-    treedef, shapes = input_shapes(example_inputs)
-    apply = _compiled(program, treedef, shapes, mesh)
-    arrays = jax.device_put((np.asarray(source, np.int32), np.asarray(fresh), np.asarray(running)))
-    return apply(pop, hparams.values, *arrays)
+    born = init_population(program, hparams, example_inputs) if np.any(fresh) else None
+    masks = (np.asarray(source, np.int32), np.asarray(fresh, bool), np.asarray(running, bool))
+    if born is None:
+        return _keep_or_copy(mesh)(pop, *placement.replicate(masks, mesh))
+    born = placement.place(born, mesh)
+    return _select(mesh)(pop, born, *placement.replicate(masks, mesh))
 
 
-@functools.lru_cache(maxsize=64)
-def _compiled(program: Program, treedef: Any, shapes: tuple, mesh):
-    def apply(pop: Population, hparams, source, fresh, running) -> Population:
-        def take(leaf):
-            return leaf[source]
+def _gather(pop: Population, source) -> tuple:
+    return jax.tree.map(lambda leaf: leaf[source], (pop.params, pop.model_state, pop.opt_state))
 
+
+@functools.lru_cache(maxsize=8)
+def _keep_or_copy(mesh):
+    def apply(pop: Population, source, fresh, running) -> Population:
+        params, model_state, opt_state = _gather(pop, source)
+        alive = pop.alive[source] & running
+        return Population(pop.step, params, model_state, opt_state, alive, pop.diverged_at[source])
+
+    return jit(apply, mesh)
+
+
+@functools.lru_cache(maxsize=8)
+def _select(mesh):
+    def apply(pop: Population, born: Population, source, fresh, running) -> Population:
         def pick(new, old):
             mask = fresh.reshape(fresh.shape + (1,) * (old.ndim - 1))
             return jnp.where(mask, new, old)
 
-        kept = jax.tree.map(take, (pop.params, pop.model_state, pop.opt_state))
-        born = init_members(program, hparams, treedef, shapes)
-        params, model_state, opt_state = jax.tree.map(pick, born, kept)
-        alive = jnp.where(fresh, True, take(pop.alive)) & running
-        diverged_at = jnp.where(fresh, -1, take(pop.diverged_at))
+        kept = _gather(pop, source)
+        params, model_state, opt_state = jax.tree.map(
+            pick, (born.params, born.model_state, born.opt_state), kept
+        )
+        alive = jnp.where(fresh, True, pop.alive[source]) & running
+        diverged_at = jnp.where(fresh, -1, pop.diverged_at[source])
         return Population(pop.step, params, model_state, opt_state, alive, diverged_at)
 
     return jit(apply, mesh)

@@ -213,9 +213,13 @@ class SweepState:
                 chosen, best = int(slot), value
         return chosen
 
-    def plan(self, step: int, exploits: list[Exploit], devices: int) -> Reassignment | None:
+    def plan(
+        self, step: int, exploits: list[Exploit], devices: int, narrow_pays: Any = None
+    ) -> Reassignment | None:
         """The next population: running slots kept (exploited ones copying their source), free
-        slots filled from the searcher, its size fitted to what runs (`slots_for`)."""
+        slots filled from the searcher, its size fitted to what runs (`slots_for`); a narrower
+        one only when `narrow_pays(size, narrower, steps_left)` (the loop's estimate of whether
+        the compute saved outweighs compiling the narrower programs), if given."""
         running = self.running_slots()
         held = self.slot_trials >= 0
         ended_alive = held & np.asarray(
@@ -233,6 +237,11 @@ class SweepState:
         if not running.any() and not rows:
             return None  # the sweep is over: the state stays as the last chunk left it
         size = slots_for(int(running.sum()) + len(rows), self.size, self.config.population, devices)
+        if size < self.size and narrow_pays is not None and not rows:
+            left = max(
+                self.config.steps - self.trial_steps(s, step) for s in np.flatnonzero(running)
+            )
+            size = size if narrow_pays(self.size, size, left) else self.size
         if size == self.size:
             order = np.arange(size)
             new_slots = np.flatnonzero(~running)[: len(rows)]

@@ -96,10 +96,13 @@ def test_an_exploit_copies_bitwise_and_compiles_nothing_the_second_time(tiny_con
     copied = reassign(program, pop, columns, np.array([0, 0, 2, 3]), fresh, keep, x)
     for leaf in jax.tree.leaves((copied.params, copied.opt_state, copied.model_state)):
         np.testing.assert_array_equal(np.asarray(leaf[1]), np.asarray(leaf[0]))
-    with count_compiles() as compiles:
-        again = reassign(program, pop, columns, np.array([3, 1, 1, 0]), ~fresh, keep, x)
+    refilled = reassign(program, pop, columns, np.arange(4), fresh | [0, 1, 0, 0], keep, x)
+    assert bool(refilled.alive.all())
+    other = sweepjax.HParams({**columns.values, "seed": columns.values["seed"] + 7})
+    with count_compiles() as compiles:  # other slots, other values: the same programs
+        reassign(program, pop, other, np.array([3, 1, 1, 0]), fresh, keep, x)
+        reassign(program, pop, other, np.arange(4), ~fresh, keep & [1, 0, 1, 1], x)
     assert compiles == [0]
-    assert bool(again.alive.all())
 
 
 def test_new_hyperparameters_take_effect_at_the_next_step(tiny_config, tiny_data):
@@ -182,7 +185,10 @@ def test_resume_mid_sweep_equals_the_uninterrupted_sweep(
     assert_same_results(tmp_path / "straight", tmp_path / "stopped")
 
 
-def test_compaction_narrows_the_population_once_the_searcher_is_spent(tiny_config, tiny_data):
+def test_compaction_narrows_the_population_once_the_searcher_is_spent(
+    tiny_config, tiny_data, monkeypatch
+):
+    monkeypatch.setattr(loop.Pace, "narrow_pays", lambda self, *sizes: True)
     config = tiny_config.replace(
         population=8, trials=8, steps=90, eval_every=10,
         scheduler={"name": "successive_halving", "min_steps": 10, "eta": 3},
@@ -192,6 +198,15 @@ def test_compaction_narrows_the_population_once_the_searcher_is_spent(tiny_confi
     assert sorted(steps.values()) == [10] * 6 + [30] + [90]  # 8 -> 2 -> 1 (floor(n / 3), >= 1)
     # 8 slots for 10 steps, then 2 running in 2 slots, then 1 in the narrowest (2) slots
     assert result.summary["slot_steps"] == 8 * 10 + 2 * 20 + 2 * 60
+
+
+def test_the_population_narrows_only_when_the_compute_saved_outweighs_compiling():
+    pace = loop.Pace()
+    pace.record(seconds=3.0, compiling=1.5, slot_steps=800, new_size=True)  # first chunk: compile
+    pace.record(seconds=0.8, compiling=0.0, slot_steps=800, new_size=False)
+    assert (pace.compile_seconds, pace.slot_step_seconds) == (1.5, 0.001)
+    assert pace.narrow_pays(8, 2, steps_left=600)  # 3.6 s saved > 2 x 1.5 s
+    assert not pace.narrow_pays(8, 2, steps_left=400)  # 2.4 s saved < 3 s
 
 
 @pytest.mark.parametrize(
