@@ -54,10 +54,10 @@ class Pace:
             self.slot_step_seconds = seconds / max(slot_steps, 1)
 
     def narrow_pays(self, size: int, narrower: int, steps_left: int) -> bool:
-        """Whether running `narrower` slots for `steps_left` steps saves more than twice what
-        compiling its programs costs."""
+        """Whether running `narrower` slots for `steps_left` steps saves more than compiling
+        its programs costs."""
         saved = (size - narrower) * steps_left * self.slot_step_seconds
-        return saved > 2 * self.compile_seconds
+        return saved > self.compile_seconds
 
 
 @dataclasses.dataclass

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import optax
 
 from sweepjax.data import Augment, augment_batch, augment_key, chunk_indices
-from sweepjax.layout import jit, map_groups, on_mesh, per_member
+from sweepjax.layout import group_layout, jit, map_groups, on_mesh, per_member
 from sweepjax.models import Model
 from sweepjax.optim import Optimizer
 from sweepjax.schedules import hyperparameters_at, learning_rate_at
@@ -256,12 +256,14 @@ def train_members(
     With `width` None or >= P every member is in one `vmap`. Otherwise the population runs as
     `G = ceil(P / width)` groups of `width` members, `vmap` inside a group and `lax.map` over the
     groups, each group taking all the chunk's steps before the next starts (its state stays in
-    cache). Members are independent, so the result does not depend on `width`.
+    cache), a group with no member alive skipped. Members are independent, so the result does
+    not depend on `width`.
 
     Returns:
       `(state, step, losses)`, `losses` of shape `[len(xs), P]`.
     """
     steps = jax.tree.leaves(xs)[0].shape[0]
+    groups, _ = group_layout(state[3].shape[0], width)
 
     def one_group(group):
         group_state, group_hp = group
@@ -270,7 +272,14 @@ def train_members(
         )
         return new_state, losses.T
 
-    state, losses = map_groups(one_group, (state, dict(hp)), width)
+    def one_group_unless_frozen(group):
+        # A group with no member alive (slots an adaptive sweep left idle) keeps its state
+        # and costs nothing; the others train exactly as without the test.
+        frozen = group[0], jnp.full((group[0][3].shape[0], steps), jnp.nan, jnp.float32)
+        return jax.lax.cond(group[0][3].any(), one_group, lambda _: frozen, group)
+
+    train = one_group if groups == 1 else one_group_unless_frozen
+    state, losses = map_groups(train, (state, dict(hp)), width)
     return state, step + steps, losses.T
 
 

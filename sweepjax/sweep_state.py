@@ -242,9 +242,12 @@ class SweepState:
                 self.config.steps - self.trial_steps(s, step) for s in np.flatnonzero(running)
             )
             size = size if narrow_pays(self.size, size, left) else self.size
-        if size == self.size:
+        if size == self.size and rows:
             order = np.arange(size)
             new_slots = np.flatnonzero(~running)[: len(rows)]
+        elif not rows:  # running slots packed into each device's first groups: idle groups
+            order = packed(running, devices, size)  # are skipped, or the population narrows
+            new_slots = np.zeros(0, int)
         else:  # running slots packed first, then the new trials, then idle padding
             kept = np.flatnonzero(running)
             order = np.concatenate([kept, np.zeros(size - kept.size, int)])
@@ -289,6 +292,26 @@ def is_adaptive(config: Config) -> bool:
     """Whether trials may stop early or outnumber the slots (the bar then counts trials)."""
     scheduler = policy_of(config.scheduler, "scheduler")[0]
     return scheduler != "none" or (config.trials or config.population) != config.population
+
+
+def packed(running: np.ndarray, devices: int, size: int) -> np.ndarray:
+    """An order of `size` slots taken from the current ones that puts the running slots first
+    on each of `devices` (each holds a contiguous share), spread evenly over them, then idle
+    ones (slot 0 again where there are too few).
+
+    >>> running = np.array([False, True, False, False, True, True, False, False])
+    >>> packed(running, 2, 8).tolist(), packed(running, 2, 4).tolist()
+    ([1, 5, 0, 2, 4, 3, 6, 7], [1, 5, 4, 0])
+    """
+    share = size // devices
+    live = list(np.flatnonzero(running))
+    idle = list(np.flatnonzero(~running)) + [0] * size
+    order = []
+    for device in range(devices):
+        mine = live[device::devices]
+        order += mine + idle[: share - len(mine)]
+        idle = idle[share - len(mine) :]
+    return np.asarray(order, int)
 
 
 def slots_for(needed: int, size: int, population: int, devices: int) -> int:

@@ -205,8 +205,8 @@ def test_the_population_narrows_only_when_the_compute_saved_outweighs_compiling(
     pace.record(seconds=3.0, compiling=1.5, slot_steps=800, new_size=True)  # first chunk: compile
     pace.record(seconds=0.8, compiling=0.0, slot_steps=800, new_size=False)
     assert (pace.compile_seconds, pace.slot_step_seconds) == (1.5, 0.001)
-    assert pace.narrow_pays(8, 2, steps_left=600)  # 3.6 s saved > 2 x 1.5 s
-    assert not pace.narrow_pays(8, 2, steps_left=400)  # 2.4 s saved < 3 s
+    assert pace.narrow_pays(8, 2, steps_left=300)  # 1.8 s saved > 1.5 s compiling
+    assert not pace.narrow_pays(8, 2, steps_left=200)  # 1.2 s saved < 1.5 s
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,8 @@ learning-rate schedule, constant or cosine) and one total budget of member-steps
 process, one method after another:
 
   fixed   sweepjax, a fixed population: every configuration trained for `--steps`
+  fixed_all  the same, over the configurations ASHA tries (more than the budget: it shows how
+          much sooner ASHA evaluates as many configurations)
   asha    sweepjax, ASHA with refill: `trials` configurations through `population` slots
   pbt     sweepjax, population-based training
   optuna  Optuna TPE + HyperbandPruner, one Flax trial at a time (`tools/search_baseline.py`)
@@ -49,9 +51,10 @@ import search_baseline  # noqa: E402
 
 from sweepjax import placement  # noqa: E402
 
-METHODS = ("fixed", "asha", "pbt", "optuna", "tpe")
+METHODS = ("fixed", "fixed_all", "asha", "pbt", "optuna", "tpe")
 LABELS = {
     "fixed": "(1) sweepjax fixed population",
+    "fixed_all": "(1b) sweepjax fixed population, ASHA's configurations",
     "asha": "(2) sweepjax ASHA + refill",
     "pbt": "(3) sweepjax PBT",
     "optuna": "(4) Optuna TPE + Hyperband, Flax loop",
@@ -132,6 +135,8 @@ def engine_config(plan: Plan, method: str):
         return Config(**base, **extra)
     if method == "pbt":
         return Config(**base, population=full, scheduler="pbt")
+    if method == "fixed_all":  # every configuration ASHA tries, each trained to the full budget
+        return Config(**base, population=plan.population, trials=plan.trials)
     searcher = {"asha": "quasi_random", "tpe": "tpe"}[method]
     return Config(
         **base, population=plan.population, trials=plan.trials, scheduler=asha, searcher=searcher
