@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
+import zlib
 from typing import Any, Protocol
 
 import jax
@@ -124,6 +125,7 @@ def run_chunks(
         state.end_trials(chunk, test)
         _keep_best(state, pop, leaving)
         change = state.plan(chunk.step, exploits, devices.count, pace.narrow_pays)
+        _check_agreement(state, chunk.step)
         if change is not None and change.changes:
             pop = reassign(
                 devices.program,
@@ -144,6 +146,18 @@ def run_chunks(
         if stop:
             break
     return pop, spent
+
+
+def _check_agreement(state: SweepState, step: int) -> None:
+    """Every process decided from the same gathered metrics and seeds; refuse to go on if one
+    holds other trials than process 0 (whose decisions the checkpoint records)."""
+    held = np.asarray([*state.slot_trials, len(state.table)], np.int64).tobytes()
+    mine = zlib.crc32(held) % (2**31 - 1)  # an int32: JAX's broadcast keeps 32 bits
+    if distributed.from_primary(mine) != mine:
+        raise RuntimeError(
+            f"step {step}: this process's scheduler and searcher decided otherwise than process "
+            "0's; their state must not depend on the process (a searcher seeded by the clock?)."
+        )
 
 
 def _keep_best(state: SweepState, pop: Population, leaving: np.ndarray) -> None:

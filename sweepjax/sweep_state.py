@@ -296,21 +296,25 @@ def is_adaptive(config: Config) -> bool:
 
 def packed(running: np.ndarray, devices: int, size: int) -> np.ndarray:
     """An order of `size` slots taken from the current ones that puts the running slots first
-    on each of `devices` (each holds a contiguous share), spread evenly over them, then idle
-    ones (slot 0 again where there are too few).
+    in each of `devices`' shares (each device holds a contiguous share of the slots): a
+    device keeps its own running slots, in order, as far as its new share holds them; the
+    rest move to devices with room; idle slots (slot 0 again where there are too few) follow.
 
-    >>> running = np.array([False, True, False, False, True, True, False, False])
+    >>> running = np.array([False, True, False, False, True, True, False, True])
     >>> packed(running, 2, 8).tolist(), packed(running, 2, 4).tolist()
-    ([1, 5, 0, 2, 4, 3, 6, 7], [1, 5, 4, 0])
+    ([1, 0, 2, 3, 4, 5, 7, 6], [1, 7, 4, 5])
     """
-    share = size // devices
-    live = list(np.flatnonzero(running))
+    old, new = running.size // devices, size // devices
+    own = [list(np.flatnonzero(running[d * old : (d + 1) * old]) + d * old) for d in range(devices)]
+    overflow = [slot for slots in own for slot in slots[new:]]
     idle = list(np.flatnonzero(~running)) + [0] * size
     order = []
-    for device in range(devices):
-        mine = live[device::devices]
-        order += mine + idle[: share - len(mine)]
-        idle = idle[share - len(mine) :]
+    for slots in own:
+        room = new - len(slots[:new])
+        mine, overflow = slots[:new] + overflow[:room], overflow[room:]
+        pad = new - len(mine)
+        order += mine + idle[:pad]
+        idle = idle[pad:]
     return np.asarray(order, int)
 
 

@@ -164,3 +164,28 @@ def test_sigterm_saves_within_one_chunk_and_exits_resumable(files, tmp_path):
     result = sweepjax.resume(out, quiet=True)
     assert not result.summary["interrupted"]
     assert_same_results(files / "reference", out)
+
+
+ASHA = ["--set", "scheduler=asha", "--set", "scheduler.min_steps=10", "--set", "trials=12"]
+
+
+def test_sigkill_mid_asha_then_resume_makes_the_same_decisions(files, tmp_path):
+    """Trials stopped at rungs and refilled before the kill; the resumed sweep stops, refills
+    and ranks exactly as the uninterrupted one."""
+    from sweepjax.config import apply_overrides
+    from sweepjax.experiment import load_experiment
+
+    config = apply_overrides(load_experiment(str(files / "experiment.py")), ASHA[1::2])
+    reference = tmp_path / "reference"
+    sweepjax.run(config.replace(out_dir=str(reference)), quiet=True)
+    out, marker = tmp_path / "out", tmp_path / "out.marker"
+    run = ["run", str(files / "experiment.py"), "--out", str(out), "--quiet", *ASHA]
+    process = _start(files, out, run, PAUSE_TRAIN_AT="40")
+    _wait_for(process, marker, "trained 40")
+    process.send_signal(signal.SIGKILL)
+    assert process.wait(30) == -signal.SIGKILL
+    assert 0 < max(checkpoint.saved_steps(out)) < 40
+    sweepjax.resume(out, quiet=True)
+    stopped = [r for r in sweepjax.read_result(out).rows if r["status"] == "stopped"]
+    assert stopped  # the scheduler acted
+    assert_same_results(reference, out)
