@@ -47,12 +47,15 @@ class Pace:
 
     slot_step_seconds: float = 0.0
     compile_seconds: float = 2.0
+    sizes: set[int] = dataclasses.field(default_factory=set)  # population sizes seen
 
-    def record(self, seconds: float, compiling: float, slot_steps: int, new_size: bool) -> None:
-        if compiling > 0 and new_size:
+    def record(self, seconds: float, compiling: float, slot_steps: int, size: int) -> None:
+        """A chunk of `slot_steps` took `seconds` and `compiling` seconds of compilation."""
+        if compiling > 0 and size not in self.sizes:
             self.compile_seconds = compiling
         elif compiling == 0:
             self.slot_step_seconds = seconds / max(slot_steps, 1)
+        self.sizes.add(size)
 
     def narrow_pays(self, size: int, narrower: int, steps_left: int) -> bool:
         """Whether running `narrower` slots for `steps_left` steps saves more than compiling
@@ -99,46 +102,16 @@ def run_chunks(
 
     Returns the population after the last chunk and the compute spent.
     """
-    config = state.config
     device_hparams = placement.place(state.hparams, devices.mesh)
     pop = placement.place(pop, devices.mesh)
-    data_key = jax.random.key(config.seed)
-    spent, began, pace, sizes = Spent(), time.perf_counter(), Pace(), set()
+    feed = (train_data, search, jax.random.key(state.config.seed))
+    spent, began, pace = Spent(), time.perf_counter(), Pace()
     while not state.done:
-        step = int(pop.step)
-        length = state.next_length(step)
-        running = int(state.running_slots().sum())
-        compiled_before, chunk_began = compile_seconds(), time.perf_counter()
-        pop, chunk = _advance(
-            devices, pop, device_hparams, (train_data, search, data_key), length, quiet
-        )
-        compiling = compile_seconds() - compiled_before
-        seconds = time.perf_counter() - chunk_began - compiling
-        pace.record(seconds, compiling, state.size * length, state.size not in sizes)
-        sizes.add(state.size)
-        spent.member_steps += running * length
+        length = state.next_length(int(pop.step))
+        spent.member_steps += int(state.running_slots().sum()) * length
         state.slot_steps += state.size * length
-        observations = state.observe(chunk)
-        exploits = state.apply_decisions(observations, chunk.step)
-        leaving = state.leaving()
-        test = devices.evaluate(pop, devices.test, search.width) if leaving.any() else None
-        state.end_trials(chunk, test)
-        _keep_best(state, pop, leaving)
-        change = state.plan(chunk.step, exploits, devices.count, pace.narrow_pays)
-        _check_agreement(state, chunk.step)
-        if change is not None and change.changes:
-            pop = reassign(
-                devices.program,
-                pop,
-                change.hparams,
-                change.source,
-                change.fresh,
-                change.running,
-                devices.example_x,
-                devices.mesh,
-            )
-            pop = placement.place(pop, devices.mesh)
-            device_hparams = placement.place(change.hparams, devices.mesh)
+        pop, chunk = _advance(devices, pop, device_hparams, feed, length, (pace, quiet))
+        pop, device_hparams = _decide(state, pop, device_hparams, chunk, devices, pace)
         stop = distributed.any_process(stopping())
         spent.seconds.append(round(time.perf_counter() - began, 3))
         for callback in callbacks:
@@ -146,6 +119,32 @@ def run_chunks(
         if stop:
             break
     return pop, spent
+
+
+def _decide(state: SweepState, pop: Population, device_hparams, chunk: Chunk, devices, pace):
+    """Between two chunks: the state records the chunk and decides (scheduler, searcher,
+    size); the trials that ended are measured on the test split first; the decisions are
+    applied on the device. Returns the population and its hyperparameters, on the device."""
+    exploits = state.apply_decisions(state.observe(chunk), chunk.step)
+    leaving = state.leaving()
+    test = devices.evaluate(pop, devices.test, chunk.width) if leaving.any() else None
+    state.end_trials(chunk, test)
+    _keep_best(state, pop, leaving)
+    change = state.plan(chunk.step, exploits, devices.count, pace.narrow_pays)
+    _check_agreement(state, chunk.step)
+    if change is None or not change.changes:
+        return pop, device_hparams
+    pop = reassign(
+        devices.program,
+        pop,
+        change.hparams,
+        change.source,
+        change.fresh,
+        change.running,
+        devices.example_x,
+        devices.mesh,
+    )
+    return placement.place((pop, change.hparams), devices.mesh)
 
 
 def _check_agreement(state: SweepState, step: int) -> None:
@@ -170,9 +169,10 @@ def _keep_best(state: SweepState, pop: Population, leaving: np.ndarray) -> None:
     state.kept_trial = int(state.slot_trials[slot])
 
 
-def _advance(devices: Devices, pop, device_hparams, feed, length: int, quiet: bool):
-    """One chunk of `length` steps and the validation metrics after it, on the host."""
-    train_data, search, data_key = feed
+def _advance(devices: Devices, pop, device_hparams, feed, length: int, watch) -> tuple:
+    """One chunk of `length` steps and the validation metrics after it, on the host; its
+    speed goes to the `Pace` (and to the width search while it searches)."""
+    (train_data, search, data_key), (pace, quiet) = feed, watch
     step = int(pop.step)
     make_chunk = make_train_chunk if train_data.placement == "device" else make_stream_chunk
     train = train_data.arrays(step, length)
@@ -184,7 +184,9 @@ def _advance(devices: Devices, pop, device_hparams, feed, length: int, quiet: bo
         _time_width(search, losses, began, compiled_before, pop.size * length, quiet)
     val = devices.metrics(pop, devices.val, search.width)
     losses, val, alive, diverged_at = distributed.to_host((losses, val, pop.alive, pop.diverged_at))
-    return pop, Chunk(int(pop.step), losses, val, alive, diverged_at)
+    compiling = compile_seconds() - compiled_before
+    pace.record(time.perf_counter() - began - compiling, compiling, pop.size * length, pop.size)
+    return pop, Chunk(int(pop.step), losses, val, alive, diverged_at, search.width)
 
 
 def _time_width(

@@ -60,13 +60,15 @@ class Reassignment:
 @dataclasses.dataclass
 class Chunk:
     """What the host sees after a chunk: per slot, `[K, S]` losses and the validation metrics,
-    whether it is alive and where it diverged (global step, -1 if not)."""
+    whether it is alive and where it diverged (global step, -1 if not); and the width it ran
+    at (None: every member at once)."""
 
     step: int
     losses: np.ndarray
     val: dict[str, np.ndarray]
     alive: np.ndarray
     diverged_at: np.ndarray
+    width: int | None = None
 
 
 @dataclasses.dataclass

@@ -81,20 +81,11 @@ def train_population(
         check_contents(config, data, resuming=resuming)
     compile_before, started = compile_seconds(), time.perf_counter()
     data_placement = stream.choose_placement(config.data_placement, _train_bytes(dataset))
-    mesh = placement.population_mesh(config.population)  # the population axis over devices
     example = first(dataset.train, config.batch_size)
-    example_x = jax.device_put(program.task.inputs(example))
+    devices = _devices(config, program, dataset, example)
     manager = None if out_dir is None else checkpoint.open_manager(out_dir, config.keep_checkpoints)
     metrics = program_metrics(program, example)
     ctx = _Context(config, program, manager, data, metrics, stop, lock, quiet)
-    devices = Devices(
-        program,
-        mesh,
-        placement.replicate(dataset.val, mesh),
-        placement.replicate(dataset.test, mesh),
-        example_x,
-        config.eval_batch,
-    )
     try:
         scheduler, searcher = make_policies(config, program.task, rows)
         state, pop, width = begin(config, program, manager, (scheduler, searcher), devices, metrics)
@@ -122,6 +113,19 @@ def train_population(
         **_environment(),
     )
     return _finish(ctx, result, state, leaderboard)
+
+
+def _devices(config: Config, program: Program, dataset: Dataset, example: Any) -> Devices:
+    """The population's mesh (its axis over the devices) and what it evaluates on there."""
+    mesh = placement.population_mesh(config.population)
+    return Devices(
+        program,
+        mesh,
+        placement.replicate(dataset.val, mesh),
+        placement.replicate(dataset.test, mesh),
+        jax.device_put(program.task.inputs(example)),
+        config.eval_batch,
+    )
 
 
 def _train(ctx: _Context, dataset: Dataset, state: SweepState, pop, devices, data_placement, width):

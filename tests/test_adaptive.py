@@ -202,8 +202,8 @@ def test_compaction_narrows_the_population_once_the_searcher_is_spent(
 
 def test_the_population_narrows_only_when_the_compute_saved_outweighs_compiling():
     pace = loop.Pace()
-    pace.record(seconds=3.0, compiling=1.5, slot_steps=800, new_size=True)  # first chunk: compile
-    pace.record(seconds=0.8, compiling=0.0, slot_steps=800, new_size=False)
+    pace.record(seconds=3.0, compiling=1.5, slot_steps=800, size=8)  # first chunk: compile
+    pace.record(seconds=0.8, compiling=0.0, slot_steps=800, size=8)
     assert (pace.compile_seconds, pace.slot_step_seconds) == (1.5, 0.001)
     assert pace.narrow_pays(8, 2, steps_left=300)  # 1.8 s saved > 1.5 s compiling
     assert not pace.narrow_pays(8, 2, steps_left=200)  # 1.2 s saved < 1.5 s

@@ -140,6 +140,8 @@ SMALLER = {  # the schedule benchmark's grid, one peak learning rate and one see
     ],
     # a warmup within the budget
     "next_token": ["space.warmup_steps=IntUniform(1, 3)", "population=4"],
+    # the joint sweep, with one small structure (buckets of odd sizes would run on one device)
+    "staged": ["space.model.hidden=Choice([[4]])", "population=4"],
     # two small structures, 2 members each, instead of one program per width up to 512
     **{name: [*changes, "population=4"] for name, changes in STRUCTURAL.items()},
 }

@@ -7,16 +7,15 @@ import json
 import numpy as np
 import pytest
 
+from sweepjax.adaptive.factory import SCHEDULERS, make_scheduler
 from sweepjax.adaptive.pbt import PBT
 from sweepjax.adaptive.protocol import Exploit, Observation, Stop
 from sweepjax.adaptive.schedulers import (
     ASHA,
     FIFO,
-    SCHEDULERS,
     MedianStopping,
     Patience,
     SuccessiveHalving,
-    make_scheduler,
 )
 from sweepjax.distributions import Choice, IntUniform, LogUniform, Uniform
 

@@ -10,10 +10,10 @@ import sys
 import numpy as np
 import pytest
 
+from sweepjax.adaptive.factory import make_searcher
 from sweepjax.adaptive.searchers import (
     CoarseToFine,
     Sampled,
-    make_searcher,
     usable_warm_rows,
     warm_start_rows,
 )

@@ -2,9 +2,8 @@
 
 `FIFO` (`none`) stops nothing; `ASHA` is asynchronous successive halving (with `brackets > 1`,
 Hyperband: `hyperband`); `SuccessiveHalving` is its synchronous form over cohorts of trials;
-`MedianStopping` and `Patience` stop single trials by their curves. `make_scheduler` builds
-one by name from a config's options with defaults fitted to the sweep, refusing a bad name,
-option or value with a `ValueError` before anything trains. All state is JSON-able.
+`MedianStopping` and `Patience` stop single trials by their curves (`factory.make_scheduler`
+builds one by name from a config's options). All state is JSON-able.
 """
 
 from __future__ import annotations
@@ -17,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from sweepjax.adaptive.pbt import PBT, Stateful, check, check_direction, check_int, finite, ranked
-from sweepjax.adaptive.protocol import Observation, Scheduler, Stop, better
+from sweepjax.adaptive.pbt import Stateful, check, check_direction, check_int, finite, ranked
+from sweepjax.adaptive.protocol import Observation, Stop, better
 from sweepjax.distributions import is_number
 
 
@@ -326,117 +325,3 @@ class Patience(Stateful):
         if not finite(best):
             return True
         return (value - best if self.direction == "max" else best - value) > self.min_delta
-
-
-SCHEDULERS: dict[str, type] = {
-    "none": FIFO,
-    "asha": ASHA,
-    "hyperband": ASHA,
-    "successive_halving": SuccessiveHalving,
-    "median": MedianStopping,
-    "patience": Patience,
-    "pbt": PBT,
-}
-# The options each scheduler takes (`scheduler.<option>`); the constructors check their values.
-OPTIONS: dict[str, tuple[str, ...]] = {
-    "none": (),
-    "asha": ("eta", "min_steps"),
-    "hyperband": ("eta", "min_steps", "brackets"),
-    "successive_halving": ("eta", "min_steps", "cohort_size"),
-    "median": ("grace_steps", "min_trials"),
-    "patience": ("patience", "min_delta"),
-    "pbt": ("ready", "quantile", "resample_probability", "perturb"),
-}
-
-# Space names PBT leaves alone: the families, and the model's structure (`model.*`): a copied
-# member's weights and optimizer state fit only its own.
-PINNED = ("schedule", "optimizer")
-
-
-def default_min_steps(max_steps: int, eval_every: int, eta: float = 3) -> int:
-    """`max(eval_every, max_steps // eta**3)` rounded up to a multiple of `eval_every`: the
-    first rung at an evaluation, about four rungs below `max_steps`.
-
-    >>> default_min_steps(2700, 10), default_min_steps(100, 10), default_min_steps(2700, 40)
-    (100, 10, 120)
-    """
-    return _every(max(eval_every, int(max_steps // eta**3)), eval_every)
-
-
-def _check_options(name: Any, options: Any) -> dict[str, Any]:
-    """Refuse an unknown scheduler or option (their values are the constructors' to check)."""
-    if not isinstance(name, str) or name not in SCHEDULERS:
-        raise ValueError(f"scheduler: unknown scheduler {name!r}; allowed: {list(SCHEDULERS)}.")
-    if not isinstance(options, Mapping):
-        raise ValueError(f"scheduler: options {options!r} are not a mapping; allowed: a dict.")
-    for key in options:
-        if key not in OPTIONS[name]:
-            allowed = list(OPTIONS[name]) or "no options"
-            raise ValueError(f"scheduler.{key}: not an option of {name}; allowed: {allowed}.")
-    return dict(options)
-
-
-def _rung_defaults(name: str, opts: dict[str, Any], max_steps: int, eval_every: int) -> None:
-    """Fill in `eta`, `min_steps` and (Hyperband) `brackets`."""
-    eta = opts.setdefault("eta", 3)
-    check("eta", eta, is_number(eta) and eta > 1, "must be > 1", "a number above 1")
-    if "min_steps" not in opts:
-        opts["min_steps"] = low = default_min_steps(max_steps, eval_every, eta)
-        why = f"(the default: one eval interval) is not below max_steps {max_steps}"
-        check("min_steps", low, low < max_steps, why, "a sweep with eval_every < steps")
-    if name == "hyperband" and "brackets" not in opts and is_number(opts["min_steps"]):
-        opts["brackets"] = sum(opts["min_steps"] * eta**b < max_steps for b in range(3))
-
-
-def _every(steps: int, eval_every: int) -> int:
-    """`steps` rounded up to a multiple of `eval_every`."""
-    return -(-steps // eval_every) * eval_every
-
-
-def make_scheduler(
-    name: str,
-    options: Mapping[str, Any],
-    *,
-    direction: str,
-    max_steps: int,
-    eval_every: int,
-    population: int,
-    space: Mapping[str, Any],
-    seed: int,
-) -> Scheduler:
-    """The scheduler `name` with `options`, defaults fitted to a sweep of `max_steps` steps per
-    trial evaluated every `eval_every` steps: `eta` 3 and `default_min_steps` (rung-based);
-    Hyperband as many brackets as fit, up to 3; `cohort_size` the population; median
-    `grace_steps` one eval interval; `patience` a fifth of `max_steps`; PBT `ready` a tenth
-    (both at least one eval interval, rounded up to a multiple of it); PBT does not explore
-    the `PINNED` names nor `model.*`.
-
-    >>> make_scheduler("hyperband", {}, direction="max", max_steps=2700, eval_every=10,
-    ...                population=8, space={}, seed=0).rungs(2)
-    [900]
-    >>> make_scheduler("asha", {"etta": 2}, direction="max", max_steps=2700, eval_every=10,
-    ...                population=8, space={}, seed=0)
-    Traceback (most recent call last):
-    ...
-    ValueError: scheduler.etta: not an option of asha; allowed: ['eta', 'min_steps'].
-    """
-    if name == "none" and not options:
-        return FIFO()
-    opts = _check_options(name, options)
-    check_int("max_steps", max_steps, 1)
-    check_int("eval_every", eval_every, 1)
-    if "eta" in OPTIONS[name]:
-        _rung_defaults(name, opts, max_steps, eval_every)
-    defaults = {
-        "successive_halving": {"cohort_size": population},
-        "median": {"grace_steps": eval_every},
-        "patience": {"patience": _every(max(eval_every, max_steps // 5), eval_every)},
-        "pbt": {"ready": _every(max(eval_every, max_steps // 10), eval_every)},
-    }
-    opts = defaults.get(name, {}) | opts
-    if name == "pbt":
-        explored = {k: v for k, v in space.items() if k not in PINNED and k[:6] != "model."}
-        return PBT(direction, explored, seed=seed, **opts)
-    if "eta" in OPTIONS[name]:
-        return SCHEDULERS[name](direction, max_steps, **opts)
-    return SCHEDULERS[name](direction, **opts)

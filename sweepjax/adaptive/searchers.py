@@ -6,7 +6,7 @@
   around the best trials told so far.
 * `OptunaSearcher` (`tpe`, `gp`, `cmaes`, `nsga2`, in `optuna_search.py`) asks Optuna's samplers.
 
-`make_searcher` builds one by name and checks its options before any training;
+`factory.make_searcher` builds one by name and checks its options before any training;
 `warm_start_rows` reads an earlier sweep's results for a searcher to start from.
 """
 
@@ -360,72 +360,3 @@ def _shrink(dist: Any, values: list[Any], margin: float) -> Any:
     if isinstance(dist, IntUniform):
         return IntUniform(math.ceil(low - 1e-9), math.floor(high + 1e-9))
     return type(dist)(low, high)
-
-
-def make_searcher(
-    name: str,
-    options: Mapping[str, Any] | None = None,
-    *,
-    space: SearchSpace | Mapping[str, Any],
-    trials: int,
-    population: int,
-    direction: str,
-    seed: int,
-    warm_start: Sequence[Mapping[str, Any]] | None = None,
-) -> Any:
-    """The searcher `name` with `options`, checked: a bad name, option or space is a
-    `ValueError` naming its key (`searcher`, `searcher.<option>`) and what is allowed.
-
-    Defaults: `coarse_to_fine` rounds of `population` trials (one batch of slots) keeping the
-    best quarter with a margin of 0.1; Optuna's samplers as `optuna_search.default_options`.
-
-    >>> from sweepjax.distributions import Uniform
-    >>> make_searcher("coarse_to_fine", {}, space={"x": Uniform(0, 1)}, trials=16,
-    ...               population=8, direction="min", seed=0).round_size
-    8
-    >>> make_searcher("hyperband", {}, space={}, trials=1, population=1, direction="max",
-    ...               seed=0)  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    ValueError: searcher: unknown searcher 'hyperband'; allowed: ['grid', 'random', ...].
-    """
-    if name not in SEARCHERS:
-        raise ValueError(f"searcher: unknown searcher {name!r}; allowed: {list(SEARCHERS)}.")
-    if not isinstance(options or {}, Mapping):
-        raise ValueError(f"searcher: options {options!r} are not a mapping; allowed: a mapping.")
-    options = dict(options or {})
-    check_direction(direction)
-    trials, population = check_count("trials", trials), check_count("population", population)
-    seed = check_count("seed", seed, 0)
-    if name in METHODS:
-        _check_known(name, options, {})
-        if warm_start:
-            raise ValueError(
-                f"warm_start: searcher {name!r} samples a fixed population; allowed: "
-                f"a searcher from {['coarse_to_fine', *OPTUNA_SEARCHERS]}."
-            )
-        return Sampled(space, name, trials, seed)
-    if name == "coarse_to_fine":
-        defaults = {"round_size": population, **COARSE_TO_FINE_DEFAULTS}
-        _check_known(name, options, defaults)
-        kwargs = {**defaults, **options}
-        return CoarseToFine(
-            space, direction, trials=trials, seed=seed, warm_start=warm_start, **kwargs
-        )
-    from sweepjax.adaptive import optuna_search
-
-    optuna_search.check_installed(name)  # first: a missing package is the first thing to fix
-    dims = space_dimensions(space)
-    known = optuna_search.sampler_options(name)  # Optuna 4 may lack a default's option
-    defaults = optuna_search.default_options(name, population, dims)
-    options = {**{k: v for k, v in defaults.items() if k in known}, **options}
-    return optuna_search.OptunaSearcher(dims, name, direction, seed, options, warm_start, trials)
-
-
-def _check_known(name: str, options: Mapping[str, Any], allowed: Mapping[str, Any]) -> None:
-    for key, value in options.items():
-        if key not in allowed:
-            raise ValueError(
-                f"searcher.{key}: unknown option (= {value!r}) of searcher {name!r}; "
-                f"allowed: {sorted(allowed) or 'no options'}."
-            )
