@@ -78,6 +78,21 @@ def test_a_refilled_trial_reproduces_its_row_alone(asha_result, asha_config, tin
     assert_same(np.float32(val["loss"][0]), np.float32(row["final_val_loss"]))
 
 
+def test_a_refilled_trial_starts_its_schedule_at_its_own_step_0(tiny_config, tiny_data):
+    """At the sweep's step 50, a trial that entered its slot then takes its first step at
+    the schedule's step 0 (the peak of a cosine); one that started at 0 is at its step 50."""
+    config = tiny_config.replace(population=2, schedule="cosine", space={"learning_rate": 0.2})
+    program = program_of(config)
+    rows = [{"learning_rate": 0.2, "seed": i} for i in range(2)]
+    columns = trial_columns(config.replace(steps=100), rows, [50, 0])
+    x = tiny_data.train["inputs"][: config.batch_size]
+    pop = init_population(program, columns, x).replace(step=jax.numpy.int32(50))
+    pop, _ = make_train_chunk(program, 1)(pop, columns, jax.device_put(tiny_data.train),
+                                          jax.random.key(0))  # fmt: skip
+    rates = np.asarray(pop.opt_state.hyperparams["learning_rate"])
+    np.testing.assert_allclose(rates, [0.2, 0.2 * 0.5 * (1 + np.cos(np.pi * 50 / 100))], rtol=1e-6)
+
+
 def _population(tiny_config, tiny_data, rates):
     config = tiny_config.replace(population=len(rates))
     program = program_of(config)

@@ -38,11 +38,11 @@ POP, NUM, KEYS = (
     "tests/test_reported_numbers.py::test_",
     ("tests/test_keys_matter.py::test_"),
 )
-LR = "learning_rate_at(program.schedule, step, hp)"
+LR = "learning_rate_at(program.schedule, own_step, hp)"
 OK = "ok = alive & jnp.isfinite(loss) & _all_finite(candidate)"
-BEST = 'best(arrays[f"val_{task.rank_by}"], axis=0)'
+BEST = "_best(best, ranking[:, t])"
 BUGS = [
-    Planted("schedule-one-step-late", "population.py", LR, LR.replace("step", "step + 1", 1),
+    Planted("schedule-one-step-late", "population.py", LR, LR.replace("own_step", "own_step + 1", 1),
          POP + "the_schedule_drives_training_at_the_right_step"),
     Planted("schedule-never-applied", "population.py",
          "set_hyperparameters(opt_state, {**hp, **scheduled}, learning_rate)",
@@ -67,20 +67,20 @@ BUGS = [
          "{**model_state, **new_model_state}", POP + "a_diverged_members_whole_state_stays_frozen"),
     Planted("nesterov-dropped", "sweep.py", "names, config.nesterov", "names, False",
          POP + "the_nesterov_key_reaches_the_optimizer"),
-    Planted("one-dropout-key", "population.py", 'fold_in(_member_key(hp["seed"]), step)',
-         "fold_in(jax.random.key(0), step)",
+    Planted("one-dropout-key", "population.py", 'fold_in(_member_key(hp["seed"]), own_step)',
+         "fold_in(jax.random.key(0), own_step)",
          "tests/test_structural.py::test_each_member_draws_its_own_dropout_masks"),
-    Planted("chunk-loss-over-all-steps", "training.py", "total / np.maximum(alive_steps, 1)",
+    Planted("chunk-loss-over-all-steps", "trials.py", "total / np.maximum(alive_steps, 1)",
          "total / losses.shape[0]",
          NUM + "a_chunks_train_loss_averages_only_the_steps_a_member_was_alive"),
-    Planted("best-is-final", "training.py", BEST, 'arrays[f"val_{task.rank_by}"][-1]', NUM + "best_so_far_and_final_columns_follow_the_curves"),
+    Planted("best-is-final", "trial_results.py", BEST, "last_finite(ranking[:, t])", NUM + "best_so_far_and_final_columns_follow_the_curves"),
     Planted("ranking-reversed", "results.py", 'sign = -1.0 if direction == "max" else 1.0',
          'sign = 1.0 if direction == "max" else -1.0',
          NUM + "ranking_and_summary_follow_the_final_validation_accuracy"),
     Planted("summary-best-is-worst", "results.py", "best = ranked[0] if ranked", "best = ranked[-1] if ranked",
          NUM + "ranking_and_summary_follow_the_final_validation_accuracy"),
-    Planted("last-step-not-saved", "training.py", "step % every == 0 or step == config.steps or",
-         "step % every == 0 or",
+    Planted("last-step-not-saved", "training.py", "chunk.step % every == 0 or final",
+         "chunk.step % every == 0",
          "tests/test_checkpoint.py::test_the_last_step_is_checkpointed_whatever_checkpoint_every_is"),
     Planted("quasi-random-is-random", "space.py", 'if method == "random":',
          'if method in ("random", "quasi_random"):',
@@ -99,8 +99,16 @@ BUGS = [
          KEYS + "a_sweep_key_that_changes_training_is_not_ignored[precision]"),
     Planted("augment-ignored", "sweep.py", "augment=augmentation_of(config.augment)", "augment=None",
          KEYS + "a_sweep_key_that_changes_training_is_not_ignored[augment]"),
-    Planted("streaming-ignored", "training.py", 'make_chunk = make_train_chunk if data_placement == "device" else make_stream_chunk',
+    Planted("streaming-ignored", "loop.py", 'make_chunk = make_train_chunk if train_data.placement == "device" else make_stream_chunk',
          "make_chunk = make_train_chunk", KEYS + "streamed_placement_trains_from_host_blocks"),
+    Planted("trial-step-is-the-sweeps", "population.py",
+         'return step - hp["start_step"] if "start_step" in hp else step', "return step",
+         "tests/test_adaptive.py::test_a_refilled_trial_starts_its_schedule_at_its_own_step_0"),
+    Planted("refill-keeps-the-old-trials-state", "reassign.py", "return jnp.where(mask, new, old)",
+         "return old", "tests/test_adaptive.py::test_a_refilled_trial_reproduces_its_row_alone"),
+    Planted("searcher-never-told", "sweep_state.py",
+         "self.searcher.tell(trial.id, value, trial.steps, trial.status)", "pass",
+         "tests/test_search_engine.py::test_coarse_to_fine_samples_its_second_round_inside_the_first_rounds_best_box"),
 ]  # fmt: skip
 
 
