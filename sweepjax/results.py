@@ -76,10 +76,13 @@ class Result:
     """A finished (or interrupted) sweep.
 
     Attributes:
-      rows: one dict per member: `member`, its hyperparameters, `status`, `diverged_at_step`,
-        `final_train_loss`, then the task's metrics (`final_val_<m>`, `best_val_<m>` of the
-        ranking metric, `test_<m>`).
-      curves: `steps [C]`, `train_loss [C, P]` and `val_<m> [C, P]` for each task metric.
+      rows: one dict per trial (a member of a fixed population): `member` (the trial's
+        number), its hyperparameters, `status` (`ok`, `stopped` or `diverged`),
+        `diverged_at_step` (an adaptive sweep's rows add `start_step`, `steps_trained`, `rung`,
+        `parent` and `stop_reason`), `final_train_loss`, then the task's metrics
+        (`final_val_<m>`, `best_val_<m>` of the ranking metric, `test_<m>`).
+      curves: `steps [C]`, `train_loss [C, T]` and `val_<m> [C, T]` for each task metric, NaN
+        where a trial held no slot.
       summary: what `sweep.json` holds; `rank_by` and `rank_direction` say how members rank.
       out_dir: where the files are, or None if nothing was written.
     """
