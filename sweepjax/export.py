@@ -17,8 +17,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from sweepjax.checkpoint import _manager, checkpoint_dir, restore_latest
-
-START = "start_step"  # the slots' column of their trials' first steps: not a hyperparameter
+from sweepjax.population import START
 
 
 def _variables(snapshot: Any, member: int) -> tuple[Any, dict[str, Any], bool]:

@@ -163,9 +163,12 @@ def _all_finite(tree: Any) -> jax.Array:
     return jnp.stack(leaves).all() if leaves else jnp.array(True)
 
 
+START = "start_step"  # the hyperparameter column of the global step each slot's trial began at
+
+
 def trial_step(step: jax.Array, hp: Mapping[str, jax.Array]) -> jax.Array:
     """A member's own step: the sweep's step less the step its trial entered the slot."""
-    return step - hp["start_step"] if "start_step" in hp else step
+    return step - hp[START] if START in hp else step
 
 
 def _member_step(program: Program, state: tuple, hp: Mapping[str, jax.Array], batch, step):

@@ -16,10 +16,10 @@ import numpy as np
 
 from sweepjax import checkpoint, distributed, placement
 from sweepjax.config import FAMILY_KEYS, Config, families
-from sweepjax.population import Population, Program, init_population
+from sweepjax.population import START, Population, Program, init_population
 from sweepjax.results import curve_names
 from sweepjax.space import HParams
-from sweepjax.sweep_state import START, SweepState, is_adaptive, trial_columns
+from sweepjax.sweep_state import SweepState, is_adaptive
 from sweepjax.trials import Curves, TrialTable
 
 
@@ -96,14 +96,12 @@ def _fresh(state: SweepState, program: Program, example_x: Any) -> Population:
     rows = state.searcher.ask(min(config.population, state.trial_budget))
     if not rows:
         raise ValueError(f"searcher: {config.searcher!r} proposed no trial to start with.")
-    rows = [{**row, "seed": row.get("seed", i)} for i, row in enumerate(rows)]
-    for slot, row in enumerate(rows):
-        state.table.add(row, start=0, slot=slot)
-    padded = rows + [rows[0]] * (config.population - len(rows))
-    state.hparams = trial_columns(config, padded, [0] * len(padded))
-    state.slot_trials = np.asarray(
-        [*range(len(rows)), *[-1] * (config.population - len(rows))], int
+    ids, columns = state.admit(rows, step=0)
+    idle = config.population - len(ids)
+    state.hparams = HParams(
+        {k: np.concatenate([v, v[:1].repeat(idle)]) for k, v in columns.values.items()}
     )
+    state.slot_trials = np.asarray([*ids, *[-1] * idle], int)
     pop = init_population(program, state.hparams, example_x)
     if len(rows) < config.population:
         pop = pop.replace(alive=jax.numpy.asarray(state.slot_trials >= 0))
@@ -122,7 +120,7 @@ def _table(
         for kind in FAMILY_KEYS:
             if kind in row:  # an index column: the family's name, as a searcher gives it
                 row[kind] = families(config, kind)[row[kind]]
-        table.add(row, start=0, slot=slot)
+        table.add(row, start=0)
     return table
 
 

@@ -3,10 +3,11 @@
 `SweepState` holds the device population (its slots), each slot's hyperparameters on the
 host (with the `start_step` column: the global step its trial entered the slot), which trial
 each slot holds, the trial table, the curves by trial, the scheduler and the searcher. After a
-chunk, `SweepState.decide` records the chunk, marks trials finished or diverged, asks the
-scheduler for its actions and the searcher for trials to fill the free slots, and returns a
-`Reassignment`: which slot each new slot copies (`source`), which slots start a fresh trial,
-and which slots run. `sweepjax.reassign` applies it on the device as one jitted gather.
+chunk, `observe` records it and marks trials finished or diverged, `apply_decisions` takes the
+scheduler's actions, `end_trials` closes the trials that ended, and `plan` fills the free
+slots from the searcher and returns a `Reassignment`: which slot each new slot copies
+(`source`), which slots start a fresh trial, and which slots run. `sweepjax.reassign` applies
+it on the device as one jitted gather.
 
 A slot's trial trains on the shared minibatch stream from its `start`: a trial's own step is
 the global step minus `start_step`, so its schedule and its count begin at 0 in its slot.
@@ -25,10 +26,9 @@ from sweepjax.adaptive.protocol import Exploit, Observation, Scheduler, Searcher
 from sweepjax.buckets import complete_hparams
 from sweepjax.config import Config, policy_of
 from sweepjax.layout import MIN_WIDTH
+from sweepjax.population import START
 from sweepjax.space import HParams
 from sweepjax.trials import Curves, TrialTable
-
-START = "start_step"  # the hyperparameter column holding each slot's trial's first global step
 
 
 @dataclasses.dataclass
@@ -101,11 +101,15 @@ class SweepState:
 
     def extend_budget(self) -> None:
         """Trials that finished their budget in the slot they still hold run on when `steps`
-        was raised (a resumed sweep extended)."""
+        was raised (a resumed sweep extended); slots of trials that ended otherwise are idle."""
         for slot, trial_id in enumerate(self.slot_trials):
             trial = self.table.rows[trial_id] if trial_id >= 0 else None
-            if trial and trial.status == "finished" and trial.steps < self.config.steps:
-                trial.status, trial.slot, trial.metrics = "running", slot, {}
+            if trial is None or trial.status == "running":
+                continue
+            if trial.status == "finished" and trial.steps < self.config.steps:
+                trial.status, trial.metrics = "running", {}
+            else:  # a trial that ended there for good: the slot is idle
+                self.slot_trials[slot] = -1
 
     @property
     def size(self) -> int:
@@ -115,11 +119,15 @@ class SweepState:
     def trial_budget(self) -> int:
         return self.config.trials or self.config.population
 
+    def slot_statuses(self) -> np.ndarray:
+        """The status of each slot's trial (`idle` where it holds none)."""
+        return np.asarray(
+            [self.table.rows[t].status if t >= 0 else "idle" for t in self.slot_trials], object
+        )
+
     def running_slots(self) -> np.ndarray:
         """The slots whose trial is running, as a boolean mask."""
-        held = self.slot_trials >= 0
-        ids = np.where(held, self.slot_trials, 0)
-        return held & np.asarray([self.table.rows[t].status == "running" for t in ids], bool)
+        return self.slot_statuses() == "running"
 
     @property
     def done(self) -> bool:
@@ -175,10 +183,8 @@ class SweepState:
 
     def leaving(self) -> np.ndarray:
         """The slots whose trial ended in this chunk (they are measured on the test split
-        before `reassign` hands them on)."""
-        held = self.slot_trials >= 0
-        ids = np.where(held, self.slot_trials, 0)
-        return held & np.asarray([self.table.rows[t].status != "running" for t in ids], bool)
+        before `reassign` hands them on; `plan` then clears them)."""
+        return ~np.isin(self.slot_statuses(), ("running", "idle"))
 
     def end_trials(self, chunk: Chunk, test: Mapping[str, np.ndarray] | None) -> None:
         """Trials that ended in this chunk leave their slots with their final metrics (the
@@ -189,7 +195,6 @@ class SweepState:
                 **{f"final_val_{m}": float(v[slot]) for m, v in chunk.val.items()},
                 **{f"test_{m}": float(v[slot]) for m, v in (test or {}).items()},
             }
-            self.table.end(trial.id, trial.status, trial.steps, trial.reason)
             value = (
                 math.nan
                 if trial.status == "diverged"
@@ -222,12 +227,9 @@ class SweepState:
         slots filled from the searcher, its size fitted to what runs (`slots_for`); a narrower
         one only when `narrow_pays(size, narrower, steps_left)` (the loop's estimate of whether
         the compute saved outweighs compiling the narrower programs), if given."""
-        running = self.running_slots()
-        held = self.slot_trials >= 0
-        ended_alive = held & np.asarray(
-            [self.table.rows[t].status in ("stopped", "finished") if t >= 0 else False
-             for t in self.slot_trials], bool
-        )  # fmt: skip
+        statuses = self.slot_statuses()
+        running = statuses == "running"
+        ended_alive = np.isin(statuses, ("stopped", "finished"))  # still alive on the device
         columns = {k: np.asarray(v).copy() for k, v in self.hparams.values.items()}
         source = np.arange(self.size)
         for action in exploits:
@@ -260,19 +262,20 @@ class SweepState:
         fresh[new_slots] = True
         hparams = HParams({k: v[order] for k, v in columns.items()})
         if rows:
-            rows = [
-                {**row, "seed": row.get("seed", len(self.table) + i)} for i, row in enumerate(rows)
-            ]
-            new = trial_columns(self.config, rows, [step] * len(rows))
+            trials[new_slots], new = self.admit(rows, step)
             for k in hparams.names:
                 hparams.values[k][new_slots] = new[k]
-            for slot, row in zip(new_slots, rows, strict=True):
-                trials[slot] = self.table.add(row, start=step, slot=int(slot)).id
-        for slot in np.flatnonzero(trials >= 0):
-            self.table.rows[trials[slot]].slot = int(slot)
         self.slot_trials, self.hparams = trials, hparams
         freezes = bool((ended_alive[order] & ~fresh).any()) if size == self.size else True
         return Reassignment(source[order], fresh, active | fresh, hparams, freezes)
+
+    def admit(self, rows: list[Mapping[str, Any]], step: int) -> tuple[list[int], HParams]:
+        """Add the searcher's `rows` to the trial table as trials starting at `step`; their ids
+        and device columns. A row's `seed` is its trial's id unless the space fixes it."""
+        first = len(self.table)
+        rows = [{**row, "seed": row.get("seed", first + i)} for i, row in enumerate(rows)]
+        ids = [self.table.add(row, start=step).id for row in rows]
+        return ids, trial_columns(self.config, rows, [step] * len(rows))
 
     def _exploit(self, action: Exploit, step: int, columns: dict[str, np.ndarray]) -> None:
         """PBT: `action.slot` continues from `action.source_slot` with new values (its own
@@ -343,9 +346,3 @@ def trial_columns(config: Config, rows: list[Mapping[str, Any]], starts: list[in
     columns = complete_hparams(config, values).values
     columns[START] = np.asarray(starts, np.int32)
     return HParams(columns)
-
-
-def stack(parts: list[HParams]) -> HParams:
-    """Rows of several `HParams` with the same columns, one after another."""
-    names = parts[0].names
-    return HParams({k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in names})

@@ -77,7 +77,7 @@ def trial_result(
     summary = {
         "config": config.to_json(),
         "steps_done": int(curves["steps"][-1]) if len(curves["steps"]) else 0,
-        "task": state.config.task if isinstance(config.task, str) else config.task.name,
+        "task": config.task if isinstance(config.task, str) else config.task.name,
         **summarize(rows, f"final_val_{state.rank_by}", state.direction),
         "member_steps": sum(t.steps for t in table.rows),
         "slot_steps": state.slot_steps,

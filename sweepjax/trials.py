@@ -7,11 +7,10 @@ table is JSON in every checkpoint; `Curves` records each trial's train loss and 
 metrics at every chunk boundary it was in a slot for (NaN elsewhere).
 
 >>> table = TrialTable()
->>> table.add({"learning_rate": 0.1, "seed": 0}, start=0, slot=0).id
+>>> table.add({"learning_rate": 0.1, "seed": 0}, start=0).id
 0
->>> table.end(0, "stopped", steps=100, reason="asha rung 0")
->>> table.rows[0].status, table.rows[0].steps
-('stopped', 100)
+>>> TrialTable.from_json(table.to_json()).rows[0].status
+'running'
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ import numpy as np
 
 from sweepjax.results import curve_names
 
-ENDED = ("finished", "stopped", "diverged")  # what a trial is once it left its slot
 RESULT_STATUS = {"running": "ok", "finished": "ok", "stopped": "stopped", "diverged": "diverged"}
 
 
@@ -37,7 +35,6 @@ class Trial:
       id: its number, in the order the searcher proposed it.
       hparams: its hyperparameters as the searcher gave them (a family by name), with `seed`.
       start: the global step it entered its slot: its offset in the shared minibatch stream.
-      slot: the slot holding it; None once it left.
       status: `running`, `finished`, `stopped` or `diverged`.
       steps: the steps it trained.
       reason: why it stopped (the scheduler's rule), empty otherwise.
@@ -52,7 +49,6 @@ class Trial:
     id: int
     hparams: dict[str, Any]
     start: int
-    slot: int | None
     status: str = "running"
     steps: int = 0
     reason: str = ""
@@ -73,18 +69,10 @@ class TrialTable:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def add(self, hparams: Mapping[str, Any], start: int, slot: int) -> Trial:
-        trial = Trial(len(self.rows), dict(hparams), start, slot)
+    def add(self, hparams: Mapping[str, Any], start: int) -> Trial:
+        trial = Trial(len(self.rows), dict(hparams), start)
         self.rows.append(trial)
         return trial
-
-    def end(self, trial: int, status: str, steps: int, reason: str = "") -> None:
-        """Trial `trial` leaves its slot as `status` after `steps` steps."""
-        row = self.rows[trial]
-        row.status, row.steps, row.reason, row.slot = status, steps, reason, None
-
-    def running(self) -> list[Trial]:
-        return [t for t in self.rows if t.status == "running"]
 
     def to_json(self) -> list[dict[str, Any]]:
         return [_plain(dataclasses.asdict(t)) for t in self.rows]
