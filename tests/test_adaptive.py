@@ -276,3 +276,16 @@ def test_the_best_trial_exports_after_its_slot_was_handed_on(asha_config, tiny_d
     if stopped not in meta["slots"]:
         with pytest.raises(ValueError, match=f"trial {stopped} left its slot"):
             sweepjax.export_member(config.out_dir, stopped, tmp_path / "gone")
+
+
+def test_a_diverged_trials_slot_goes_to_the_next_trial(tiny_config, tiny_data):
+    """Invariant 4: a diverged member is quarantined, and its slot may take a new trial."""
+    rates = sweepjax.Choice([0.05, 1e4, 0.1, 0.2])  # trial 1 overflows at once
+    config = tiny_config.replace(
+        population=2, trials=4, steps=30, searcher="grid", space={"learning_rate": rates}
+    )
+    rows = sweepjax.run(config, quiet=True, dataset=tiny_data).rows
+    assert [r["status"] for r in rows] == ["ok", "diverged", "ok", "ok"]
+    assert rows[1]["steps_trained"] < 30
+    assert 0 < rows[2]["start_step"] < 30  # took trial 1's slot while trial 0 still trained
+    assert all(np.isfinite(r["final_val_loss"]) for r in rows if r["status"] == "ok")
