@@ -157,8 +157,8 @@ def merge_results(config: Config, buckets: Sequence[Bucket], results: Sequence[R
             for b, r in zip(buckets, results, strict=False)
         ],
     }
-    for key in ("compile_seconds", "train_seconds"):
-        summary[key] = round(sum(r.summary.get(key, 0.0) for r in results), 3)
+    for key in ("compile_seconds", "train_seconds", "programs_compiled", "programs_from_cache"):
+        summary[key] = round(sum(r.summary.get(key, 0) for r in results), 3)
     trained = sum(len(b.members) for b in buckets[: len(results)])
     summary["member_steps_per_second"] = round(
         trained * summary["steps_done"] / max(summary["train_seconds"], 1e-9), 1

@@ -56,6 +56,7 @@ RESUMABLE_KEYS = frozenset(
         "eval_batch",
         "data_placement",  # both placements train on identical batches
         "population_width",
+        "compile_cache",  # where programs are cached, never what they compute
     }
 )
 # What `resume --set` may change: the resumable keys but the folder itself.

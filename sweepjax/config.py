@@ -98,6 +98,9 @@ class Config:
     # The dtype of the forward and backward pass: "float32", or "bfloat16" (mixed precision for
     # GPUs: parameters, optimizer state and the loss stay float32).
     precision: str = "float32"
+    # Where compiled programs are kept between runs: "auto" ($SWEEPJAX_COMPILE_CACHE, else
+    # ~/.cache/sweepjax/xla), a folder, or "off" (see sweepjax.compile_cache).
+    compile_cache: str | None = "auto"
 
     def __post_init__(self):
         for name in FAMILY_KEYS:

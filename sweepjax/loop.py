@@ -19,6 +19,7 @@ import jax
 import numpy as np
 
 from sweepjax import distributed, placement, stream
+from sweepjax.compiling import compile_seconds
 from sweepjax.population import Population, make_evaluate, make_stream_chunk, make_train_chunk
 from sweepjax.reassign import reassign
 from sweepjax.sweep_state import Chunk, SweepState
@@ -203,24 +204,3 @@ def _time_width(
             f"sweepjax: population width {search.width} (member-steps/s by width: {tried})",
             file=sys.stderr,
         )
-
-
-_COMPILE_EVENTS = (
-    "/jax/core/compile/jaxpr_trace_duration",
-    "/jax/core/compile/jaxpr_to_mlir_module_duration",
-    "/jax/core/compile/backend_compile_duration",
-)
-_compile_total = [0.0]  # process-wide total, read before and after a sweep
-
-
-def _count_compile_time(event: str, duration: float, **_: Any) -> None:
-    if event in _COMPILE_EVENTS:
-        _compile_total[0] += duration
-
-
-jax.monitoring.register_event_duration_secs_listener(_count_compile_time)
-
-
-def compile_seconds() -> float:
-    """Seconds this process has spent compiling JAX programs so far."""
-    return _compile_total[0]

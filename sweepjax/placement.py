@@ -174,6 +174,19 @@ class MemoryPlan:
     def bytes_at(self, members: int, width: int) -> int:
         return self.fixed + members * self.state_per_member + width * self.temp_per_member
 
+    def max_population(self, width: int, devices: int = 1, shared: bool = False) -> int:
+        """The most members `devices` devices hold at groups of `width`: the memory ceiling.
+
+        `shared`: the devices share one memory of `limit` bytes (CPU devices, the host's).
+
+        >>> plan = MemoryPlan(limit=1000, fixed=100, state_per_member=10, temp_per_member=5)
+        >>> plan.max_population(width=2), plan.max_population(2, devices=2, shared=True)
+        (64, 53)
+        """
+        pools = 1 if shared else devices
+        room = HEADROOM * self.limit * pools - devices * (self.fixed + width * self.temp_per_member)
+        return max(int(room // max(self.state_per_member, 1)), 0)
+
     def max_width(self, members: int) -> int:
         """The widest group that fits with headroom (0: not even the narrowest group fits)."""
         room = HEADROOM * self.limit - self.fixed - members * self.state_per_member
@@ -182,7 +195,9 @@ class MemoryPlan:
         return int(min(members, room // max(self.temp_per_member, 1)))
 
 
-def _one_step(program: Program, hparams: HParams, train: Any, members: int) -> jax.stages.Lowered:
+def lower_one_step(
+    program: Program, hparams: HParams, train: Any, members: int
+) -> jax.stages.Lowered:
     """A one-step chunk of `members` members, lowered from shapes alone (no device work)."""
 
     def shape(a, rows=None):
@@ -196,7 +211,7 @@ def _one_step(program: Program, hparams: HParams, train: Any, members: int) -> j
 
 
 def _temp_bytes(program: Program, hparams: HParams, train: Any, members: int) -> int:
-    analysis = _one_step(program, hparams, train, members).compile().memory_analysis()
+    analysis = lower_one_step(program, hparams, train, members).compile().memory_analysis()
     if analysis is None:
         return 0
     return int(getattr(analysis, "temp_size_in_bytes", 0))

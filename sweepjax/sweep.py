@@ -30,6 +30,7 @@ from sweepjax.buckets import (
     plan_buckets,
     structural_keys,
 )
+from sweepjax.compiling import use_compile_cache
 from sweepjax.config import Config, apply_overrides, effective_space, families, validate
 from sweepjax.data import (
     Dataset,
@@ -185,6 +186,7 @@ def _run(
     resuming: bool = False,
 ) -> Result:
     """`run` once the folder is held: check the data and structure, then train."""
+    use_compile_cache(config.compile_cache)
     if distributed.any_process(stop.received is not None):
         raise stopped_before_training(stop, config.out_dir)
     dataset = dataset or load_dataset(config.dataset, config.val_size, config.normalize)

@@ -21,11 +21,12 @@ import numpy as np
 
 from sweepjax import checkpoint, distributed, placement, stream
 from sweepjax.adaptive.factory import make_policies
+from sweepjax.compiling import CompileCount, compile_count
 from sweepjax.config import Config
 from sweepjax.data import Dataset, first
 from sweepjax.errors import Interrupted
 from sweepjax.lock import FolderLock
-from sweepjax.loop import Devices, Spent, compile_seconds, run_chunks
+from sweepjax.loop import Devices, Spent, run_chunks
 from sweepjax.out_dir import check_contents, check_room
 from sweepjax.population import Population, Program, program_metrics
 from sweepjax.progress import LockProgress, ProgressBar
@@ -79,7 +80,7 @@ def train_population(
     data = checkpoint.data_identity(dataset) if out_dir is not None else {}
     if out_dir is not None:
         check_contents(config, data, resuming=resuming)
-    compile_before, started = compile_seconds(), time.perf_counter()
+    compile_before, started = compile_count(), time.perf_counter()
     data_placement = stream.choose_placement(config.data_placement, _train_bytes(dataset))
     example = first(dataset.train, config.batch_size)
     devices = _devices(config, program, dataset, example)
@@ -225,12 +226,14 @@ def _stop_if_asked(ctx: _Context, state: SweepState) -> None:
     raise stopped_before_training(ctx.stop, ctx.config.out_dir)
 
 
-def _timings(spent: Spent, compile_before: float, started: float) -> dict[str, Any]:
+def _timings(spent: Spent, compile_before: CompileCount, started: float) -> dict[str, Any]:
     """Compile and train seconds since `started`, the compute spent and the training speed."""
-    compiling = compile_seconds() - compile_before
-    train_seconds = max(time.perf_counter() - started - compiling, 1e-9)
+    compiling = compile_count() - compile_before
+    train_seconds = max(time.perf_counter() - started - compiling.seconds, 1e-9)
     return {
-        "compile_seconds": round(compiling, 3),
+        "compile_seconds": round(compiling.seconds, 3),
+        "programs_compiled": compiling.programs - compiling.from_cache,
+        "programs_from_cache": compiling.from_cache,
         "train_seconds": round(train_seconds, 3),
         "member_steps_per_second": round(spent.member_steps / train_seconds, 1),
         "chunk_seconds": spent.seconds,

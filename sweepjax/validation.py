@@ -173,6 +173,12 @@ def _check_options(config: Config) -> None:
             raise ValueError(
                 f"{name}: unknown {getattr(config, name)!r}; allowed: {list(allowed)}."
             )
+    cache = config.compile_cache
+    if cache is not None and not (isinstance(cache, str) and cache.strip()):
+        raise ValueError(
+            f"compile_cache: {cache!r} names no folder; allowed: 'auto' ($SWEEPJAX_COMPILE_CACHE, "
+            "else ~/.cache/sweepjax/xla), a folder path, or 'off'."
+        )
     augmentation_of(config.augment)  # raises on a bad value
     task_of(config.task)  # raises on an unknown task
     if config.out_dir is not None and not config.out_dir.strip():

@@ -8,18 +8,35 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import tempfile
 
 import jax
 import numpy as np
 import pytest
 
 import sweepjax
+from sweepjax import compiling
 from sweepjax.placement import use_cpu_cores
 
 use_cpu_cores(2)  # before JAX computes anything; a subprocess's own XLA_FLAGS win
 # Parity tests compare algorithms, not matmul precision: full float32 on GPUs too (their
 # default for float32 products is TF32). CPUs compute float32 products in full anyway.
 jax.config.update("jax_default_matmul_precision", "highest")
+
+
+def pytest_configure(config) -> None:
+    """Tests never write into the user's compile cache: the session (controller and workers,
+    and the commands they start) shares one fresh folder, removed at the end."""
+    if compiling.ENV not in os.environ:
+        os.environ[compiling.ENV] = tempfile.mkdtemp(prefix="sweepjax-test-cache-")
+        config.sweepjax_cache = os.environ[compiling.ENV]
+
+
+def pytest_unconfigure(config) -> None:
+    folder = getattr(config, "sweepjax_cache", None)
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def xla_flags(devices: int) -> str:

@@ -9,11 +9,13 @@ import json
 import sys
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 import bench  # noqa: E402
+import roofline  # noqa: E402
 
 TINY = bench.Row(hidden=8, batch=16, population=3, steps=12)
 TINY_CNN = bench.Row("cnn1d", hidden=4, layers=2, batch=16, population=3, steps=12)
@@ -43,9 +45,13 @@ def test_a_row_record_and_its_table(tiny_data):
     assert record["flops_per_member_step"] > 0
     assert record["max_loss_difference"] < 1e-4
     assert record["max_loss_difference_first_100_steps"] <= record["max_loss_difference"]
-    info = {**bench.machine(), "peak_flops": 1e9}
+    for way in record["ways"].values():
+        assert way["bound"] in ("compute", "memory") and way["percent_of_roofline"] > 0
+        assert way["cost"]["bytes_accessed"] > 0 and way["bandwidth"] > 0
+    info = {**bench.machine(), "peak_flops": 1e9, "dram_bandwidth": 1e10}
     table = bench.markdown([record], info)
     assert table.count("\n| mlp h8 b16 P3 |") == len(bench.DEFAULT_WAYS)
+    assert "| % of roofline |" in table
     json.dumps(record)  # the --json output is serialisable
 
 
@@ -89,3 +95,27 @@ def test_width_flag_takes_auto_or_a_positive_integer():
     for bad in ("0", "-2", "wide"):
         with pytest.raises(SystemExit):
             parse(["--width", bad])
+
+
+def test_the_roofline_is_the_lower_of_the_two_bounds():
+    step = roofline.StepCost(flops=1e6, bytes_accessed=1e5, working_set=0)  # 10 FLOP per byte
+    memory = roofline.roofline(5e10, step, peak=1e12, bandwidth=1e10)  # bound: 1e11 FLOP/s
+    assert memory["bound"] == "memory" and memory["attainable_flops"] == 1e11
+    assert memory["percent_of_roofline"] == 50.0
+    compute = roofline.roofline(5e10, step, peak=1e11, bandwidth=1e11)  # 1e11 < 1e12
+    assert compute["bound"] == "compute" and compute["percent_of_roofline"] == 50.0
+
+
+def test_a_group_step_grows_with_its_width_and_moves_every_members_state(tiny_data):
+    from sweepjax.population import init_population
+    from sweepjax.sweep import program_of, sample_hparams
+
+    config = TINY.config(tiny_data.num_classes)
+    program, hparams = program_of(config), sample_hparams(config)
+    narrow, wide = (roofline.group_step_cost(program, hparams, tiny_data.train, w) for w in (2, 3))
+    assert 3 * wide.flops > 2 * narrow.flops and 3 * wide.bytes_accessed > 2 * narrow.bytes_accessed
+    pop = init_population(program, hparams, tiny_data.train["inputs"][: TINY.batch])
+    # SGD with momentum reads and writes every parameter and moment at least once a step
+    params = sum(x.nbytes for x in jax.tree.leaves(pop.params)) / TINY.population
+    assert narrow.bytes_accessed >= 4 * params
+    assert narrow.working_set > 0

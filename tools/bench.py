@@ -57,6 +57,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import roofline
 
 from sweepjax import Config, LogUniform, Uniform, placement
 from sweepjax.data import Dataset, batch_indices
@@ -131,6 +132,8 @@ class Timing:
     losses: np.ndarray
     width: int | None = None  # the engine's vectorization width
     peak_bytes: int | None = None  # XLA's estimate for the engine's compiled chunk
+    cost: roofline.StepCost | None = None  # the engine's own step; None: the one-member step
+    ceiling: int | None = None  # the memory plan's largest population at the engine's width
 
     @property
     def member_steps_per_second(self) -> float:
@@ -204,6 +207,11 @@ def run_engine(
     )  # fmt: skip
     timing.width = row.population // (1 if mesh is None else mesh.size) if width is None else width
     timing.peak_bytes = _peak_bytes(compiled[lengths[0]])
+    timing.cost = roofline.group_step_cost(program, hparams, train, timing.width)
+    devices = 1 if mesh is None else mesh.size
+    plan = placement.plan_memory(program, pop, hparams, train, devices=devices)
+    shared = jax.default_backend() == "cpu"  # CPU devices share the host's memory
+    timing.ceiling = plan.max_population(timing.width, devices, shared)
     return timing
 
 
@@ -372,11 +380,11 @@ def run_torch(
     )  # fmt: skip
 
 
-# ----------------------------------------------------------------------- FLOPs and peak
+# ------------------------------------------------------------------------------ cost
 
 
-def step_flops(row: Row, data: Dataset) -> tuple[float, str]:
-    """FLOPs of one member's train step: XLA's cost analysis, else 6 * weights * batch (MLP)."""
+def single_step_cost(row: Row, data: Dataset) -> roofline.StepCost:
+    """XLA's cost of one member's train step as (b) to (e) run it (one Flax + Optax step)."""
     config = row.config(data.num_classes)
     module = build_model(config.model)
     hp, seed = _member_hparams(sample_hparams(config), 0)
@@ -384,30 +392,13 @@ def step_flops(row: Row, data: Dataset) -> tuple[float, str]:
     yb = jnp.asarray(data.train["targets"][: row.batch])
     params, opt_state = _init(module, seed, xb, hp)
     step = jax.jit(functools.partial(_loss_and_update, module))
-    cost = step.lower(params, opt_state, hp, xb, yb).compile().cost_analysis()
+    compiled = step.lower(params, opt_state, hp, xb, yb).compile()
+    cost = compiled.cost_analysis()
     if isinstance(cost, list):  # older jax returns one dict per device
         cost = cost[0] if cost else {}
-    flops = float((cost or {}).get("flops", 0.0))
-    if flops > 0:
-        return flops, "xla"
-    weights = sum(p.size for p in jax.tree.leaves(params) if p.ndim > 1)
-    return 6.0 * weights * row.batch, "6*weights*batch"
-
-
-def matmul_peak(size: int | None = None, repeats: int = 5) -> float:
-    """The best float32 FLOP/s of an `size x size` matrix product on the default device."""
-    if size is None:
-        size = 2048 if jax.default_backend() == "cpu" else 8192
-    a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
-    b = jax.random.normal(jax.random.key(1), (size, size), jnp.float32)
-    dot = jax.jit(jnp.dot)
-    jax.block_until_ready(dot(a, b))
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(dot(a, b))
-        best = min(best, time.perf_counter() - start)
-    return 2.0 * size**3 / best
+    return roofline.StepCost(
+        float(cost["flops"]), float(cost["bytes accessed"]), _peak_bytes(compiled) or 0
+    )
 
 
 # ------------------------------------------------------------------------------- driver
@@ -434,26 +425,29 @@ def bench_row(
             timings[way] = run_torch(way, row, data, members, repeats)
         else:
             timings[way] = run_baseline(way, row, data, members, repeats)
-    flops, flops_source = step_flops(row, data)
+    single = single_step_cost(row, data)
     record: dict[str, Any] = {
         "row": dataclasses.asdict(row),
         "name": row.name(),
-        "flops_per_member_step": flops,
-        "flops_source": flops_source,
+        "flops_per_member_step": single.flops,
+        "memory_ceiling": next((t.ceiling for t in timings.values() if t.ceiling), None),
         "ways": {},
     }
     for way, t in timings.items():
         rate = t.member_steps_per_second
+        cost = t.cost or single
         record["ways"][way] = {
             "members_timed": len(t.members),
             "seconds": t.seconds,
             "compile_seconds": t.compile_seconds,
             "member_steps_per_second": rate,
-            "flops_per_second": rate * flops,
-            "percent_of_peak": _percent_of_peak(rate * flops, peak),
+            "flops_per_second": rate * single.flops,
             "width": t.width,
             "peak_bytes": t.peak_bytes,
+            "cost": dataclasses.asdict(cost),
+            "bandwidth": roofline.bandwidth_at(cost.working_set),
         }
+        rate_against_limits(record["ways"][way], peak)
     for lead in ("auto", "engine"):
         if lead in timings:
             lead_rate = timings[lead].member_steps_per_second
@@ -468,8 +462,13 @@ def bench_row(
     return record
 
 
-def _percent_of_peak(flops_per_second: float, peak: float | None) -> float | None:
-    return 100.0 * flops_per_second / peak if peak else None
+def rate_against_limits(way: dict[str, Any], peak: float | None) -> None:
+    """Add the share of the matmul peak and of the roofline (at the bandwidth of the way's
+    working set) to a way's record, counting the way's own FLOPs and bytes per member-step."""
+    cost = roofline.StepCost(**way["cost"])
+    own_flops = way["member_steps_per_second"] * cost.flops
+    way["percent_of_peak"] = 100.0 * way["flops_per_second"] / peak if peak else None
+    way.update(roofline.roofline(own_flops, cost, peak or float("inf"), way["bandwidth"]))
 
 
 def loss_difference(timings: dict[str, Timing], steps: int | None = None) -> float | None:
@@ -523,6 +522,25 @@ def _si(value: float) -> str:
     return f"{value:.3g} "
 
 
+def _percent(value: float | None) -> str:
+    return "" if value is None else f"{value:.1f}%"
+
+
+def _way_line(record: dict[str, Any], way: str, w: dict[str, Any]) -> str:
+    lead = "auto" if "auto" in record["ways"] else "engine"
+    ratio = "1" if way == lead else record.get(f"{lead}_over_{way}")
+    ratio = ratio if isinstance(ratio, str) else ("" if ratio is None else f"{ratio:.2f}x")
+    mib = "" if w["peak_bytes"] is None else f"{w['peak_bytes'] / 2**20:.1f}"
+    cost = w["cost"]
+    return (
+        f"| {record['name']} | {LABELS[way]} | {w['width'] or ''} | {w['members_timed']} "
+        f"| {w['member_steps_per_second']:,.0f} | {ratio} | {w['compile_seconds']:.2f} "
+        f"| {mib} | {_si(w['flops_per_second'])} | {_percent(w['percent_of_peak'])} "
+        f"| {cost['bytes_accessed'] / 1e3:,.0f} | {cost['flops'] / cost['bytes_accessed']:.2f} "
+        f"| {w['bandwidth'] / 1e9:,.0f} | {w['bound']} | {_percent(w['percent_of_roofline'])} |"
+    )
+
+
 def markdown(records: Sequence[dict[str, Any]], info: dict[str, Any]) -> str:
     """The results as a markdown table, one line per row and way."""
     torch = f", torch {info['torch']} ({info['torch_threads']} threads)" if "torch" in info else ""
@@ -530,24 +548,22 @@ def markdown(records: Sequence[dict[str, Any]], info: dict[str, Any]) -> str:
     sweep = f" (a) chose its width as for a sweep of {sweep:,} steps." if sweep else ""
     lines = [
         f"Device: {info['device']} x {info['devices']} ({info['cpu']}, {info['cpu_cores']} cores), "
-        f"jax {info['jax']}{torch}; the engine's width is per device; measured float32 matmul peak {_si(info['peak_flops'])}FLOP/s.{sweep}",
+        f"jax {info['jax']}{torch}; the engine's width is per device; measured float32 matmul "
+        f"peak {_si(info['peak_flops'])}FLOP/s, copy bandwidth past the caches "
+        f"{info['dram_bandwidth'] / 1e9:,.1f} GB/s.{sweep}",
         "",
         "| row | way | width | members timed | member-steps/s | auto speed-up | compile s "
-        "| peak MiB | FLOP/s | % of peak |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| peak MiB | FLOP/s | % of peak | kB/member-step | FLOP/B | GB/s at working set "
+        "| bound | % of roofline |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+        "| --- | ---: |",
     ]
     for record in records:
-        lead = "auto" if "auto" in record["ways"] else "engine"
-        for way, w in record["ways"].items():
-            ratio = "1" if way == lead else record.get(f"{lead}_over_{way}")
-            ratio = ratio if isinstance(ratio, str) else ("" if ratio is None else f"{ratio:.2f}x")
-            pct = w["percent_of_peak"]
-            mib = "" if w["peak_bytes"] is None else f"{w['peak_bytes'] / 2**20:.1f}"
-            lines.append(
-                f"| {record['name']} | {LABELS[way]} | {w['width'] or ''} | {w['members_timed']} "
-                f"| {w['member_steps_per_second']:,.0f} | {ratio} | {w['compile_seconds']:.2f} "
-                f"| {mib} | {_si(w['flops_per_second'])} | {'' if pct is None else f'{pct:.1f}%'} |"
-            )
+        lines += [_way_line(record, way, w) for way, w in record["ways"].items()]
+    ceilings = [f"{r['name']}: {r['memory_ceiling']:,}" for r in records if r["memory_ceiling"]]
+    if ceilings:
+        lines += ["", "Memory ceiling (the memory plan's largest population at the engine's "
+                  "width): " + "; ".join(ceilings) + "."]  # fmt: skip
     lines += ["", "Largest loss difference between ways on the members they share:"]
     for record in records:
         early, every = record["max_loss_difference_first_100_steps"], record["max_loss_difference"]
@@ -630,7 +646,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
 
     data = load_dataset("mnist1d", Config().val_size)
     info = machine()
-    info["peak_flops"] = matmul_peak(args.peak_size)
+    info["peak_flops"] = roofline.matmul_peak(args.peak_size)
+    info["dram_bandwidth"] = roofline.copy_bandwidth()
     info["sweep_steps"] = args.sweep_steps
     records = []
     for row in rows_from_args(args):
@@ -646,10 +663,10 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         records.append(record)
         print(f"done: {row.name()}", file=sys.stderr, flush=True)
     # A shared machine's speed drifts: the peak is measured before and after, the higher counts.
-    info["peak_flops"] = max(info["peak_flops"], matmul_peak(args.peak_size))
+    info["peak_flops"] = max(info["peak_flops"], roofline.matmul_peak(args.peak_size))
     for record in records:
         for way in record["ways"].values():
-            way["percent_of_peak"] = _percent_of_peak(way["flops_per_second"], info["peak_flops"])
+            rate_against_limits(way, info["peak_flops"])
     print(markdown(records, info))
     if args.json:
         with open(args.json, "w") as f:

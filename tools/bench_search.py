@@ -158,15 +158,17 @@ def cold_start() -> None:
     """Forget compiled programs, as a fresh process would: JAX's caches and sweepjax's."""
     import jax
 
-    from sweepjax import population
+    from sweepjax import population, reassign, stream
 
     jax.clear_caches()
-    for name in ("make_train_chunk", "make_stream_chunk", "make_evaluate"):
-        cached = getattr(population, name, None)
-        if hasattr(cached, "cache_clear"):
-            cached.cache_clear()
-    if isinstance(getattr(placement, "_widths", None), dict):
-        placement._widths.clear()  # the width search's remembered choices
+    for module, names in (
+        (population, ("make_train_chunk", "make_stream_chunk", "make_evaluate")),
+        (stream, ("_indices_fn",)),
+        (reassign, ("_keep_or_copy", "_select")),
+    ):
+        for name in names:
+            getattr(module, name).cache_clear()
+    placement._widths.clear()  # the width search's remembered choices
 
 
 def _trained_steps(row: dict[str, Any]) -> float | None:

@@ -1,0 +1,157 @@
+"""Compilation: where compiled programs are kept between runs, and what compiling cost.
+
+**The persistent cache.** JAX's persistent compilation cache is on by default, in a per-user folder.
+
+A rerun, a resume, or the next sweep of the same structure then loads its compiled programs
+from disk instead of compiling them; tracing and lowering still run (well under a second for
+the default sweep). The config key `compile_cache` chooses the folder:
+
+* `"auto"` (the default): `$SWEEPJAX_COMPILE_CACHE` when set (a folder, or `off`), else the
+  folder the user gave JAX itself (`JAX_COMPILATION_CACHE_DIR`), else
+  `$XDG_CACHE_HOME/sweepjax/xla` (`~/.cache/sweepjax/xla`);
+* a folder: that folder;
+* `"off"`: no persistent cache.
+
+Every program is cached, however quickly it compiled, and the folder is kept under
+`MAX_BYTES` by evicting the least recently used programs. The cache holds executable code:
+the folder is created readable and writable by its owner only, and should not be shared with
+users you do not trust. JAX's own settings for these (`JAX_PERSISTENT_CACHE_*`,
+`JAX_COMPILATION_CACHE_MAX_SIZE`) win when set.
+
+**The count.** `compile_count()` is what this process has spent compiling so far (seconds,
+programs, and how many of them came from the cache); a sweep reports the difference in its
+summary (`compile_seconds`; `programs_compiled` by XLA and `programs_from_cache`).
+
+>>> cache_folder("off") is None
+True
+>>> str(cache_folder("/tmp/my-cache"))
+'/tmp/my-cache'
+>>> before = compile_count()
+>>> (compile_count() - before).programs
+0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from pathlib import Path
+
+import jax
+from jax.experimental.compilation_cache import compilation_cache
+
+ENV = "SWEEPJAX_COMPILE_CACHE"
+OFF = "off"
+MAX_BYTES = 2 * 1024**3
+# JAX option -> (its environment variable, the value sweepjax sets unless the user set it).
+_JAX_DEFAULTS = {
+    "jax_persistent_cache_min_compile_time_secs": (
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS",
+        0.0,
+    ),
+    "jax_persistent_cache_min_entry_size_bytes": ("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", -1),
+    "jax_compilation_cache_max_size": ("JAX_COMPILATION_CACHE_MAX_SIZE", MAX_BYTES),
+}
+
+
+def default_folder() -> Path:
+    """The per-user cache folder: `$XDG_CACHE_HOME/sweepjax/xla`, or `~/.cache/sweepjax/xla`."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base, "sweepjax", "xla")
+
+
+def cache_folder(setting: str | None = "auto") -> Path | None:
+    """The folder `setting` (the config key `compile_cache`) names; None for no cache.
+
+    >>> cache_folder(None) is None
+    True
+    """
+    if setting is None or setting == OFF:
+        return None
+    if setting != "auto":
+        return Path(setting).expanduser()
+    from_env = os.environ.get(ENV)
+    if from_env is not None:
+        return None if from_env in ("", OFF) else Path(from_env).expanduser()
+    own = os.environ.get("JAX_COMPILATION_CACHE_DIR")
+    return Path(own).expanduser() if own else default_folder()
+
+
+def use_compile_cache(setting: str | None = "auto") -> Path | None:
+    """Point JAX's persistent compilation cache at `cache_folder(setting)`, or turn it off.
+
+    This sets JAX's process-wide options, so it applies to every program compiled afterwards in
+    the process; `sweepjax.run` calls it with the config's `compile_cache`. Returns the folder.
+    A folder that cannot be created turns the cache off (compiling still works) and says so.
+
+    >>> folder = use_compile_cache("auto")  # as `sweepjax.run` does by default
+    """
+    folder = cache_folder(setting)
+    if folder is not None:
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as error:
+            print(f"sweepjax: compile cache off: {folder}: {error.strerror}", file=sys.stderr)
+            folder = None
+    wanted = None if folder is None else str(folder)
+    if jax.config.jax_compilation_cache_dir != wanted:
+        for name, (variable, value) in _JAX_DEFAULTS.items():
+            if variable not in os.environ:
+                jax.config.update(name, value)
+        jax.config.update("jax_compilation_cache_dir", wanted)
+        compilation_cache.reset_cache()  # the next compilation opens the new folder
+    return folder
+
+
+@dataclasses.dataclass(frozen=True)
+class CompileCount:
+    """Compilation in this process: seconds tracing, lowering and compiling (or loading),
+    XLA programs compiled or loaded, and how many of those the persistent cache gave."""
+
+    seconds: float = 0.0
+    programs: int = 0
+    from_cache: int = 0
+
+    def __sub__(self, before: CompileCount) -> CompileCount:
+        return CompileCount(
+            self.seconds - before.seconds,
+            self.programs - before.programs,
+            self.from_cache - before.from_cache,
+        )
+
+
+_COMPILE_EVENTS = (
+    "/jax/core/compile/jaxpr_trace_duration",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration",
+    "/jax/core/compile/backend_compile_duration",
+)
+_PROGRAM_EVENT = "/jax/core/compile/backend_compile_duration"  # once per program, cached or not
+_CACHE_HIT_EVENT = "/jax/compilation_cache/cache_hits"
+_totals = {"seconds": 0.0, "programs": 0, "from_cache": 0}  # process-wide, never reset
+
+
+def _count_duration(event: str, duration: float, **_: object) -> None:
+    if event in _COMPILE_EVENTS:
+        _totals["seconds"] += duration
+    if event == _PROGRAM_EVENT:
+        _totals["programs"] += 1
+
+
+def _count_event(event: str, **_: object) -> None:
+    if event == _CACHE_HIT_EVENT:
+        _totals["from_cache"] += 1
+
+
+jax.monitoring.register_event_duration_secs_listener(_count_duration)
+jax.monitoring.register_event_listener(_count_event)
+
+
+def compile_count() -> CompileCount:
+    """What this process has spent compiling so far; subtract an earlier count for a span."""
+    return CompileCount(**_totals)
+
+
+def compile_seconds() -> float:
+    """Seconds this process has spent compiling JAX programs so far."""
+    return _totals["seconds"]
