@@ -167,6 +167,7 @@ FIELD_TYPES = {
     "data_placement": str,
     "population_width": (int, str),
     "precision": str,
+    "compile_cache": (str, type(None)),
 }
 
 

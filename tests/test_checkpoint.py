@@ -35,6 +35,8 @@ TIMING_KEYS = {
     "member_steps_per_second",
     "population_width_rates",
     "chunk_seconds",
+    "programs_compiled",  # a resumed run loads some programs from the compile cache
+    "programs_from_cache",
 }
 
 

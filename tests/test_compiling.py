@@ -52,10 +52,16 @@ def test_an_unusable_folder_turns_the_cache_off_and_says_so(tmp_path, capsys):
         compiling.use_compile_cache("auto")  # the session's folder (conftest)
 
 
-@pytest.mark.parametrize("value", ["", "   ", 3])
-def test_a_bad_compile_cache_value_is_refused_before_compiling(value):
+@pytest.mark.parametrize(
+    "value, message",
+    [("", "names no folder; allowed: .* 'off'"), ("  ", "names no folder"), (3, "allowed: str")],
+)
+def test_a_bad_compile_cache_value_is_refused_before_compiling(value, message):
     config = sweepjax.Config(population=2, steps=2, out_dir=None, compile_cache=value)
-    with count_compiles() as compiles, pytest.raises(ValueError, match="compile_cache: .* 'off'"):
+    with (
+        count_compiles() as compiles,
+        pytest.raises(ValueError, match=f"compile_cache: .*{message}"),
+    ):
         sweepjax.run(config, quiet=True)
     assert compiles[0] == 0
 

@@ -28,10 +28,14 @@ the train state is donated and the minibatches are gathered on the device before
 starts.
 Compile time is measured apart (AOT `lower().compile()`); throughput excludes it.
 
-FLOPs of one member-step are XLA's cost analysis of one single-member train step (the same
-count serves every way); the peak is the best rate of a large float32 `jnp.dot` timed here.
+FLOP/s and "% of peak" count XLA's FLOPs of one single-member train step (the same count
+serves every way) against the best rate of a large float32 product on every device at once.
+The roofline columns (`roofline.py`) take each way's own program: XLA's FLOPs and bytes
+accessed per member-step, the copy bandwidth measured at its working-set size, the bound that
+holds (compute or memory) and the share of it reached. The engine's rows also give the memory
+plan's ceiling: the largest population of the row's structure the devices hold.
 
-Run (CPU or GPU; the default rows are the issue's two targets):
+Run (CPU or GPU; the default rows are the two documented ones):
     PYTHONPATH=. python tools/bench.py
     PYTHONPATH=. python tools/bench.py --hidden 32 128 512 --batch 32 --population 8 64 256
     PYTHONPATH=. python tools/bench.py --model cnn1d --hidden 25 --batch 100 --json bench.json
