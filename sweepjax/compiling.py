@@ -1,10 +1,9 @@
 """Compilation: where compiled programs are kept between runs, and what compiling cost.
 
-**The persistent cache.** JAX's persistent compilation cache is on by default, in a per-user folder.
-
-A rerun, a resume, or the next sweep of the same structure then loads its compiled programs
-from disk instead of compiling them; tracing and lowering still run (well under a second for
-the default sweep). The config key `compile_cache` chooses the folder:
+**The persistent cache.** JAX's persistent compilation cache is on by default, in a per-user
+folder: a rerun, a resume, or the next sweep of the same structure loads its compiled programs
+from disk instead of compiling them; tracing and lowering still run (under a second for the
+default sweep). The config key `compile_cache` chooses the folder:
 
 * `"auto"` (the default): `$SWEEPJAX_COMPILE_CACHE` when set (a folder, or `off`), else the
   folder the user gave JAX itself (`JAX_COMPILATION_CACHE_DIR`), else
@@ -94,11 +93,11 @@ def use_compile_cache(setting: str | None = "auto") -> Path | None:
         except OSError as error:
             print(f"sweepjax: compile cache off: {folder}: {error.strerror}", file=sys.stderr)
             folder = None
+    for name, (variable, value) in _JAX_DEFAULTS.items():
+        if variable not in os.environ:
+            jax.config.update(name, value)
     wanted = None if folder is None else str(folder)
     if jax.config.jax_compilation_cache_dir != wanted:
-        for name, (variable, value) in _JAX_DEFAULTS.items():
-            if variable not in os.environ:
-                jax.config.update(name, value)
         jax.config.update("jax_compilation_cache_dir", wanted)
         compilation_cache.reset_cache()  # the next compilation opens the new folder
     return folder

@@ -99,7 +99,7 @@ class Config:
     # GPUs: parameters, optimizer state and the loss stay float32).
     precision: str = "float32"
     # Where compiled programs are kept between runs: "auto" ($SWEEPJAX_COMPILE_CACHE, else
-    # ~/.cache/sweepjax/xla), a folder, or "off" (see sweepjax.compile_cache).
+    # ~/.cache/sweepjax/xla), a folder, or "off" (see sweepjax.compiling).
     compile_cache: str | None = "auto"
 
     def __post_init__(self):

@@ -72,7 +72,10 @@ def families(count: int) -> sweepjax.Config:
 
 CASES: dict[str, dict[str, sweepjax.Config]] = {
     "population": {f"P = {p}": base_config(population=p) for p in (16, 64, 256, 1024)},
-    "families": {f"{k} schedule families": families(k) for k in (1, 4, len(BUILTIN_SCHEDULES))},
+    "families": {
+        f"{k} schedule famil{'y' if k == 1 else 'ies'}": families(k)
+        for k in (1, 4, len(BUILTIN_SCHEDULES))
+    },
     "model": {
         "MLP hidden 32": base_config(model={"name": "mlp", "hidden": [32, 32]}),
         "MLP hidden 512": base_config(model={"name": "mlp", "hidden": [512, 512]}),
