@@ -11,6 +11,7 @@
 #   compile.*           tools/bench_compile.py: compile seconds against population size
 #   schedules_*         the schedule benchmark twice: compiled, then from the compile cache
 #   tests.txt           the test suite on the GPU
+#   summary.md          all of the above in one file (each step's table and its last errors)
 # Each step has its own time limit, so one slow step cannot take the others' time.
 set -uo pipefail
 out=${1:-gpu-check}
@@ -60,3 +61,9 @@ done
 XLA_PYTHON_CLIENT_MEM_FRACTION=0.1 timeout 180 "$py" -m pytest -q -n 8 -p no:cacheprovider \
     > "$out/tests.txt" 2>&1
 echo "== tests: exit $? after ${SECONDS}s in all"; tail -3 "$out/tests.txt"
+
+for f in "$out"/gpu.txt "$out"/*.md "$out"/tests.txt; do  # one file to read or send
+    [ "$f" = "$out/summary.md" ] && continue
+    echo "## $(basename "$f")"; cat "$f"; err="${f%.md}.err"
+    [ -s "$err" ] && { echo "(last lines of its stderr)"; tail -5 "$err"; }; echo
+done > "$out/summary.md" 2>/dev/null
