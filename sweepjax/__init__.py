@@ -13,7 +13,13 @@ without importing JAX (the command installs its signal handlers first).
 from __future__ import annotations
 
 import importlib
+from importlib import metadata
 from typing import TYPE_CHECKING, Any
+
+try:
+    __version__ = metadata.version("sweepjax")
+except metadata.PackageNotFoundError:  # a source tree on sys.path, not installed
+    __version__ = "unknown"
 
 _LAZY: dict[str, tuple[str, str | None]] = {  # public name: (module, attribute or None)
     "apply_overrides": ("sweepjax.config", "apply_overrides"),

@@ -79,9 +79,36 @@ def _add_distributed_arguments(command: argparse.ArgumentParser) -> None:
     )
 
 
+DESCRIPTION = """\
+Train a whole hyperparameter sweep as one compiled JAX program: every member of the population
+trains in parallel, checkpoints between chunks, and resumes exactly where it stopped."""
+
+EXAMPLES = """\
+examples:
+  sweepjax run                                    the default sweep (experiments/default.py)
+  sweepjax run default --set population=8 --set steps=500 --out runs/small
+  sweepjax run my_sweep.py --set scheduler=asha --set trials=256
+  sweepjax resume runs/small --set steps=1000     continue, or extend, a stopped sweep
+  sweepjax show runs/small                        status and leaderboard
+  sweepjax report runs/small                      figures, report.html and report.md
+  sweepjax export runs/small --member 3 --to member3
+  sweepjax bench-schedules                        compare schedule families in one program
+
+Experiments are found by name in ./experiments/ first, then among the built-in ones.
+Run `sweepjax COMMAND --help` for a command's options."""
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sweepjax", description=__doc__.split("\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+    from sweepjax import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="sweepjax",
+        description=DESCRIPTION,
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"sweepjax {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run a sweep (an experiment in experiments/)")
     _add_experiment_arguments(run, default="default")
@@ -178,7 +205,8 @@ def _inspect(args: argparse.Namespace) -> None:
         from sweepjax.export import export_member
 
         to = export_member(args.out_dir, args.member, args.to)
-        print(f"member {args.member} exported to {to}/ (checkpoint/ and hparams.json)")
+        parts = ["checkpoint/", *(["state/"] if (to / "state").is_dir() else []), "hparams.json"]
+        print(f"member {args.member} exported to {to}/ ({', '.join(parts)})")
     elif args.command == "show":
         from sweepjax.report import show
 

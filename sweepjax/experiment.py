@@ -2,8 +2,9 @@
 
 An experiment is a Python file whose `get_config()` returns a `Config` and whose docstring gives
 its run command; it may also define `summarize(out_dir, ...)`, the text that shows what its
-finished sweep(s) found (`sweepjax summarize`). `load_experiment("default")` looks for `experiments/default.py` under the
-current directory, then beside the installed package (a source checkout).
+finished sweep(s) found (`sweepjax summarize`). `load_experiment("default")` looks for
+`experiments/default.py` under the current directory, then among the built-in experiments
+installed with the package (`sweepjax.experiments`, the repository's `experiments/`).
 """
 
 from __future__ import annotations
@@ -20,8 +21,14 @@ from sweepjax.config import Config
 
 
 def experiment_dirs() -> list[Path]:
-    """Folders searched for experiments by name, in order."""
-    return [Path.cwd() / "experiments", Path(__file__).resolve().parent.parent / "experiments"]
+    """Folders searched for experiments by name, in order: the user's, then the built-in ones.
+
+    >>> experiment_dirs()[0] == Path.cwd() / "experiments"
+    True
+    """
+    import sweepjax.experiments as builtin
+
+    return [Path.cwd() / "experiments", Path(builtin.__file__).resolve().parent]
 
 
 def available_experiments() -> list[str]:

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import jax
 import numpy as np
+from tqdm.auto import tqdm
 
 from sweepjax import distributed, placement, stream
 from sweepjax.compiling import compile_seconds
@@ -200,7 +201,8 @@ def _time_width(
     search.record(seconds, compiling, member_steps)
     if not search.searching and not quiet:
         tried = ", ".join(f"{w}: {r:,.0f}" for w, r in search.rates.items())
-        print(
+        # through tqdm, so a progress bar on the same terminal is redrawn below the line
+        tqdm.write(
             f"sweepjax: population width {search.width} (member-steps/s by width: {tried})",
             file=sys.stderr,
         )

@@ -32,6 +32,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P  # noqa: N817
+from tqdm.auto import tqdm
 
 from sweepjax import distributed
 from sweepjax.layout import MIN_WIDTH, cap_cpu_isa
@@ -450,5 +451,5 @@ def _mib(n: int) -> str:
 
 
 def _note(quiet: bool, message: str) -> None:
-    if not quiet:
-        print(f"sweepjax: {message}", file=sys.stderr)
+    if not quiet:  # through tqdm, so a progress bar on the same terminal is redrawn below it
+        tqdm.write(f"sweepjax: {message}", file=sys.stderr)

@@ -20,11 +20,14 @@ import secrets
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from sweepjax.errors import StorageError, describe_os_error
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 STATUS = ("status", "diverged_at_step")  # the columns every row has after its hyperparameters
 RANK_BY = "final_val_accuracy"  # what results without a recorded ranking (classification) rank by
@@ -54,21 +57,30 @@ def metric_of(column: str) -> str:
 
 
 def rank_rows(rows: Sequence[dict[str, Any]], column: str, direction: str) -> list[dict[str, Any]]:
-    """Healthy members with a finite `column`, best first; ties keep the member order.
+    """Healthy members with a finite `column`, best first.
+
+    Ties break by the best validation value of the same metric (`best_val_<metric>`, in the
+    same direction), then by the member order.
 
     >>> rows = [{"member": i, "status": "ok", "mse": v} for i, v in enumerate([0.3, 0.1, 0.2])]
     >>> [r["member"] for r in rank_rows(rows, "mse", "min")]
     [1, 2, 0]
+    >>> tied = [{"member": i, "status": "ok", "final_val_accuracy": 0.9,
+    ...          "best_val_accuracy": b} for i, b in enumerate([0.91, 0.95])]
+    >>> [r["member"] for r in rank_rows(tied, "final_val_accuracy", "max")]
+    [1, 0]
     """
     sign = -1.0 if direction == "max" else 1.0
-    healthy = [
-        r
-        for r in rows
-        if r["status"] == "ok"
-        and isinstance(r.get(column), int | float)
-        and math.isfinite(r[column])
-    ]
-    return sorted(healthy, key=lambda r: sign * r[column])
+    second = f"best_val_{metric_of(column)}"
+    healthy = [r for r in rows if r["status"] == "ok" and _finite(r.get(column))]
+    return sorted(
+        healthy,
+        key=lambda r: (sign * r[column], sign * r[second] if _finite(r.get(second)) else math.inf),
+    )
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
 
 
 @dataclasses.dataclass
@@ -103,6 +115,30 @@ class Result:
 
     def leaderboard(self, top: int = 10) -> str:
         return leaderboard(self.rows, top, *ranking(self.summary))
+
+    # DataFrames (pandas is optional: `pip install 'sweepjax[pandas]'`); see sweepjax.frames.
+    def to_pandas(self) -> pd.DataFrame:
+        """The trial table, one row per trial, the columns of `results.csv` in its order.
+
+        >>> Result([{"member": 0, "seed": 0, "status": "ok"}], {}, {}).to_pandas().shape
+        (1, 3)
+        """
+        from sweepjax.frames import results_frame
+
+        return results_frame(self)
+
+    def curves_frame(self, metrics: Sequence[str] | None = None) -> pd.DataFrame:
+        """The curves in long format: `member`, `step`, `metric`, `value`, no NaN rows."""
+        from sweepjax.frames import curves_frame
+
+        return curves_frame(self, metrics)
+
+    def summarize_by(self, by: str | Sequence[str] | None = None) -> pd.DataFrame:
+        """Trials grouped by `by` (default: the hyperparameters but `seed`): `n`,
+        `n_diverged`, and each metric's `_mean` and `_std` over the trials that did not diverge."""
+        from sweepjax.frames import summarize_by
+
+        return summarize_by(self, by)
 
 
 def member_rows(hparams: dict[str, Any], metrics: dict[str, np.ndarray]) -> list[dict[str, Any]]:
@@ -163,7 +199,7 @@ def leaderboard(
     first_metric = list(rows[0]).index("status") if rows else 0
     columns = [c for i, c in enumerate(rows[0]) if i < first_metric or c in shown] if rows else []
     order = "highest" if direction == "max" else "lowest"
-    lines = [f"ranked by {rank_by} ({order} first)"]
+    lines = [f"ranked by {rank_by} ({order} first; ties by best_val_{metric}, then member)"]
     lines.append(_table([[_format(r[c]) for c in columns] for r in ok[:top]], columns))
     if len(ok) > top:
         lines.append(f"... and {len(ok) - top} more healthy members")

@@ -49,3 +49,19 @@ def test_default_experiment_matches_the_issue():
     config = load_experiment("default")
     assert config.population == 64 and config.dataset == "mnist1d" and config.model["name"] == "mlp"
     assert {"learning_rate", "weight_decay", "momentum"} <= set(config.space)
+
+
+def test_version_and_a_top_level_help_with_examples(capsys):
+    from importlib import metadata
+
+    import pytest
+
+    with pytest.raises(SystemExit) as version:
+        main(["--version"])
+    assert version.value.code == 0
+    assert capsys.readouterr().out.strip() == f"sweepjax {metadata.version('sweepjax')}"
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    assert "one compiled JAX program" in text and "examples:" in text
+    assert "sweepjax resume runs/small" in text

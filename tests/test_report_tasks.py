@@ -81,7 +81,7 @@ def test_the_best_member_named_is_the_lowest_mse(regression):
     assert f"best #{best} at final_val_mse " in (regression / "report.md").read_text()
     text = show(regression)
     assert f"best #{best} at final_val_mse " in text.splitlines()[0]
-    assert "ranked by final_val_mse (lowest first)" in text
+    assert "ranked by final_val_mse (lowest first; ties by best_val_mse, then member)" in text
     assert text.splitlines()[3].split()[0] == best  # the first row of the leaderboard
 
 

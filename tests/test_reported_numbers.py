@@ -162,7 +162,9 @@ def test_the_leaderboard_counts_what_it_leaves_out():
         result_row(4, nan, 7),
     ]
     lines = results.leaderboard(rows, top=2).splitlines()
-    assert lines[0] == "ranked by final_val_accuracy (highest first)"
+    assert lines[0] == (
+        "ranked by final_val_accuracy (highest first; ties by best_val_accuracy, then member)"
+    )
     assert [line.split()[0] for line in lines[2:4]] == ["1", "2"]  # by accuracy, best first
     assert lines[4:] == [
         "... and 1 more healthy members",

@@ -326,7 +326,7 @@ def test_a_min_metric_ranks_the_lowest_first():
     assert result.best["member"] == order[0] == result.summary["best_member"]
     assert result.summary["best_val_mse"] == min(mse)
     board = result.leaderboard().splitlines()
-    assert board[0] == "ranked by final_val_mse (lowest first)"
+    assert board[0] == "ranked by final_val_mse (lowest first; ties by best_val_mse, then member)"
     assert [int(line.split()[0]) for line in board[2:]] == order
     lowest = np.nanmin(result.curves["val_mse"], axis=0)
     np.testing.assert_array_equal([r["best_val_mse"] for r in result.rows], lowest)
