@@ -29,6 +29,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {  # public name: (module, attribute 
     "build_model": ("sweepjax.models", "build_model"),
     "CheckpointError": ("sweepjax.checkpoint", "CheckpointError"),
     "CheckpointMismatch": ("sweepjax.checkpoint", "CheckpointMismatch"),
+    "export_study": ("sweepjax.optuna_study", "export_study"),
     "CheckpointWarning": ("sweepjax.checkpoint", "CheckpointWarning"),
     "Choice": ("sweepjax.space", "Choice"),
     "CNN1D": ("sweepjax.models", "CNN1D"),
@@ -104,6 +105,7 @@ if TYPE_CHECKING:
     from sweepjax.models import as_model as as_model
     from sweepjax.models import build_model as build_model
     from sweepjax.optim import Optimizer as Optimizer
+    from sweepjax.optuna_study import export_study as export_study
     from sweepjax.placement import DoesNotFit as DoesNotFit
     from sweepjax.population import Population as Population
     from sweepjax.population import Program as Program

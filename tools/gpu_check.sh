@@ -58,7 +58,7 @@ for run in compiled cached; do  # the full schedule benchmark; the second loads 
     rm -rf "$folder"
 done
 # the suite: 8 workers sharing the GPU, each taking a tenth of its memory
-XLA_PYTHON_CLIENT_MEM_FRACTION=0.1 timeout 180 "$py" -m pytest -q -n 8 -p no:cacheprovider \
+XLA_PYTHON_CLIENT_MEM_FRACTION=0.1 timeout 180 "$py" -m pytest -q -n 8 \
     > "$out/tests.txt" 2>&1
 echo "== tests: exit $? after ${SECONDS}s in all"; tail -3 "$out/tests.txt"
 

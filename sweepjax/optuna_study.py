@@ -1,0 +1,129 @@
+"""A finished sweep as an Optuna study, for Optuna's dashboard and importance evaluators.
+
+`export_study(out_dir, storage)` writes one Optuna trial per row of `results.csv`: the swept
+hyperparameters as its params (with Optuna's distribution of each dimension of the space), the
+ranking metric as its value, in the sweep's direction, and the metric's validation curve as its
+intermediate values. A trial that finished is `COMPLETE`, one a scheduler stopped early
+`PRUNED`, one that diverged `FAIL`. Its `member`, `status`, seed and every metric column are
+user attributes. `optuna-dashboard sqlite:///sweep.db` then shows the sweep, and
+`optuna.importance.get_param_importances(study)` ranks its hyperparameters (fANOVA by default).
+Needs Optuna (`pip install 'sweepjax[optuna]'`).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sweepjax import space as space_lib
+from sweepjax.adaptive.optuna_search import optuna_distributions
+from sweepjax.config import FAMILY_KEYS
+from sweepjax.distributions import Choice, is_distribution
+from sweepjax.results import Result, metric_of, ranking, read_result
+
+if TYPE_CHECKING:
+    import optuna
+
+_STATES = {"ok": "COMPLETE", "stopped": "PRUNED", "diverged": "FAIL"}
+
+
+def _optuna() -> Any:
+    try:
+        import optuna
+    except ImportError as err:
+        raise ImportError(
+            "export_study needs Optuna; install it with: pip install 'sweepjax[optuna]'"
+        ) from err
+    return optuna
+
+
+def swept_dimensions(config_json: dict[str, Any]) -> dict[str, Any]:
+    """The distributions of a sweep's space, from its saved config (fixed values left out);
+    a family chosen per member (`schedule=(...)`, `optimizer=(...)`) is a `Choice` of names.
+
+    >>> lr = {"distribution": "LogUniform", "low": 0.001, "high": 1.0}
+    >>> swept_dimensions({"space": {"lr": lr, "momentum": 0.9},
+    ...                   "schedule": ["cosine", "constant"], "optimizer": "sgd"})
+    {'lr': LogUniform(low=0.001, high=1.0, num=None), 'schedule': Choice(values=('cosine', 'constant'))}
+    """
+    space = {k: space_lib.from_json(v, f"space.{k}") for k, v in config_json["space"].items()}
+    for kind in FAMILY_KEYS:
+        if isinstance(config_json.get(kind), list) and kind not in space:
+            space[kind] = Choice(list(config_json[kind]))
+    return {k: v for k, v in space.items() if is_distribution(v)}
+
+
+def export_study(
+    out_dir: str | os.PathLike,
+    storage: str | Any | None = None,
+    study_name: str | None = None,
+) -> optuna.Study:
+    """The sweep in `out_dir` as an Optuna study, written to `storage` (None: in memory).
+
+    Args:
+      out_dir: a sweep's folder (finished, or stopped: its results so far).
+      storage: an Optuna storage or its URL, e.g. `"sqlite:///sweep.db"`.
+      study_name: default: the folder's name. A study of that name must not exist yet.
+
+    Returns:
+      The study, one trial per row of `results.csv`.
+
+    >>> import pytest, tempfile, sweepjax; _ = pytest.importorskip("optuna")
+    >>> out = tempfile.mkdtemp()
+    >>> config = sweepjax.Config(population=4, steps=20, eval_every=10, out_dir=out)
+    >>> _ = sweepjax.run(config, quiet=True)
+    >>> study = export_study(out)  # or export_study(out, "sqlite:///sweep.db")
+    >>> len(study.trials), study.direction.name
+    (4, 'MAXIMIZE')
+    """
+    optuna = _optuna()
+    result = read_result(out_dir)
+    rank_by, direction = ranking(result.summary)
+    distributions = optuna_distributions(swept_dimensions(result.summary["config"]))
+    trials = [_trial(optuna, row, distributions, rank_by, result) for row in result.rows]
+    study = optuna.create_study(
+        storage=storage,
+        study_name=study_name or Path(out_dir).resolve().name,
+        direction="maximize" if direction == "max" else "minimize",
+    )
+    study.add_trials(trials)
+    return study
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and math.isfinite(value)  # numpy's floats too
+
+
+def _trial(
+    optuna: Any, row: dict[str, Any], distributions: dict, rank_by: str, result: Result
+) -> Any:
+    """One row of `results.csv` as a frozen Optuna trial (a finished trial without a finite
+    value is a failed one)."""
+    states = optuna.trial.TrialState
+    state = states[_STATES.get(row["status"], "FAIL")]
+    value = row.get(rank_by)
+    if state == states.COMPLETE and not _finite(value):
+        state = states.FAIL
+    return optuna.trial.create_trial(
+        state=state,
+        value=float(value) if state == states.COMPLETE else None,
+        params={name: row[name] for name in distributions},
+        distributions=distributions,
+        user_attrs={
+            "status": row["status"],
+            **{k: v for k, v in row.items() if k not in distributions and _finite(v)},
+        },
+        intermediate_values=_curve(result, row["member"], rank_by),
+    )
+
+
+def _curve(result: Result, member: int, rank_by: str) -> dict[int, float]:
+    """The trial's validation curve of the ranking metric: step -> value, finite entries only."""
+    curve = result.curves.get(f"val_{metric_of(rank_by)}")
+    if curve is None or member >= curve.shape[1]:
+        return {}
+    steps = result.curves["steps"]
+    return {int(s): float(v) for s, v in zip(steps, curve[:, member], strict=True) if _finite(v)}
