@@ -12,8 +12,6 @@ Needs Optuna (`pip install 'sweepjax[optuna]'`).
 
 from __future__ import annotations
 
-import math
-import numbers
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +20,7 @@ from sweepjax import space as space_lib
 from sweepjax.adaptive.optuna_search import optuna_distributions
 from sweepjax.config import FAMILY_KEYS
 from sweepjax.distributions import Choice, is_distribution
-from sweepjax.results import Result, metric_of, ranking, read_result
+from sweepjax.results import Result, is_finite_number, metric_of, ranking, read_result
 
 if TYPE_CHECKING:
     import optuna
@@ -93,10 +91,6 @@ def export_study(
     return study
 
 
-def _finite(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and math.isfinite(value)  # numpy's floats too
-
-
 def _trial(
     optuna: Any, row: dict[str, Any], distributions: dict, rank_by: str, result: Result
 ) -> Any:
@@ -105,7 +99,7 @@ def _trial(
     states = optuna.trial.TrialState
     state = states[_STATES.get(row["status"], "FAIL")]
     value = row.get(rank_by)
-    if state == states.COMPLETE and not _finite(value):
+    if state == states.COMPLETE and not is_finite_number(value):
         state = states.FAIL
     return optuna.trial.create_trial(
         state=state,
@@ -114,7 +108,7 @@ def _trial(
         distributions=distributions,
         user_attrs={
             "status": row["status"],
-            **{k: v for k, v in row.items() if k not in distributions and _finite(v)},
+            **{k: v for k, v in row.items() if k not in distributions and is_finite_number(v)},
         },
         intermediate_values=_curve(result, row["member"], rank_by),
     )
@@ -126,4 +120,8 @@ def _curve(result: Result, member: int, rank_by: str) -> dict[int, float]:
     if curve is None or member >= curve.shape[1]:
         return {}
     steps = result.curves["steps"]
-    return {int(s): float(v) for s, v in zip(steps, curve[:, member], strict=True) if _finite(v)}
+    return {
+        int(s): float(v)
+        for s, v in zip(steps, curve[:, member], strict=True)
+        if is_finite_number(v)
+    }

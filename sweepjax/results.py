@@ -15,6 +15,7 @@ import dataclasses
 import io
 import json
 import math
+import numbers
 import os
 import secrets
 import zipfile
@@ -72,15 +73,23 @@ def rank_rows(rows: Sequence[dict[str, Any]], column: str, direction: str) -> li
     """
     sign = -1.0 if direction == "max" else 1.0
     second = f"best_val_{metric_of(column)}"
-    healthy = [r for r in rows if r["status"] == "ok" and _finite(r.get(column))]
+    healthy = [r for r in rows if r["status"] == "ok" and is_finite_number(r.get(column))]
     return sorted(
         healthy,
-        key=lambda r: (sign * r[column], sign * r[second] if _finite(r.get(second)) else math.inf),
+        key=lambda r: (
+            sign * r[column],
+            sign * r[second] if is_finite_number(r.get(second)) else math.inf,
+        ),
     )
 
 
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value)
+def is_finite_number(value: Any) -> bool:
+    """Whether `value` is a finite real number (numpy's included; not None, NaN or inf).
+
+    >>> is_finite_number(0.5), is_finite_number(float("nan")), is_finite_number("0.5")
+    (True, False, False)
+    """
+    return isinstance(value, numbers.Real) and math.isfinite(value)
 
 
 @dataclasses.dataclass
