@@ -149,8 +149,3 @@ jax.monitoring.register_event_listener(_count_event)
 def compile_count() -> CompileCount:
     """What this process has spent compiling so far; subtract an earlier count for a span."""
     return CompileCount(**_totals)
-
-
-def compile_seconds() -> float:
-    """Seconds this process has spent compiling JAX programs so far."""
-    return _totals["seconds"]

@@ -20,7 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from sweepjax import distributed, placement, stream
-from sweepjax.compiling import compile_seconds
+from sweepjax.compiling import compile_count
 from sweepjax.population import Population, make_evaluate, make_stream_chunk, make_train_chunk
 from sweepjax.reassign import reassign
 from sweepjax.sweep_state import Chunk, SweepState
@@ -178,7 +178,7 @@ def _advance(devices: Devices, pop, device_hparams, feed, length: int, watch) ->
     step = int(pop.step)
     make_chunk = make_train_chunk if train_data.placement == "device" else make_stream_chunk
     train = train_data.arrays(step, length)
-    compiled_before, began = compile_seconds(), time.perf_counter()
+    compiled_before, began = compile_count().seconds, time.perf_counter()
     pop, losses = make_chunk(devices.program, length, search.width, devices.mesh)(
         pop, device_hparams, train, data_key
     )
@@ -186,7 +186,7 @@ def _advance(devices: Devices, pop, device_hparams, feed, length: int, watch) ->
         _time_width(search, losses, began, compiled_before, pop.size * length, quiet)
     val = devices.metrics(pop, devices.val, search.width)
     losses, val, alive, diverged_at = distributed.to_host((losses, val, pop.alive, pop.diverged_at))
-    compiling = compile_seconds() - compiled_before
+    compiling = compile_count().seconds - compiled_before
     pace.record(time.perf_counter() - began - compiling, compiling, pop.size * length, pop.size)
     return pop, Chunk(int(pop.step), losses, val, alive, diverged_at, search.width)
 
@@ -196,7 +196,7 @@ def _time_width(
 ) -> None:
     """Record the speed of the width just tried; say which won once the search ends."""
     jax.block_until_ready(losses)
-    compiling = compile_seconds() - compiled_before
+    compiling = compile_count().seconds - compiled_before
     seconds = time.perf_counter() - began - compiling
     search.record(seconds, compiling, member_steps)
     if not search.searching and not quiet:

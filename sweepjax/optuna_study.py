@@ -16,10 +16,9 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sweepjax import space as space_lib
 from sweepjax.adaptive.optuna_search import optuna_distributions
-from sweepjax.config import FAMILY_KEYS
-from sweepjax.distributions import Choice, is_distribution
+from sweepjax.config import Config, effective_space
+from sweepjax.distributions import is_distribution
 from sweepjax.results import Result, is_finite_number, metric_of, ranking, read_result
 
 if TYPE_CHECKING:
@@ -39,18 +38,15 @@ def _optuna() -> Any:
 
 
 def swept_dimensions(config_json: dict[str, Any]) -> dict[str, Any]:
-    """The distributions of a sweep's space, from its saved config (fixed values left out);
-    a family chosen per member (`schedule=(...)`, `optimizer=(...)`) is a `Choice` of names.
+    """The distributions of a sweep's space (`config.effective_space`), from its saved config;
+    fixed values are left out, a family chosen per member is a `Choice` of names.
 
     >>> lr = {"distribution": "LogUniform", "low": 0.001, "high": 1.0}
     >>> swept_dimensions({"space": {"lr": lr, "momentum": 0.9},
     ...                   "schedule": ["cosine", "constant"], "optimizer": "sgd"})
-    {'lr': LogUniform(low=0.001, high=1.0, num=None), 'schedule': Choice(values=('cosine', 'constant'))}
+    {'schedule': Choice(values=('cosine', 'constant')), 'lr': LogUniform(low=0.001, high=1.0, num=None)}
     """
-    space = {k: space_lib.from_json(v, f"space.{k}") for k, v in config_json["space"].items()}
-    for kind in FAMILY_KEYS:
-        if isinstance(config_json.get(kind), list) and kind not in space:
-            space[kind] = Choice(list(config_json[kind]))
+    space = effective_space(Config.from_json(config_json))
     return {k: v for k, v in space.items() if is_distribution(v)}
 
 

@@ -144,7 +144,7 @@ class Result:
 
     def summarize_by(self, by: str | Sequence[str] | None = None) -> pd.DataFrame:
         """Trials grouped by `by` (default: the hyperparameters but `seed`): `n`,
-        `n_diverged`, and each metric's `_mean` and `_std` over the trials that did not diverge."""
+        `n_diverged`, and each metric's `_mean` and `_std` over the trials that finished."""
         from sweepjax.frames import summarize_by
 
         return summarize_by(self, by)

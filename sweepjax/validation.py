@@ -173,8 +173,8 @@ def _check_options(config: Config) -> None:
             raise ValueError(
                 f"{name}: unknown {getattr(config, name)!r}; allowed: {list(allowed)}."
             )
-    cache = config.compile_cache
-    if cache is not None and not (isinstance(cache, str) and cache.strip()):
+    cache = config.compile_cache  # a str or None: `_check_types` ran first
+    if cache is not None and not cache.strip():
         raise ValueError(
             f"compile_cache: {cache!r} names no folder; allowed: 'auto' ($SWEEPJAX_COMPILE_CACHE, "
             "else ~/.cache/sweepjax/xla), a folder path, or 'off'."

@@ -397,12 +397,7 @@ def single_step_cost(row: Row, data: Dataset) -> roofline.StepCost:
     params, opt_state = _init(module, seed, xb, hp)
     step = jax.jit(functools.partial(_loss_and_update, module))
     compiled = step.lower(params, opt_state, hp, xb, yb).compile()
-    cost = compiled.cost_analysis()
-    if isinstance(cost, list):  # older jax returns one dict per device
-        cost = cost[0] if cost else {}
-    return roofline.StepCost(
-        float(cost["flops"]), float(cost["bytes accessed"]), _peak_bytes(compiled) or 0
-    )
+    return roofline.StepCost(*roofline.xla_cost(compiled), _peak_bytes(compiled) or 0)
 
 
 # ------------------------------------------------------------------------------- driver

@@ -97,23 +97,25 @@ class StepCost:
         return self.flops / max(self.bytes_accessed, 1.0)
 
 
+def xla_cost(compiled: Any) -> tuple[float, float]:
+    """FLOPs and bytes accessed of a compiled program, from XLA's cost analysis."""
+    cost = compiled.cost_analysis()
+    if isinstance(cost, list):  # older jax returns one dict per device
+        cost = cost[0] if cost else {}
+    return float(cost.get("flops", 0.0)), float(cost.get("bytes accessed", 0.0))
+
+
 def group_step_cost(program: Any, hparams: Any, train: Any, width: int) -> StepCost:
     """The cost of one member-step of the engine at `width` members per group."""
     width = max(width, placement.MIN_WIDTH)
     compiled = placement.lower_one_step(program, hparams, train, width).compile()
-    cost = compiled.cost_analysis()
-    if isinstance(cost, list):  # older jax returns one dict per device
-        cost = cost[0] if cost else {}
+    flops, bytes_accessed = xla_cost(compiled)
     memory = compiled.memory_analysis()
     data = sum(leaf.nbytes for leaf in jax.tree.leaves(train))  # an argument, read a batch a step
     working = 0 if memory is None else int(
         memory.argument_size_in_bytes + memory.output_size_in_bytes + memory.temp_size_in_bytes
     ) - data  # fmt: skip
-    return StepCost(
-        float(cost.get("flops", 0.0)) / width,
-        float(cost.get("bytes accessed", 0.0)) / width,
-        working,
-    )
+    return StepCost(flops / width, bytes_accessed / width, working)
 
 
 def roofline(flops_per_second: float, cost: StepCost, peak: float, bandwidth: float) -> dict:
