@@ -37,7 +37,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {  # public name: (module, attribute 
     "Config": ("sweepjax.config", "Config"),
     "Dataset": ("sweepjax.data", "Dataset"),
     "datasets": ("sweepjax.data", None),
-    "divergence_boundary": ("sweepjax.analysis", "divergence_boundary"),
+    "divergence_boundary": ("sweepjax.report.analysis", "divergence_boundary"),
     "DoesNotFit": ("sweepjax.placement", "DoesNotFit"),
     "EXIT_INTERRUPTED": ("sweepjax.errors", "EXIT_INTERRUPTED"),
     "export_member": ("sweepjax.export", "export_member"),
@@ -79,7 +79,6 @@ _LAZY: dict[str, tuple[str, str | None]] = {  # public name: (module, attribute 
 
 if TYPE_CHECKING:
     from sweepjax import data as datasets  # noqa: F401
-    from sweepjax.analysis import divergence_boundary as divergence_boundary
     from sweepjax.benchmark import bench_schedules as bench_schedules
     from sweepjax.checkpoint import CheckpointError as CheckpointError
     from sweepjax.checkpoint import CheckpointMismatch as CheckpointMismatch
@@ -116,6 +115,7 @@ if TYPE_CHECKING:
     from sweepjax.report import read_sweep as read_sweep
     from sweepjax.report import sweep_status as sweep_status
     from sweepjax.report import write_report as write_report
+    from sweepjax.report.analysis import divergence_boundary as divergence_boundary
     from sweepjax.results import Result as Result
     from sweepjax.results import read_result as read_result
     from sweepjax.schedules import learning_rate_at as learning_rate_at

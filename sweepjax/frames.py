@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sweepjax.analysis import hyperparameter_columns
+from sweepjax.report.analysis import hyperparameter_columns
 from sweepjax.results import STATUS, Result
 
 if TYPE_CHECKING:

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 import sweepjax
-from sweepjax.analysis import member_schedules
 from sweepjax.cli import main
-from sweepjax.figures import FIGURES
 from sweepjax.report import read_sweep, show, write_report
+from sweepjax.report.analysis import member_schedules
+from sweepjax.report.figures import FIGURES
 
 ALL_FIGURES = set(FIGURES) - {"trials", "lineage"}  # the figures of a fixed population
 

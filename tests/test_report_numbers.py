@@ -1,5 +1,5 @@
-"""The numbers and words of the report and `show` (`sweepjax.analysis`, `sweepjax.report`), from results tables made by hand: the status,
-which columns vary, log scales, importance, the heat map's pair, the divergence boundary."""
+"""The numbers and words of the report and `show` (`sweepjax.report`), from results tables made
+by hand: the status, which columns vary, log scales, importance, the heat map's pair, the divergence boundary."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from conftest import result_row
 
 import sweepjax
-from sweepjax import analysis, report
+from sweepjax.report import analysis, read, render
 
 NAN = float("nan")
 
@@ -27,17 +27,17 @@ NAN = float("nan")
     ],
 )
 def test_the_status_of_a_sweep_from_its_summary(summary, status):
-    assert report.sweep_status(summary) == status
+    assert read.sweep_status(summary) == status
 
 
 def test_the_status_line_names_progress_size_and_best():
     rows = [result_row(0, 0.5), result_row(1, 0.9), result_row(2, NAN, 4)]
     summary = {"steps_done": 20, "config": {"steps": 30}}
-    line = report.status_line(sweepjax.Result(rows, {}, summary))
+    line = read.status_line(sweepjax.Result(rows, {}, summary))
     assert (
         line == "interrupted, step 20/30, 3 members, 1 diverged, best #1 at final_val_accuracy 0.9"
     )
-    line = report.status_line(sweepjax.Result(rows[2:], {}, {"steps_done": 20}))
+    line = read.status_line(sweepjax.Result(rows[2:], {}, {"steps_done": 20}))
     assert line == "unknown, step 20, 1 members, 1 diverged"
 
 
@@ -133,7 +133,7 @@ def test_the_divergence_boundary_per_setting_of_the_repeated_dimensions():
 def test_the_leaderboard_tables_order_and_the_best_member():
     rows = [result_row(3, 0.5), result_row(1, NAN, 9), result_row(0, 0.9), result_row(2, NAN, 4)]
     rows.append(result_row(4, NAN, 4))
-    best, diverged = report.leaderboard_rows(rows, top=1)
+    best, diverged = render.leaderboard_rows(rows, top=1)
     assert [r["member"] for r in best] == [0]
     assert [r["member"] for r in diverged] == [2, 4, 1]  # by step, then by member
     assert analysis.best_index(sweepjax.Result(rows, {}, {})) == 2  # its position in the table
@@ -144,7 +144,7 @@ def test_the_reports_facts_come_from_the_summary_and_its_config():
     config = {"optimizer": "adam", "steps": 30, "model": {"name": "mlp"}, "space": {"lr": 0.1}}
     summary = {"dataset": "mnist1d (4000 examples)", "config": config, "steps_done": 30,
                "train_seconds": 1.5, "device": "cpu"}  # fmt: skip
-    facts = dict(report._facts(sweepjax.Result([result_row(0, 0.5)], {}, summary)))
+    facts = dict(render._facts(sweepjax.Result([result_row(0, 0.5)], {}, summary)))
     assert facts == {
         "status": "finished, step 30/30, 1 members, 0 diverged, best #0 at final_val_accuracy 0.5",
         "dataset": "mnist1d (4000 examples)",

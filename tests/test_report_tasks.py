@@ -13,11 +13,11 @@ from conftest import result_row
 from matplotlib import colormaps
 
 import sweepjax
-from sweepjax import analysis, report, results
+from sweepjax import results
 from sweepjax.data import from_arrays
-from sweepjax.figure_axes import by_ranking
-from sweepjax.figures import FIGURES, figure_curves, figure_heatmap, figure_parallel
-from sweepjax.report import read_sweep, show, write_report
+from sweepjax.report import analysis, read, read_sweep, render, show, write_report
+from sweepjax.report.figure_axes import by_ranking
+from sweepjax.report.figures import FIGURES, figure_curves, figure_heatmap, figure_parallel
 
 MIN = ("final_val_mse", "min")
 NAN = float("nan")
@@ -132,9 +132,9 @@ def test_a_min_metric_ranks_the_lowest_first():
     summary = dict(zip(("rank_by", "rank_direction"), MIN, strict=True))
     assert analysis.best_index(sweepjax.Result(rows, {}, summary)) == 1
     assert analysis.best_index(sweepjax.Result(rows[2:3], {}, summary)) is None
-    best, diverged = report.leaderboard_rows(rows, 2, *MIN)
+    best, diverged = render.leaderboard_rows(rows, 2, *MIN)
     assert [r["member"] for r in best] == [1, 3] and [r["member"] for r in diverged] == [2]
-    line = report.status_line(sweepjax.Result(rows, {}, summary))
+    line = read.status_line(sweepjax.Result(rows, {}, summary))
     assert line == "unknown, 4 members, 1 diverged, best #1 at final_val_mse 0.1"
     assert analysis.hyperparameter_columns(rows) == ["learning_rate", "seed"]
 
@@ -148,7 +148,7 @@ def test_importance_is_positive_when_higher_values_rank_better():
     accuracy = [{**r, "final_val_accuracy": -r["final_val_mse"]} for r in worse]
     assert analysis.importance(accuracy) == analysis.importance(worse, *MIN)
     summary = dict(zip(("rank_by", "rank_direction"), MIN, strict=True))
-    title, _, cells = report._tables(sweepjax.Result(worse, {}, summary), 10)[-1]
+    title, _, cells = render._tables(sweepjax.Result(worse, {}, summary), 10)[-1]
     assert "positive: higher values of the hyperparameter rank better" in title
     assert cells == [["learning_rate", "-0.80"]]
 

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import sweepjax
 from sweepjax.experiment import load_module
-from sweepjax.figures import FIGURES
 from sweepjax.report import read_sweep
+from sweepjax.report.figures import FIGURES
 
 # experiment -> the report figures it shows its rule with.
 GALLERY = {

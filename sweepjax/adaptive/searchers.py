@@ -22,8 +22,8 @@ import numpy as np
 from scipy.stats import qmc
 
 from sweepjax.adaptive.protocol import DIRECTIONS
-from sweepjax.analysis import hyperparameter_columns
 from sweepjax.distributions import Choice, IntUniform, is_distribution, is_number
+from sweepjax.report.analysis import hyperparameter_columns
 from sweepjax.results import ranking, read_rows, read_summary
 from sweepjax.space import METHODS, SearchSpace
 

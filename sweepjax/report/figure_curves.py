@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from sweepjax.analysis import (
+from sweepjax.report.analysis import (
     as_number,
     best_index,
     config_of,
@@ -19,7 +19,7 @@ from sweepjax.analysis import (
     member_schedules,
     varying_dimensions,
 )
-from sweepjax.figure_axes import (
+from sweepjax.report.figure_axes import (
     Colours,
     by_hyperparameter,
     falls,

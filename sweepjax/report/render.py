@@ -1,14 +1,9 @@
 """The report of a sweep directory: figures, a leaderboard, the divergence boundary.
 
-Everything is read from `out_dir` alone (`results.csv`, `curves.npz`, `sweep.json`), so a report
-can be written for a finished, an interrupted or a resumed sweep, and partial files are tolerated
-(a missing `curves.npz` only drops the curve figures; a damaged file is an error that names it,
-see `sweepjax.results.read_sweep`).
-
 Members rank by the sweep's ranking metric in its direction (`rank_by`, `rank_direction` of
 `sweep.json`, see `sweepjax.results.ranking`; results written before sweeps had tasks rank by
-the final validation accuracy, highest first). The numbers come from `sweepjax.analysis`, the
-figures from `sweepjax.figures`.
+the final validation accuracy, highest first). The numbers come from `sweepjax.report.analysis`,
+the figures from `sweepjax.report.figures`.
 `write_report(out_dir)` writes into `out_dir`:
   * `figures/*.png`: the figures (matplotlib, no display needed);
   * `report.html`: one self-contained page with every figure embedded;
@@ -25,9 +20,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sweepjax.analysis import (
+from sweepjax.report.analysis import (
     as_number,
-    boundary_text,
     config_of,
     divergence_boundary,
     format_value,
@@ -35,133 +29,18 @@ from sweepjax.analysis import (
     importance,
     is_diverged,
 )
-from sweepjax.figure_axes import png_bytes, sweep_title
-from sweepjax.figures import FIGURES, caption_of
-from sweepjax.lock import holder
+from sweepjax.report.figure_axes import png_bytes, sweep_title
+from sweepjax.report.figures import FIGURES, caption_of
+from sweepjax.report.read import check_top, status_line
 from sweepjax.results import (
     RANK_BY,
     Result,
     atomic_write,
-    leaderboard,
     metric_of,
     rank_rows,
     ranking,
+    read_sweep,
 )
-from sweepjax.results import read_summary as read_summary  # re-exported: readers of a sweep
-from sweepjax.results import read_sweep as read_sweep
-
-STATUSES = ("running", "interrupted", "finished")
-
-
-# ----------------------------------------------------------------------------- reading
-
-
-def check_top(top: int) -> None:
-    """Refuse a leaderboard length that is not a positive integer (`--top`)."""
-    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
-        raise ValueError(
-            f"top: {top!r} is not allowed; allowed: a positive integer (how many members to list)."
-        )
-
-
-def sweep_status(summary: Mapping[str, Any]) -> str:
-    """The state of a sweep from its `sweep.json`: running, interrupted, finished or unknown.
-
-    A `status` key wins; otherwise `steps_done` is compared with the config's `steps`.
-
-    >>> sweep_status({"steps_done": 30, "config": {"steps": 30}})
-    'finished'
-    >>> sweep_status({"steps_done": 10, "config": {"steps": 30}})
-    'interrupted'
-    >>> sweep_status({"status": "running", "steps_done": 10, "config": {"steps": 30}})
-    'running'
-    """
-    status = summary.get("status")
-    if isinstance(status, str) and status:
-        return status
-    if "trials" in summary and isinstance(summary.get("interrupted"), bool):  # adaptive
-        return "interrupted" if summary["interrupted"] else "finished"
-    done, steps = summary.get("steps_done"), config_of(summary).get("steps")
-    if not isinstance(done, int) or not isinstance(steps, int):
-        return "unknown"
-    return "finished" if done >= steps else "interrupted"
-
-
-def status_line(result: Result) -> str:
-    """One line: where the sweep stands, its size and its best member by the sweep's ranking.
-
-    >>> rows = [{"member": i, "status": "ok", "final_val_mse": v} for i, v in enumerate([0.3, 0.1])]
-    >>> status_line(Result(rows, {}, {"rank_by": "final_val_mse", "rank_direction": "min"}))
-    'unknown, 2 members, 0 diverged, best #1 at final_val_mse 0.1'
-    """
-    summary = result.summary
-    status = sweep_status(summary)
-    done, steps = summary.get("steps_done"), config_of(summary).get("steps")
-    parts = [status]
-    adaptive = "trials" in summary  # its sweep ends when its trials do, not at `steps`
-    if isinstance(done, int):
-        whole = isinstance(steps, int) and not adaptive
-        parts.append(f"step {done}/{steps}" if whole else f"step {done}")
-    diverged = sum(is_diverged(r) for r in result.rows)
-    parts.append(f"{len(result.rows)} {'trials' if adaptive else 'members'}, {diverged} diverged")
-    column, direction = ranking(summary)
-    best = rank_rows(result.rows, column, direction)
-    if best:
-        parts.append(f"best #{best[0]['member']} at {column} {format_value(best[0][column])}")
-    return ", ".join(parts)
-
-
-def show(out_dir: str | os.PathLike, top: int = 10) -> str:
-    """The text `sweepjax show` prints: the status line, the leaderboard, the divergence boundary.
-
-    Args:
-      out_dir: a sweep directory.
-      top: how many healthy members to list.
-
-    Returns:
-      The text, several lines.
-
-    While a process holds the folder's lock, the first line says so (who, which step, since
-    when) and the rest are the results written last, if any.
-
-    Raises:
-      ValueError: `top` is not a positive integer, or `out_dir` holds no results and no
-        running sweep.
-      StorageError: a result file is damaged or cannot be read.
-    """
-    check_top(top)
-    running = _running_line(out_dir)
-    try:
-        result = read_sweep(out_dir)
-    except ValueError:
-        if running is None:
-            raise
-        return f"{out_dir}: {running}; no results written yet"
-    lines = [f"{result.out_dir}: {status_line(result)}"]
-    if running is not None:
-        lines.insert(0, f"{out_dir}: {running}; the results below were written before")
-    if result.rows:
-        lines.append(leaderboard(result.rows, top, *ranking(result.summary)))
-    boundary = divergence_boundary(result.rows)
-    if any(b["smallest_diverged"] is not None for b in boundary):
-        lines.append("divergence boundary (learning rate):")
-        lines.extend(f"  {boundary_text(b)}" for b in boundary)
-    return "\n".join(lines)
-
-
-def _running_line(out_dir: str | os.PathLike) -> str | None:
-    """'running (step, PID, host, since)' while a sweep holds `out_dir`'s lock, else None."""
-    info = holder(out_dir)
-    if info is None:
-        return None
-    step = info.get("step")
-    of = f" of {info['steps']}" if "steps" in info else ""
-    at = f"at step {step}{of}" if step is not None else "starting (no chunk done yet)"
-    since = f", since {info['since']}" if "since" in info else ""
-    return f"running {at} (PID {info.get('pid', '?')} on {info.get('host', '?')}{since})"
-
-
-# ----------------------------------------------------------------------------- the report
 
 
 def leaderboard_rows(

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from sweepjax.analysis import (
+from sweepjax.report.analysis import (
     as_number,
     best_index,
     format_value,
@@ -25,7 +25,7 @@ from sweepjax.analysis import (
     is_numeric,
     varying_dimensions,
 )
-from sweepjax.figure_axes import (
+from sweepjax.report.figure_axes import (
     Colours,
     by_ranking,
     falls,
@@ -34,8 +34,8 @@ from sweepjax.figure_axes import (
     sweep_title,
     tidy_log_axis,
 )
-from sweepjax.figure_curves import figure_curves, figure_schedules
-from sweepjax.figure_trials import figure_lineage, figure_trials
+from sweepjax.report.figure_curves import figure_curves, figure_schedules
+from sweepjax.report.figure_trials import figure_lineage, figure_trials
 from sweepjax.results import Result, ranking
 
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from sweepjax.analysis import as_number, config_of
-from sweepjax.figure_axes import label
+from sweepjax.report.analysis import as_number, config_of
+from sweepjax.report.figure_axes import label
 from sweepjax.results import Result, ranking
 
 

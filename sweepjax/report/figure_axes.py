@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from sweepjax.analysis import (
+from sweepjax.report.analysis import (
     as_number,
     better,
     format_value,

@@ -1,0 +1,24 @@
+"""Reading and reporting a sweep directory: `show` for a terminal, `write_report` for a page.
+
+The parts: `read` (where a sweep stands, the text of `sweepjax show`), `analysis` (the numbers:
+importance, the divergence boundary, each member's schedule), `figures` and its `figure_*`
+helpers (matplotlib PNGs), and `render` (`report.html`, `report.md`).
+
+>>> from sweepjax.report import show, write_report  # doctest: +SKIP
+>>> print(show("runs/default"))  # doctest: +SKIP
+"""
+
+from sweepjax.report.read import check_top, show, status_line, sweep_status
+from sweepjax.report.render import leaderboard_rows, write_report
+from sweepjax.results import read_summary, read_sweep
+
+__all__ = [
+    "check_top",
+    "leaderboard_rows",
+    "read_summary",
+    "read_sweep",
+    "show",
+    "status_line",
+    "sweep_status",
+    "write_report",
+]
