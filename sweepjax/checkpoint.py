@@ -57,6 +57,9 @@ RESUMABLE_KEYS = frozenset(
         "data_placement",  # both placements train on identical batches
         "population_width",
         "compile_cache",  # where programs are cached, never what they compute
+        "tensorboard",  # the trackers: where curves are logged, never what a member trains on
+        "mlflow",
+        "wandb",
     }
 )
 # What `resume --set` may change: the resumable keys but the folder itself.

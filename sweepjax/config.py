@@ -83,6 +83,12 @@ class Config:
     seed: int = 0
     out_dir: str | None = "runs/default"  # None: write nothing
     tensorboard: bool = False  # TensorBoard logs in out_dir/tensorboard (needs tensorboardX)
+    # Experiment trackers, one run per trial (docs/integrations.md); False: off. `mlflow`: True
+    # logs to $MLFLOW_TRACKING_URI, else to the SQLite store out_dir/mlflow/mlflow.db; a str is
+    # the tracking URI. `wandb`: True logs to project $WANDB_PROJECT (else "sweepjax"), a str
+    # names the project; offline into out_dir/wandb unless $WANDB_MODE says otherwise.
+    mlflow: bool | str = False
+    wandb: bool | str = False
     checkpoint_every: int | None = None  # steps between checkpoints; None: every eval_every
     keep_checkpoints: int = 3  # the newest checkpoints kept in out_dir/checkpoints
     # Where the training set lives: "device" (gathered inside the compiled chunk), "stream"
@@ -162,6 +168,8 @@ FIELD_TYPES = {
     "seed": int,
     "out_dir": (str, type(None)),
     "tensorboard": bool,
+    "mlflow": (bool, str),
+    "wandb": (bool, str),
     "checkpoint_every": (int, type(None)),
     "keep_checkpoints": int,
     "data_placement": str,

@@ -53,7 +53,8 @@ def hold(out_dir: str | None) -> Iterator[FolderLock | None]:
 
 
 def discard(out_dir: str) -> None:
-    """Remove a previous sweep's checkpoints, result files, report and buckets (`--overwrite`)."""
+    """Remove a previous sweep's checkpoints, result files, report, buckets and tracker runs
+    (`--overwrite`)."""
     folder = Path(out_dir)
     found = checkpoint.saved_steps(out_dir) or any((folder / n).exists() for n in _DISCARDED)
     if not found:
@@ -62,7 +63,7 @@ def discard(out_dir: str) -> None:
     checkpoint.remove_checkpoints(out_dir)
     for name in _DISCARDED:
         (folder / name).unlink(missing_ok=True)
-    for name in ("buckets", "figures"):
+    for name in ("buckets", "figures", "tensorboard", "mlflow", "wandb"):
         shutil.rmtree(folder / name, ignore_errors=True)
 
 

@@ -27,17 +27,22 @@ from sweepjax.data import Dataset, first
 from sweepjax.errors import Interrupted
 from sweepjax.lock import FolderLock
 from sweepjax.loop import Devices, Spent, run_chunks
+from sweepjax.mlflow_log import MlflowLog
 from sweepjax.out_dir import check_contents, check_room
 from sweepjax.population import Population, Program, program_metrics
 from sweepjax.progress import LockProgress, ProgressBar
 from sweepjax.restore import begin, restore_target
-from sweepjax.results import Result, curve_names, write_result
+from sweepjax.results import Result, write_result
 from sweepjax.signals import StopOnSignal
 from sweepjax.sweep_state import SweepState, is_adaptive
 from sweepjax.tensorboard_log import TensorBoardLog
 from sweepjax.trial_results import trial_result
+from sweepjax.wandb_log import WandbLog
 
 __all__ = ["restore_target", "stopped_before_training", "train_population"]
+
+# The experiment trackers' logs, by the config key that turns each on; process 0 alone logs.
+TRACKERS = {"tensorboard": TensorBoardLog, "mlflow": MlflowLog, "wandb": WandbLog}
 
 
 @dataclasses.dataclass
@@ -154,8 +159,9 @@ def _train(ctx: _Context, dataset: Dataset, state: SweepState, pop, devices, dat
         )
         search = _width_search(ctx, data_placement, pop, state, devices, train_data, width)
         callbacks: list[Any] = [Checkpointer(ctx, search), bar]
-        if config.tensorboard and distributed.is_primary():
-            callbacks.append(stack.enter_context(TensorBoardLog(config, curve_names(ctx.metrics))))
+        for key, log in TRACKERS.items():
+            if getattr(config, key) and distributed.is_primary():
+                callbacks.append(stack.enter_context(log(config, state)))
         if ctx.lock is not None:
             callbacks.append(LockProgress(ctx.lock))
         stopping = lambda: ctx.stop.received is not None  # noqa: E731

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,11 +34,13 @@ from sweepjax.config import (
     policy_of,
 )
 from sweepjax.data import NORMALIZATIONS, augmentation_of
+from sweepjax.mlflow_log import required_modules, tracking_uri
 from sweepjax.models import MODELS, build_model, model_options
 from sweepjax.optim import check_schedules
 from sweepjax.schedules import PIECES
 from sweepjax.sweep_state import is_adaptive
 from sweepjax.tasks import task_of
+from sweepjax.wandb_log import PROJECT_FORBIDS, is_project_name
 
 # Per-member hyperparameters with a bounded range: name -> (low, high, low_inclusive, high_inclusive).
 RANGES: dict[str, tuple[float, float, bool, bool]] = {
@@ -122,8 +125,8 @@ def validate_config(config: Config) -> Config:
 def _check_types(config: Config) -> None:
     for name, kind in FIELD_TYPES.items():
         value = getattr(config, name)
-        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-            kinds = kind if isinstance(kind, tuple) else (kind,)
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if not isinstance(value, kinds) or (bool not in kinds and isinstance(value, bool)):
             allowed = " or ".join("None" if k is type(None) else k.__name__ for k in kinds)
             raise ValueError(
                 f"{name}: {value!r} has type {type(value).__name__}; allowed: {allowed}."
@@ -186,13 +189,40 @@ def _check_options(config: Config) -> None:
             f"out_dir: {config.out_dir!r} names no folder; allowed: a folder path, or None to "
             "write nothing."
         )
-    if config.tensorboard:
+    _check_trackers(config)
+
+
+def _check_trackers(config: Config) -> None:
+    """`tensorboard`, `mlflow` and `wandb`: the value each takes, an out_dir, their packages."""
+    if isinstance(config.mlflow, str) and not config.mlflow.strip():
+        raise ValueError(
+            f"mlflow: {config.mlflow!r} names no tracking URI; allowed: True (the local store "
+            "in out_dir/mlflow), a tracking URI such as 'http://localhost:5000', or False."
+        )
+    if isinstance(config.wandb, str) and not is_project_name(config.wandb):
+        raise ValueError(
+            f"wandb: {config.wandb!r} is not a W&B project name; allowed: True (the project "
+            "$WANDB_PROJECT, else 'sweepjax'), a name of 1 to 128 characters without any of "
+            f"{PROJECT_FORBIDS!r}, or False."
+        )
+    for key in ("tensorboard", "mlflow", "wandb"):
+        value = getattr(config, key)
+        if not value:
+            continue
         if config.out_dir is None:
-            raise ValueError("tensorboard: True needs an out_dir to write the logs into.")
-        if importlib.util.find_spec("tensorboardX") is None:
             raise ValueError(
-                "tensorboard: True needs the tensorboardX package; install it with "
-                "`pip install tensorboardX` (or sweepjax[tensorboard]), or set tensorboard=False."
+                f"{key}: {value!r} needs an out_dir to write the logs into; set out_dir, or "
+                f"set {key}=False."
+            )
+        if key == "mlflow":
+            modules = required_modules(tracking_uri(value, config.out_dir, os.environ))
+        else:
+            modules = {"tensorboard": ("tensorboardX",), "wandb": ("wandb",)}[key]
+        missing = [m for m in modules if importlib.util.find_spec(m) is None]
+        if missing:
+            raise ValueError(
+                f"{key}: {value!r} needs {', '.join(missing)} (not installed); install with "
+                f"`pip install 'sweepjax[{key}]'`, or set {key}=False."
             )
 
 

@@ -371,8 +371,12 @@ def test_cli_refuses_another_sweep_overwrites_and_extends(tmp_path, capsys):
     assert cli.main([*run, "--set", "space.momentum=0.5"]) == 2
     err = capsys.readouterr().err
     assert "holds a checkpoint (step 40) of a different sweep: space.momentum:" in err
+    trackers = [Path(out) / name for name in ("tensorboard", "mlflow", "wandb")]
+    for folder in trackers:  # the old sweep's tracker runs go with it
+        (folder / "run").mkdir(parents=True)
     assert cli.main([*run, "--set", "space.momentum=0.5", "--overwrite"]) == 0
     assert "overwriting" in capsys.readouterr().err
+    assert not any(folder.exists() for folder in trackers)
     assert cli.main(["resume", out, "--set", "steps=60", "--quiet"]) == 0
     assert "resuming" in capsys.readouterr().err
     assert sweepjax.read_result(out).summary["steps_done"] == 60
