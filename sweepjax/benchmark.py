@@ -7,8 +7,10 @@ family is a per-member choice) and writes, besides the usual sweep files, into `
     number of steps its seeds took to reach `target` validation accuracy;
   * `lr_curves.png`: every family's learning-rate curve at its best peak learning rate;
   * `val_curves.png`: the validation accuracy curves of each family's best member;
-  * `accuracy_vs_lr.png`: final validation accuracy (mean over seeds) against peak learning
-    rate, one line per family, log x axis.
+  * `accuracy_vs_lr.png`: final validation accuracy (mean and std over seeds) against peak
+    learning rate, one line per family, log x axis.
+The figures are the report's (`sweepjax.report`): its colour per family, its log axes, its
+schedules computed as training computes them.
 """
 
 from __future__ import annotations
@@ -18,16 +20,12 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from sweepjax.config import Config, families
 from sweepjax.data import Dataset
 from sweepjax.results import Result, atomic_write
-from sweepjax.schedules import learning_rate_at
-from sweepjax.sweep import run, sample_hparams
-from sweepjax.trial_results import family_names
+from sweepjax.sweep import run
 
 
 @dataclasses.dataclass
@@ -130,74 +128,42 @@ def _best_member(result: Result, score: FamilyScore) -> dict[str, Any] | None:
     return max(rows, key=lambda r: r["final_val_accuracy"]) if rows else None
 
 
-def _save(fig, ax, path: Path) -> None:
-    """Legend, layout, write and close: the end of every figure here."""
-    import matplotlib.pyplot as plt
+def _best_of_each_family(result: Result, scores: list[FamilyScore]) -> Result:
+    """The sweep narrowed to each family's best member at its best peak learning rate."""
+    best = [_best_member(result, s) for s in scores]
+    members = [b["member"] for b in best if b is not None]
+    where = [i for i, r in enumerate(result.rows) if r["member"] in members]
+    curves = {k: v if k == "steps" else v[:, where] for k, v in result.curves.items()}
+    return Result([result.rows[i] for i in where], curves, result.summary, result.out_dir)
 
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
+def _plots(result: Result, scores: list[FamilyScore], out: Path) -> None:
+    """The benchmark's figures, drawn by the report's figure code (its colours per family,
+    log axes and schedules)."""
+    from sweepjax.report.figure_axes import png_bytes
+    from sweepjax.report.figure_curves import figure_curves, figure_schedules
+    from sweepjax.report.figure_groups import figure_means
 
-def _plots(config: Config, result: Result, scores: list[FamilyScore], out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    hparams = sample_hparams(config)
-    names = family_names(config, hparams, "schedule")
-    schedule_families = families(config, "schedule")
-    steps = np.arange(config.steps, dtype=np.float32)
-    curve = jax.jit(
-        jax.vmap(lambda s, hp: learning_rate_at(schedule_families, s, hp), in_axes=(0, None))
-    )
-
-    fig, ax = plt.subplots(figsize=(9, 5))
-    for s in scores:
-        best = _best_member(result, s)
-        if best is None:
+    best = _best_of_each_family(result, scores)
+    by = "schedule" if result.rows and "schedule" in result.rows[0] else None
+    figures = {
+        "lr_curves.png": (figure_schedules(best), "learning rate at each family's best peak"),
+        "val_curves.png": (
+            figure_curves(best, ["val_accuracy"], prefer="schedule"),
+            "validation accuracy of each family's best member",
+        ),
+        # ddof=0, as the leaderboard's spread over seeds
+        "accuracy_vs_lr.png": (
+            figure_means(result, "learning_rate", by, ddof=0),
+            "final validation accuracy against peak learning rate",
+        ),
+    }
+    for name, (fig, title) in figures.items():
+        if fig is None:
             continue
-        hp = {k: jnp.asarray(v[best["member"]]) for k, v in hparams.values.items()}
-        ax.plot(steps, np.asarray(curve(jnp.asarray(steps), hp)), label=s.family)
-    ax.set(xlabel="step", ylabel="learning rate", title="learning rate at each family's best peak")
-    _save(fig, ax, out / "lr_curves.png")
-
-    fig, ax = plt.subplots(figsize=(9, 5))
-    for s in scores:
-        best = _best_member(result, s)
-        if best is not None:
-            ax.plot(
-                result.curves["steps"],
-                result.curves["val_accuracy"][:, best["member"]],
-                marker=".",
-                label=f"{s.family} (lr {s.best_learning_rate:.3g})",
-            )
-    ax.set(xlabel="step", ylabel="validation accuracy", title="best member of each family")
-    _save(fig, ax, out / "val_curves.png")
-
-    fig, ax = plt.subplots(figsize=(9, 5))
-    for family in schedule_families:
-        rows = [r for r in result.rows if str(names[r["member"]]) == family]
-        lrs = sorted({round(float(r["learning_rate"]), 8) for r in rows})
-        means, stds = [], []
-        for lr in lrs:
-            accs = [
-                r["final_val_accuracy"]
-                for r in rows
-                if round(float(r["learning_rate"]), 8) == lr and r["status"] == "ok"
-            ]
-            means.append(np.mean(accs) if accs else np.nan)
-            stds.append(np.std(accs) if accs else np.nan)
-        ax.errorbar(lrs, means, yerr=stds, marker="o", capsize=2, label=family)
-    ax.set_xscale("log")
-    ax.set(
-        xlabel="peak learning rate",
-        ylabel="final validation accuracy (mean over seeds)",
-        title="accuracy against peak learning rate",
-    )
-    _save(fig, ax, out / "accuracy_vs_lr.png")
+        fig.suptitle(title)
+        png = png_bytes(fig)
+        atomic_write(out / name, lambda f, png=png: f.write(png), binary=True)
 
 
 def bench_schedules(
@@ -234,7 +200,7 @@ def bench_schedules(
             writer.writerows(dataclasses.asdict(s) for s in scores)
 
         atomic_write(out / "leaderboard.csv", write_csv)
-        _plots(config, result, scores, out)
+        _plots(result, scores, out)
     if not quiet:
         print(text)
         summary = result.summary

@@ -5,9 +5,11 @@ hyperparameters as its params (with Optuna's distribution of each dimension of t
 ranking metric as its value, in the sweep's direction, and the metric's validation curve as its
 intermediate values. A trial that finished is `COMPLETE`, one a scheduler stopped early
 `PRUNED`, one that diverged `FAIL`. Its `member`, `status`, seed and every metric column are
-user attributes. `optuna-dashboard sqlite:///sweep.db` then shows the sweep, and
-`optuna.importance.get_param_importances(study)` ranks its hyperparameters (fANOVA by default).
-Needs Optuna (`pip install 'sweepjax[optuna]'`).
+user attributes. `study_of(result)` does the same for a `Result` in hand (what `sweepjax.run`
+returns), optionally with distributions of its own. `optuna-dashboard sqlite:///sweep.db` then
+shows the sweep, and `optuna.importance.get_param_importances(study)` ranks its hyperparameters
+(fANOVA by default; the report's `sweepjax.report.importance` fits it over log-scaled dimensions'
+decades). Needs Optuna (`pip install 'sweepjax[optuna]'`).
 """
 
 from __future__ import annotations
@@ -73,14 +75,34 @@ def export_study(
     >>> len(study.trials), study.direction.name
     (4, 'MAXIMIZE')
     """
+    name = study_name or Path(out_dir).resolve().name
+    return study_of(read_result(out_dir), storage=storage, study_name=name)
+
+
+def study_of(
+    result: Result,
+    distributions: dict[str, Any] | None = None,
+    storage: str | Any | None = None,
+    study_name: str = "sweep",
+) -> optuna.Study:
+    """The sweep `result` holds as an Optuna study: one trial per row (see the module's
+    docstring), its params the row's values of the dimensions of `distributions`.
+
+    Args:
+      result: a sweep's results (`sweepjax.read_result`, or what `sweepjax.run` returns).
+      distributions: Optuna's distribution of each dimension; default: those of the sweep's
+        space (`swept_dimensions` of the config in `result.summary`).
+      storage: an Optuna storage or its URL; None: in memory.
+      study_name: a study of that name must not exist yet in `storage`.
+    """
     optuna = _optuna()
-    result = read_result(out_dir)
     rank_by, direction = ranking(result.summary)
-    distributions = optuna_distributions(swept_dimensions(result.summary["config"]))
+    if distributions is None:
+        distributions = optuna_distributions(swept_dimensions(result.summary["config"]))
     trials = [_trial(optuna, row, distributions, rank_by, result) for row in result.rows]
     study = optuna.create_study(
         storage=storage,
-        study_name=study_name or Path(out_dir).resolve().name,
+        study_name=study_name,
         direction="maximize" if direction == "max" else "minimize",
     )
     study.add_trials(trials)

@@ -16,9 +16,13 @@ import sweepjax
 from sweepjax.cli import main
 from sweepjax.report import read_sweep, show, write_report
 from sweepjax.report.analysis import member_schedules
+from sweepjax.report.figure_curves import figure_schedules
 from sweepjax.report.figures import FIGURES
+from sweepjax.report.importance import MIN_FINISHED
+from sweepjax.schedules import learning_rate_at, schedule_parameters
 
-ALL_FIGURES = set(FIGURES) - {"trials", "lineage"}  # the figures of a fixed population
+# The figures of a fixed population without categorical dimensions
+FIXED = set(FIGURES) - {"trials", "lineage", "groups"}
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +80,12 @@ def _csv(path):
         return list(csv.DictReader(f))
 
 
+def _drawn(out, figures):
+    """`figures` but fANOVA's where fewer members finished than it needs."""
+    finished = sum(r["status"] == "ok" for r in _csv(out))
+    return figures if finished >= MIN_FINISHED else figures - {"importance"}
+
+
 def _md_table(text, title):
     """Header and rows of the Markdown table under the heading that starts with `title`."""
     section = text.split(f"## {title}", 1)[1].split("\n## ", 1)[0]
@@ -88,11 +98,11 @@ def _md_table(text, title):
 def test_report_files_exist_and_html_embeds_every_figure(sweeps, kind):
     out = sweeps[kind]
     pngs = {p.stem for p in (out / "figures").glob("*.png")}
-    assert pngs == ALL_FIGURES
+    assert pngs == _drawn(out, FIXED)
     for name in pngs:
         assert (out / "figures" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     page = (out / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == len(pngs)
+    assert page.count('<figure id="') == len(pngs)  # each a PNG or its interactive version
     for name in pngs:
         assert f'<figure id="{name}">' in page
     assert 'src="figures/' not in page  # self-contained
@@ -138,6 +148,15 @@ def test_diverged_sweep_has_a_divergence_boundary(sweeps):
     assert "## Divergence boundary (learning rate)" in (out / "report.md").read_text()
 
 
+def test_the_report_has_the_fanova_importance_table(sweeps):
+    markdown = (sweeps["finished"] / "report.md").read_text()
+    header, cells = _md_table(markdown, "Importance of each hyperparameter (fANOVA, seeded)")
+    assert header == ["hyperparameter", "scale", "share", "std over trees"]
+    assert {c[0]: c[1] for c in cells} == {"learning_rate": "log", "momentum": "linear"}
+    assert sum(float(c[2]) for c in cells) == pytest.approx(1.0, abs=1e-3)  # 3 decimals each
+    assert "fitted on 8 finished members" in markdown
+
+
 def test_schedules_follow_each_members_hyperparameters():
     rows = [
         {"member": i, "learning_rate": lr, "alpha": alpha, "status": "ok"}
@@ -153,6 +172,36 @@ def test_schedules_follow_each_members_hyperparameters():
     assert member_schedules(sweepjax.Result(rows, {}, {"config": config}))[1].shape == lr.shape
     config["schedule"] = "no_such_schedule"
     assert member_schedules(sweepjax.Result(rows, {}, {"config": config})) is None
+
+
+def test_schedules_follow_each_members_own_family():
+    families = ["cosine", "sgdr", "exponential", "inverse_time", "constant", "noisy_linear_cosine"]
+    rows = [
+        {"member": i, "learning_rate": 0.1 * (i + 1), "T_0": 6.0 + i, "seed": i,
+         "schedule": family, "status": "ok"}
+        for i, family in enumerate(families)
+    ]  # fmt: skip
+    space = {"schedule": sweepjax.Choice(families), "learning_rate": sweepjax.Uniform(0.1, 0.5),
+             "T_0": sweepjax.Choice([6.0, 7.0, 8.0, 9.0, 10.0, 11.0])}  # fmt: skip
+    config = sweepjax.Config(optimizer="sgd", space=space, steps=40).to_json()
+    steps, lr = member_schedules(sweepjax.Result(rows, {}, {"config": config}))
+    at = [0, 7, 20, 33, 40]
+    assert set(at) <= set(steps.tolist())
+    for row, got in zip(rows, lr, strict=True):
+        # The member's own family with its own defaults: exponential decays by 0.1 over the
+        # run, inverse_time by 1 / (1 + 9 t / 40); sgdr restarts after the member's T_0; the
+        # noisy family draws its noise from the member's seed.
+        hp = {**schedule_parameters(row["schedule"], 40), "learning_rate": row["learning_rate"],
+              "seed": row["seed"]}  # fmt: skip
+        hp["T_0"] = row["T_0"] if row["schedule"] == "sgdr" else hp.get("T_0")
+        own = {k: v for k, v in hp.items() if v is not None}
+        want = [float(learning_rate_at(row["schedule"], t, own)) for t in at]
+        np.testing.assert_allclose(got[np.searchsorted(steps, at)], want, rtol=1e-6)
+    assert lr[2, -1] == pytest.approx(0.3 * 0.1, rel=1e-6)  # exponential: 0.1 of its peak
+    assert lr[3, -1] == pytest.approx(0.4 / 10, rel=1e-6)  # inverse_time: 1 / (1 + 9)
+    fig = figure_schedules(sweepjax.Result(rows, {}, {"config": config}))
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == sorted(families)
+    assert len(fig.axes) == 1  # a legend of the families, no colour bar
 
 
 def test_show_and_status_of_each_kind_of_sweep(sweeps, capsys):
@@ -180,7 +229,7 @@ def test_cli_report_on_partial_files(sweeps, tmp_path, capsys):
     assert main(["report", str(out), "--top", "3"]) == 0
     assert capsys.readouterr().out.strip() == str(out / "report.html")
     figures = {p.stem for p in (out / "figures").glob("*.png")}
-    assert figures == {"hyperparameters", "heatmap", "parallel"}  # no curves, no config
+    assert figures == _drawn(out, {"hyperparameters", "heatmap", "parallel", "importance"})
     _, cells = _md_table((out / "report.md").read_text(), "Leaderboard")
     assert len(cells) == 3
     assert show(out).startswith(f"{out}: unknown, 8 members")

@@ -53,10 +53,27 @@ TARGETS = [
         "report/analysis.py",
         [
             "hyperparameter_columns", "varying_dimensions", "is_log_scale",
-            "importance", "important_pair", "divergence_boundary", "member_schedules", "best_index",
+            "rank_correlation", "important_pair", "divergence_boundary", "member_schedules",
+            "best_index", "is_categorical", "categories",
         ],
         ["tests/test_report_numbers.py", "tests/test_report.py", "tests/test_cli.py",
          "tests/test_report_tasks.py"],
+    ),
+    (
+        "report/importance.py",
+        ["finished_members", "fit_scales", "_why_not", "fanova_importance", "_fit_values",
+         "_distributions", "_spreads"],
+        ["tests/test_importance.py", "tests/test_report.py"],
+    ),
+    (
+        "report/figure_groups.py",
+        ["group_stats"],
+        ["tests/test_report_numbers.py"],
+    ),
+    (
+        "report/figure_history.py",
+        ["best_so_far", "member_steps", "seconds_at", "optimization_history"],
+        ["tests/test_report_numbers.py", "tests/test_report_tasks.py"],
     ),
     (
         "report/read.py",

@@ -1,8 +1,9 @@
 """Reading and reporting a sweep directory: `show` for a terminal, `write_report` for a page.
 
 The parts: `read` (where a sweep stands, the text of `sweepjax show`), `analysis` (the numbers:
-importance, the divergence boundary, each member's schedule), `figures` and its `figure_*`
-helpers (matplotlib PNGs), and `render` (`report.html`, `report.md`).
+dimensions and categories, the divergence boundary, each member's schedule), `importance`
+(fANOVA), `figures` and its `figure_*` helpers (matplotlib PNGs), `interactive` and
+`interactive_map` (Plotly figures), and `render` (`report.html`, `report.md`).
 
 >>> from sweepjax.report import show, write_report  # doctest: +SKIP
 >>> print(show("runs/default"))  # doctest: +SKIP

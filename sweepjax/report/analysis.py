@@ -1,5 +1,6 @@
 """What a sweep's results say, from its table alone: which members are healthy and best, which
-hyperparameters vary and matter, where divergence begins, the schedule each member followed.
+hyperparameters vary (quantities or categories) and trend with the metric, where divergence
+begins, the schedule each member followed.
 
 These read `results.csv` rows and `sweep.json` (as `sweepjax.Result` holds them) and compute
 the numbers the report and `sweepjax show` print. "Best" follows a ranking column and its
@@ -10,6 +11,7 @@ accuracy, highest first (classification, and results written before sweeps had t
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -95,19 +97,62 @@ def is_log_scale(summary: Mapping[str, Any], name: str, values: Sequence[float] 
     return bool(finite.size and finite.min() > 0 and finite.max() / finite.min() > 100)
 
 
-def importance(
+def is_categorical(
+    summary: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], name: str
+) -> bool:
+    """Whether dimension `name` holds categories rather than quantities: names (schedule and
+    optimizer families, a `Choice` of strings) or a seed the space sweeps (a label: seed 2 is
+    not "more" than seed 1).
+
+    >>> swept = {"config": {"space": {"seed": {"distribution": "Choice", "values": [0, 1]}}}}
+    >>> rows = [{"seed": 0, "schedule": "cosine", "lr": 0.1}]
+    >>> [is_categorical(swept, rows, n) for n in ("seed", "schedule", "lr")]
+    [True, True, False]
+    >>> is_categorical({}, rows, "seed")  # the member's index when the space leaves it out
+    False
+    """
+    if name == "seed":
+        return isinstance(config_of(summary).get("space", {}).get("seed"), dict)
+    return not is_numeric(rows, name)
+
+
+def categorical_dimensions(result: Result) -> list[str]:
+    """The hyperparameter columns of categories (`is_categorical`) with two values or more,
+    the seed last (families and choices say more about a sweep than its seeds)."""
+    rows = result.rows
+    names = [
+        c
+        for c in hyperparameter_columns(rows)
+        if is_categorical(result.summary, rows, c) and len({str(r.get(c)) for r in rows}) > 1
+    ]
+    return sorted(names, key=lambda name: name == "seed")
+
+
+def categories(values: Sequence[Any]) -> list[Any]:
+    """The distinct `values` in order: numbers by value, names alphabetically.
+
+    >>> categories(["sgdr", "cosine", "sgdr"]), categories([10, 2, 2])
+    (['cosine', 'sgdr'], [2, 10])
+    """
+    return sorted(
+        set(values), key=lambda v: (isinstance(v, str), v if isinstance(v, str) else float(v))
+    )
+
+
+def rank_correlation(
     rows: Sequence[Mapping[str, Any]], column: str = RANK_BY, direction: str = "max"
 ) -> dict[str, float]:
     """Spearman correlation of each numeric varying dimension with how well members rank by
     `column` in `direction`: positive when higher values of the hyperparameter rank better (a
     higher accuracy, a lower mse), negative when they rank worse; its size says how much.
 
-    Over healthy members only; tied values (a grid, a `Choice`) share their mean rank. A rough
-    guide to which hyperparameters matter most.
+    Over healthy members only; tied values (a grid, a `Choice`) share their mean rank. Cheap and
+    deterministic: it picks the heat map's pair (the report's importance is fANOVA's, in
+    `sweepjax.report.importance`).
 
     >>> rows = [{"member": i, "lr": i + 1.0, "wd": 1.0, "status": "ok",
     ...          "final_val_mse": 0.1 * i} for i in range(4)]
-    >>> importance(rows, "final_val_mse", "min")
+    >>> rank_correlation(rows, "final_val_mse", "min")
     {'lr': -1.0}
     """
     healthy = rank_rows(rows, column, direction)
@@ -129,7 +174,7 @@ def important_pair(
     rows: Sequence[Mapping[str, Any]], column: str = RANK_BY, direction: str = "max"
 ) -> tuple[str, str] | None:
     """The two dimensions of the heat map: learning rate and weight decay when both vary,
-    otherwise the numeric dimensions of the largest `importance`, whatever its sign.
+    otherwise the numeric dimensions of the largest `rank_correlation`, whatever its sign.
 
     >>> rows = [{"member": i, "learning_rate": 0.1 * (i + 1), "weight_decay": 1e-4 * (i % 2 + 1),
     ...          "momentum": 0.1 * i, "status": "ok", "final_val_accuracy": 0.5} for i in range(4)]
@@ -139,7 +184,7 @@ def important_pair(
     numeric = [d for d in varying_dimensions(rows) if is_numeric(rows, d)]
     if len(numeric) < 2:
         return None
-    score = importance(rows, column, direction)
+    score = rank_correlation(rows, column, direction)
     order = sorted(numeric, key=lambda d: (d not in _DEFAULT_PAIR, -abs(score.get(d, 0.0))))
     return order[0], order[1]
 
@@ -204,10 +249,12 @@ def boundary_text(b: Mapping[str, Any]) -> str:
 
 
 def member_schedules(result: Result, num: int = 200) -> tuple[np.ndarray, np.ndarray] | None:
-    """The learning rate each member followed, from the config's schedule and its hyperparameters.
+    """The learning rate each member followed, from its own schedule family (a per-member
+    `schedule` column, else the config's family) and its hyperparameters.
 
-    Hyperparameters the table does not hold take the defaults of the config's optimizer and
-    schedule.
+    The members' hyperparameters are completed as training completes them
+    (`sweepjax.buckets.complete_hparams`): what the table leaves out takes the default of the
+    member's own family, or of the optimizer.
 
     Args:
       result: a sweep (its `summary` must hold the config).
@@ -217,44 +264,49 @@ def member_schedules(result: Result, num: int = 200) -> tuple[np.ndarray, np.nda
       `steps [S]` and `learning_rate [P, S]`, or None if the schedule cannot be computed (no
       config, or a schedule family this version does not know).
     """
+    config = config_of(result.summary)
+    steps = config.get("steps")
+    if not isinstance(steps, int) or not result.rows:
+        return None
+    completed = _completed_hparams(config, result.rows)
+    if completed is None:
+        return None
+    names, hp = completed
+    grid = np.unique(np.linspace(0, steps, min(num, steps + 1)).round().astype(np.int64))
+    return grid, np.asarray(_schedule_table(names)(grid, hp), np.float64)
+
+
+@functools.cache
+def _schedule_table(names: tuple[str, ...]):
+    """`(steps [S], hp [P]) -> learning rate [P, S]` for the schedule families `names`,
+    compiled once per set of families: step by step, as training evaluates it (a noisy family
+    draws from each step's own key)."""
     import jax
 
     from sweepjax.schedules import learning_rate_at
 
-    config = config_of(result.summary)
-    family, steps = config.get("schedule"), config.get("steps")
-    if not isinstance(family, str) or not isinstance(steps, int) or not result.rows:
-        return None
-    defaults = _defaults(config)
-    if defaults is None:
-        return None
-    names = [n for n in defaults if n != "seed"]
-    hp = {
-        n: np.asarray([as_number(r.get(n, defaults[n])) for r in result.rows], np.float32)
-        for n in names
-    }
-    grid = np.unique(np.linspace(0, steps, min(num, steps + 1)).round().astype(np.int64))
-    try:
-        lr = jax.vmap(lambda h: learning_rate_at(family, grid, h))(hp)
-    except (KeyError, ValueError, TypeError):
-        return None
-    return grid, np.asarray(lr, np.float64)
+    at_steps = jax.vmap(lambda step, h: learning_rate_at(names, step, h), in_axes=(0, None))
+    return jax.jit(jax.vmap(at_steps, in_axes=(None, 0)))
 
 
-def _defaults(config: Mapping[str, Any]) -> dict[str, float] | None:
-    """Every per-member hyperparameter of a stored config with its default."""
-    from sweepjax.config import Config, allowed_hyperparameters
-    from sweepjax.schedules import schedule_parameters
+def _completed_hparams(
+    config: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
+) -> tuple[tuple[str, ...], dict[str, np.ndarray]] | None:
+    """The sweep's schedule families and every member's hyperparameters as training has them,
+    or None when the stored config cannot be read back (another version, unknown families)."""
+    from sweepjax.buckets import complete_hparams
+    from sweepjax.config import FAMILY_KEYS, Config, allowed_hyperparameters, families
 
     try:
-        return {k: float(v) for k, v in allowed_hyperparameters(Config.from_json(config)).items()}
+        # The schedule does not depend on the model, and a user module is stored as its repr.
+        sweep = Config.from_json({k: v for k, v in config.items() if k != "model"})
+        names = families(sweep, "schedule")
+        wanted = {*allowed_hyperparameters(sweep), *FAMILY_KEYS}
+        columns = [c for c in hyperparameter_columns(rows) if c in wanted]
+        hp = complete_hparams(sweep, {c: np.asarray([r[c] for r in rows]) for c in columns})
     except (TypeError, ValueError, KeyError):
-        pass  # a config from another version of sweepjax: fall back to the schedule alone
-    try:
-        params = schedule_parameters(config["schedule"], config["steps"])
-    except (KeyError, ValueError, TypeError):
         return None
-    return {"learning_rate": 1e-3, **{k: float(v) for k, v in params.items()}}
+    return names, hp.values
 
 
 def format_value(value: Any) -> str:

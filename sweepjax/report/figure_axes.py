@@ -1,9 +1,10 @@
 """What the report's figures share: words for column and curve names, which way a metric is
 better, log axes that frame most values, member colours, the title and the PNG bytes.
 
-Members are coloured either by a hyperparameter (`by_hyperparameter`) or by the sweep's ranking
-metric (`by_ranking`), whose bright (yellow) end is always the best: the highest values of a
-`max` metric such as accuracy, the lowest of a `min` metric such as mse.
+Members are coloured either by a hyperparameter (`by_hyperparameter`; categories such as schedule
+families or swept seeds by a qualitative palette and a legend, `by_category`) or by the sweep's
+ranking metric (`by_ranking`), whose bright (yellow) end is always the best: the highest values
+of a `max` metric such as accuracy, the lowest of a `min` metric such as mse.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import numpy as np
 from sweepjax.report.analysis import (
     as_number,
     better,
+    categorical_dimensions,
+    categories,
     format_value,
     is_diverged,
     is_log_scale,
@@ -76,36 +79,91 @@ def falls(name: str, result: Result, values: np.ndarray | None = None) -> bool:
 
 
 class Colours(NamedTuple):
-    """Member colours: `values [P]` through `norm` and `cmap`; `label` names the colour bar."""
+    """Member colours: `values [P]` through `norm` and `cmap`; `label` names the key. With
+    `categories`, `values` index them and the key is a legend, else a colour bar."""
 
     label: str
     values: np.ndarray
     norm: Any
     cmap: Any
+    categories: tuple[str, ...] = ()
 
     def of(self, member: int) -> tuple[float, float, float, float]:
         """The RGBA colour of the member at position `member` of the table."""
         return self.cmap(self.norm(self.values[member]))
 
-    def bar(self, fig, ax, **options) -> None:
-        """A colour bar beside `ax` (an axis or a list of them)."""
+    def key(self, fig, ax, **options) -> None:
+        """A colour bar beside `ax` (an axis or a list of them), or a legend of the categories
+        at the right of the figure; `options` go to the colour bar."""
         from matplotlib.cm import ScalarMappable
+        from matplotlib.lines import Line2D
 
-        mappable = ScalarMappable(norm=self.norm, cmap=self.cmap)
-        fig.colorbar(mappable, ax=ax, label=self.label, **options)
+        if not self.categories:
+            mappable = ScalarMappable(norm=self.norm, cmap=self.cmap)
+            fig.colorbar(mappable, ax=ax, label=self.label, **options)
+            return
+        handles = [
+            Line2D([], [], color=self.cmap(k), lw=3, label=name)
+            for k, name in enumerate(self.categories)
+        ]
+        fig.legend(handles=handles, title=self.label, loc="outside right center", fontsize=8)
 
 
-def by_hyperparameter(result: Result) -> Colours | None:
-    """Colours by the learning rate (else the first numeric varying dimension), on a log colour
-    scale where it is log-scaled; None when no numeric dimension varies."""
+def palette(count: int) -> list[tuple[float, float, float, float]]:
+    """`count` distinct colours of a qualitative palette: tab10, tab20 beyond 10, then evenly
+    spaced along turbo.
+
+    >>> from matplotlib import colormaps
+    >>> palette(3) == [colormaps["tab10"](k) for k in range(3)], len(palette(25))
+    (True, 25)
+    """
+    from matplotlib import colormaps
+
+    if count <= 20:
+        cmap = colormaps["tab10" if count <= 10 else "tab20"]
+        return [cmap(k) for k in range(count)]
+    return [colormaps["turbo"](x) for x in np.linspace(0.05, 0.95, count)]
+
+
+def by_category(result: Result, name: str) -> Colours:
+    """Colours by the categories of dimension `name` (`analysis.categories` order), one
+    colour each from `palette`, keyed by a legend.
+
+    >>> rows = [{"member": i, "schedule": s} for i, s in enumerate(["sgdr", "cosine", "sgdr"])]
+    >>> colours = by_category(Result(rows, {}, {}), "schedule")
+    >>> colours.categories, colours.of(0) == colours.of(2) != colours.of(1)
+    (('cosine', 'sgdr'), True)
+    """
+    from matplotlib.colors import ListedColormap, NoNorm
+
+    values = [r.get(name) for r in result.rows]
+    names = categories(values)
+    index = np.asarray([names.index(v) for v in values])
+    cmap = ListedColormap(palette(len(names)))
+    return Colours(label(name), index, NoNorm(), cmap, tuple(str(n) for n in names))
+
+
+def by_hyperparameter(result: Result, prefer: str | None = None) -> Colours | None:
+    """Colours by dimension `prefer` when it varies, else by the learning rate, else the first
+    numeric varying dimension, else the first categorical one (`analysis.is_categorical`):
+    categories by `by_category`, numbers on a log colour scale where log-scaled. None when no
+    dimension varies."""
     from matplotlib import colormaps
     from matplotlib.colors import LogNorm, Normalize
 
     rows = result.rows
     numeric = [d for d in varying_dimensions(rows) if is_numeric(rows, d)]
-    if not numeric:
+    categorical = categorical_dimensions(result)
+    ordered = [*numeric, *categorical]
+    if "learning_rate" in numeric:
+        ordered.insert(0, "learning_rate")
+    if prefer in ordered:
+        ordered.insert(0, prefer)
+    if not ordered:
         return None
-    name = "learning_rate" if "learning_rate" in numeric else numeric[0]
+    name = ordered[0]
+    if name in categorical:
+        return by_category(result, name)
     values = np.asarray([as_number(r[name]) for r in rows])
     log = is_log_scale(result.summary, name, values) and values.min() > 0
     norm = (LogNorm if log else Normalize)(values.min(), values.max())
@@ -131,6 +189,15 @@ def by_ranking(result: Result) -> Colours:
     cmap = colormaps["viridis" if direction == "max" else "viridis_r"]
     norm = Normalize(low, high if high > low else low + 1e-6)
     return Colours(f"{label(column)} ({better(direction)} is better)", values, norm, cmap)
+
+
+def draw_best(ax, x, y, colour, text: str) -> None:
+    """The best member's line: thick, in its own colour, outlined in black (its family or
+    learning rate stays readable where the others are drawn in the same colours)."""
+    from matplotlib import patheffects
+
+    outline = [patheffects.Stroke(linewidth=4.4, foreground="black"), patheffects.Normal()]
+    ax.plot(x, y, color=colour, lw=2.4, path_effects=outline, label=text)
 
 
 def log_frame(values: np.ndarray) -> tuple[float, float] | None:

@@ -1,5 +1,6 @@
 """The report's figures against the step: the training and validation curves of every member,
-and the learning-rate schedule each member followed.
+and the learning-rate schedule each member followed (its own family where the family is chosen
+per member).
 
 Both take a `sweepjax.Result` and return a matplotlib `Figure`, or None when there is nothing
 to draw (no curves, no config to compute the schedules from).
@@ -8,6 +9,7 @@ to draw (no curves, no config to compute the schedules from).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -22,6 +24,7 @@ from sweepjax.report.analysis import (
 from sweepjax.report.figure_axes import (
     Colours,
     by_hyperparameter,
+    draw_best,
     falls,
     hp_text,
     label,
@@ -47,19 +50,20 @@ def curve_names(result: Result) -> list[str]:
     return [n for n in dict.fromkeys([*first, *rest]) if n in curves]
 
 
-def figure_curves(result: Result):
+def figure_curves(result: Result, only: Sequence[str] | None = None, prefer: str | None = None):
     """Train loss and every validation metric of every member against the step, coloured by
-    learning rate, the best member highlighted, diverged members dashed up to their divergence.
+    learning rate (`prefer`: another dimension, see `by_hyperparameter`), the best member
+    highlighted, diverged members dashed up to their divergence.
 
     Curves whose lower values are better (losses, errors) are drawn on log axes that frame
-    most members; up to three panels a row.
+    most members; up to three panels a row. `only`: those curves alone.
     """
     from matplotlib.figure import Figure
 
-    names = curve_names(result)
+    names = [n for n in curve_names(result) if only is None or n in only]
     if not names or not len(result.curves["steps"]):
         return None
-    colours = by_hyperparameter(result)
+    colours = by_hyperparameter(result, prefer)
     columns = min(len(names), _COLUMNS)
     lines = -(-len(names) // columns)
     fig = Figure(figsize=(5.2 * columns + 1.2, 4.4 * lines), layout="constrained")
@@ -69,7 +73,7 @@ def figure_curves(result: Result):
     for ax in axes[len(names) :]:
         ax.remove()
     if colours:
-        colours.bar(fig, axes[: len(names)], pad=0.01)
+        colours.key(fig, axes[: len(names)], pad=0.01)
     fig.suptitle(f"{sweep_title(result)}: curves of every member")
     return fig
 
@@ -89,7 +93,9 @@ def _draw_curves(ax, result: Result, name: str, colours: Colours | None, detaile
     if best is not None:
         member = f"best #{rows[best]['member']}"
         detail = f": {hp_text(rows[best], varying_dimensions(rows))}" if detailed else ""
-        ax.plot(steps, values[:, best], color="black", lw=2.4, label=member + detail)
+        draw_best(
+            ax, steps, values[:, best], colours.of(best) if colours else "tab:blue", member + detail
+        )
     if len(healthy) < len(rows):
         ax.plot([], [], "x--", color="tab:red", label="diverged (x: last evaluation)")
     if frame is not None:
@@ -123,7 +129,8 @@ def _draw_member(ax, steps, y, row, colour, frame) -> None:
 
 
 def figure_schedules(result: Result):
-    """The learning rate each member followed against the step, coloured like the curves."""
+    """The learning rate each member followed against the step, coloured by its schedule
+    family where the family is chosen per member, else like the curves."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
@@ -132,7 +139,7 @@ def figure_schedules(result: Result):
         return None
     steps, lr = computed
     rows = result.rows
-    colours = by_hyperparameter(result)
+    colours = by_hyperparameter(result, "schedule")
     best = best_index(result)
     fig = Figure(figsize=(7.4, 4.4), layout="constrained")
     ax = fig.subplots()
@@ -142,11 +149,12 @@ def figure_schedules(result: Result):
             steps, lr[i], color=colour, lw=0.9, alpha=0.75, ls="--" if is_diverged(row) else "-"
         )
     if best is not None:
-        ax.plot(steps, lr[best], color="black", lw=2.2, label=f"best #{rows[best]['member']}")
-        ax.legend(fontsize=8)
+        colour = colours.of(best) if colours else "tab:blue"
+        draw_best(ax, steps, lr[best], colour, f"best #{rows[best]['member']}")
     done = result.summary.get("steps_done")
     if isinstance(done, int) and done < steps[-1]:
         ax.axvline(done, color="grey", ls=":", label=f"stopped at step {done}")
+    if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
     peaks = lr.max(1)
     if np.any(peaks > 0):  # log axis; a schedule decaying to zero leaves through the bottom
@@ -156,8 +164,23 @@ def figure_schedules(result: Result):
     ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
     ax.set_ylabel("learning rate")
     ax.grid(True, alpha=0.3)
+    if colours and colours.label == "learning rate":
+        colours = colours._replace(label="learning rate (peak)")
     if colours:
-        colours._replace(label=colours.label + " (peak)").bar(fig, ax)
-    schedule = config_of(result.summary).get("schedule", "?")
-    fig.suptitle(f"{sweep_title(result)}: learning-rate schedule ({schedule}) of every member")
+        colours.key(fig, ax)
+    fig.suptitle(
+        f"{sweep_title(result)}: learning-rate schedule ({_families(result)}) of every member"
+    )
     return fig
+
+
+def _families(result: Result) -> str:
+    """The schedule families of the members, in words.
+
+    >>> rows = [{"member": i, "schedule": s} for i, s in enumerate(["sgdr", "cosine", "sgdr"])]
+    >>> _families(Result(rows, {}, {})), _families(Result(rows[:1], {}, {"config": {"schedule": "x"}}))
+    ('cosine, sgdr', 'sgdr')
+    """
+    default = config_of(result.summary).get("schedule", "?")
+    names = sorted({str(r.get("schedule", default)) for r in result.rows})
+    return ", ".join(names) if len(names) <= 3 else f"{len(names)} families"

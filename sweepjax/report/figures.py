@@ -1,9 +1,11 @@
-"""The report's figures (matplotlib, no display needed): curves, the ranking metric against each
-hyperparameter, a heat map of the two main ones, parallel coordinates, the schedules.
+"""The report's figures (matplotlib, no display needed): curves, the best value so far, the
+ranking metric against each hyperparameter, a heat map of the two main ones, parallel
+coordinates, fANOVA importance, the metric per category, the schedules.
 
 Each `figure_*` takes a `sweepjax.Result` and returns a matplotlib `Figure`, or None when the
 sweep has nothing to draw (no curves, a single dimension, ...). `FIGURES` names them with
-their captions (`caption_of` fills in the sweep's ranking metric). Every figure follows the
+their captions: a text (`caption_of` fills in the sweep's ranking metric) or a function of the
+sweep (what the figure left out, where its numbers come from). Every figure follows the
 sweep's ranking (`sweepjax.results.ranking`): its metric, and whether higher or lower is
 better; colours by that metric are bright for the best members either way.
 """
@@ -35,7 +37,10 @@ from sweepjax.report.figure_axes import (
     tidy_log_axis,
 )
 from sweepjax.report.figure_curves import figure_curves, figure_schedules
+from sweepjax.report.figure_groups import figure_groups
+from sweepjax.report.figure_history import figure_history, history_caption
 from sweepjax.report.figure_trials import figure_lineage, figure_trials
+from sweepjax.report.importance import figure_importance, importance_caption
 from sweepjax.results import Result, ranking
 
 
@@ -253,7 +258,7 @@ def figure_parallel(result: Result):
     ax.set_xlim(-0.1, len(names) - 0.6)
     ax.set_ylim(-0.05, 1.05)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(0.0, -0.08), ncol=2, frameon=False)
-    colours.bar(fig, ax, pad=0.01)
+    colours.key(fig, ax, pad=0.01)
     fig.suptitle(f"{sweep_title(result)}: parallel coordinates of every member")
     return fig
 
@@ -273,6 +278,7 @@ FIGURES = {
         "Training and validation curves of every member (on log axes, values above ten times "
         "the median leave through the top edge)",
     ),
+    "history": (figure_history, history_caption),
     "hyperparameters": (
         figure_hyperparameters,
         "Final metrics against each hyperparameter (on log axes, values above ten times the "
@@ -280,7 +286,18 @@ FIGURES = {
     ),
     "heatmap": (figure_heatmap, "{ranking} over the two main hyperparameters"),
     "parallel": (figure_parallel, "Parallel coordinates of all dimensions"),
-    "schedules": (figure_schedules, "The learning-rate schedule each member followed"),
+    "importance": (figure_importance, importance_caption),
+    "groups": (
+        figure_groups,
+        "{ranking} per category of each categorical dimension: every member a dot, the mean ± "
+        "std (ddof=1) over the members that finished, the members and those that diverged "
+        "counted under each category",
+    ),
+    "schedules": (
+        figure_schedules,
+        "The learning-rate schedule each member followed (its own family, coloured, where the "
+        "family is chosen per member)",
+    ),
     "trials": (figure_trials, "{ranking} of every trial against its own steps"),
     "lineage": (
         figure_lineage,
@@ -290,11 +307,15 @@ FIGURES = {
 
 
 def caption_of(name: str, result: Result) -> str:
-    """The caption of figure `name` of `FIGURES` for `result`, its ranking metric named.
+    """The caption of figure `name` of `FIGURES` for `result`: its text with the ranking metric
+    named, or what its function says of this sweep.
 
     >>> regression = Result([], {}, {"rank_by": "final_val_mse", "rank_direction": "min"})
     >>> caption_of("heatmap", regression)
     'Final validation mse over the two main hyperparameters'
     """
+    caption = FIGURES[name][1]
+    if callable(caption):
+        return caption(result)
     words = label(ranking(result.summary)[0])
-    return FIGURES[name][1].format(ranking=words[:1].upper() + words[1:])
+    return caption.format(ranking=words[:1].upper() + words[1:])

@@ -1,12 +1,14 @@
-"""The report of a sweep directory: figures, a leaderboard, the divergence boundary.
+"""The report of a sweep directory: facts, tables and figures, as a page and as Markdown.
 
 Members rank by the sweep's ranking metric in its direction (`rank_by`, `rank_direction` of
 `sweep.json`, see `sweepjax.results.ranking`; results written before sweeps had tasks rank by
-the final validation accuracy, highest first). The numbers come from `sweepjax.report.analysis`,
-the figures from `sweepjax.report.figures`.
+the final validation accuracy, highest first). The numbers come from `sweepjax.report.analysis`
+and `sweepjax.report.importance`, the PNG figures from `sweepjax.report.figures`, their
+interactive versions from `sweepjax.report.interactive`.
 `write_report(out_dir)` writes into `out_dir`:
   * `figures/*.png`: the figures (matplotlib, no display needed);
-  * `report.html`: one self-contained page with every figure embedded;
+  * `report.html`: one self-contained page that works offline: plotly.js inlined once, each
+    figure interactive where it has an interactive version, else its PNG embedded;
   * `report.md`: the same in Markdown, linking the PNG files.
 """
 
@@ -26,11 +28,12 @@ from sweepjax.report.analysis import (
     divergence_boundary,
     format_value,
     hyperparameter_columns,
-    importance,
     is_diverged,
 )
 from sweepjax.report.figure_axes import png_bytes, sweep_title
 from sweepjax.report.figures import FIGURES, caption_of
+from sweepjax.report.importance import importance_table
+from sweepjax.report.interactive import figure_html, plotly_script
 from sweepjax.report.read import check_top, status_line
 from sweepjax.results import (
     RANK_BY,
@@ -66,8 +69,8 @@ Table = tuple[str, list[str], list[list[str]]]  # title, header, cells
 
 
 def _tables(result: Result, top: int) -> list[Table]:
-    """The report's tables: the leaderboard, the diverged members, the divergence boundary and
-    the importance of each hyperparameter, each where it has rows."""
+    """The report's tables: the leaderboard, the diverged members and the divergence boundary,
+    each where it has rows, and the importance of each hyperparameter (or why there is none)."""
     rows = result.rows
     column, direction = ranking(result.summary)
     best, diverged = leaderboard_rows(rows, top, column, direction)
@@ -87,16 +90,7 @@ def _tables(result: Result, top: int) -> list[Table]:
             for b in boundary
         ]
         tables.append(("Divergence boundary (learning rate)", header, cells))
-    scores = importance(rows, column, direction)
-    if scores:
-        title = (
-            f"Importance (Spearman correlation with how members rank by {column}; positive: "
-            "higher values of the hyperparameter rank better)"
-        )
-        order = sorted(scores, key=lambda name: -abs(scores[name]))
-        tables.append(
-            (title, ["hyperparameter", "importance"], [[n, f"{scores[n]:+.2f}"] for n in order])
-        )
+    tables.append(importance_table(result))
     return tables
 
 
@@ -182,6 +176,7 @@ def write_report(out_dir: str | os.PathLike, top: int = 10) -> Path:
     result = read_sweep(out_dir)
     out = Path(out_dir)
     figures: list[tuple[str, str, bytes]] = []
+    plots: dict[str, str] = {}  # the interactive versions, for report.html
     for name, (make, _) in FIGURES.items():
         fig = make(result)
         if fig is None:
@@ -189,11 +184,15 @@ def write_report(out_dir: str | os.PathLike, top: int = 10) -> Path:
         png = png_bytes(fig)
         atomic_write(out / "figures" / f"{name}.png", lambda f, png=png: f.write(png), binary=True)
         figures.append((name, caption_of(name, result), png))
+        plot = figure_html(name, result)
+        if plot is not None:
+            plots[name] = plot
     tables = _tables(result, top)
     facts = _facts(result)
     title = f"sweepjax report: {sweep_title(result)}"
     atomic_write(out / "report.md", lambda f: f.write(_markdown(title, facts, tables, figures)))
-    atomic_write(out / "report.html", lambda f: f.write(_html(title, facts, tables, figures)))
+    page = _html(title, facts, tables, figures, plots)
+    atomic_write(out / "report.html", lambda f: f.write(page))
     return out / "report.html"
 
 
@@ -209,7 +208,9 @@ def _markdown(title, facts, tables, figures) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _html(title, facts, tables, figures) -> str:
+def _html(title, facts, tables, figures, plots: Mapping[str, str]) -> str:
+    """The page: facts, tables, then each figure, interactive where `plots` has it, else its
+    PNG; plotly.js inlined once."""
     e = html.escape
     parts = [
         "<!DOCTYPE html>",
@@ -219,7 +220,9 @@ def _html(title, facts, tables, figures) -> str:
         "table{border-collapse:collapse;margin:0.5em 0 1.5em}"
         "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right;font-size:0.9em}"
         "th{background:#eee}img{max-width:100%;border:1px solid #ddd}"
-        "dt{font-weight:bold;float:left;clear:left;width:14em}dd{margin-left:15em}</style>",
+        "dt{font-weight:bold;float:left;clear:left;width:14em}dd{margin-left:15em}"
+        "figure{margin:0 0 2em}</style>",
+        plotly_script() if plots else "",
         "</head><body>",
         f"<h1>{e(title)}</h1>",
         "<dl>",
@@ -232,10 +235,10 @@ def _html(title, facts, tables, figures) -> str:
         parts += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in cells]
         parts.append("</table>")
     for name, caption, png in figures:
-        data = base64.b64encode(png).decode("ascii")
-        parts.append(
-            f'<h2>{e(caption)}</h2><figure id="{name}">'
-            f'<img alt="{e(caption)}" src="data:image/png;base64,{data}"></figure>'
-        )
+        body = plots.get(name)
+        if body is None:
+            data = base64.b64encode(png).decode("ascii")
+            body = f'<img alt="{e(caption)}" src="data:image/png;base64,{data}">'
+        parts.append(f'<h2>{e(caption)}</h2><figure id="{name}">{body}</figure>')
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
