@@ -234,16 +234,7 @@ def export_member(out_dir: str | os.PathLike, member: int, to: str | os.PathLike
     Returns:
       `to`, as a `Path`.
     """
-    to = Path(to).absolute()
-    if to.exists() and not to.is_dir():
-        raise ValueError(f"--to: {to} is a file; allowed: a new or empty directory.")
-    if to.exists() and any(to.iterdir()):
-        raise ValueError(f"--to: {to} exists and is not empty; allowed: a new or empty directory.")
-    if not checkpoint_dir(out_dir).is_dir():
-        raise ValueError(
-            f"export: {out_dir} holds no checkpoint; give the out_dir of a sweep (its checkpoints "
-            "are in OUT_DIR/checkpoints)."
-        )
+    to = _check_target(out_dir, Path(to).absolute())
     with _manager(out_dir, read_only=True) as manager:
         snapshot, _ = restore_latest(manager)
     variables, values, alive = _variables(snapshot, member)
@@ -265,4 +256,18 @@ def export_member(out_dir: str | os.PathLike, member: int, to: str | os.PathLike
         "dataset": snapshot.meta["data"]["describe"],
     }
     (to / "hparams.json").write_text(json.dumps(info, indent=2) + "\n")
+    return to
+
+
+def _check_target(out_dir: str | os.PathLike, to: Path) -> Path:
+    """`to` if it is a new or empty directory and `out_dir` holds checkpoints; else why not."""
+    if to.exists() and not to.is_dir():
+        raise ValueError(f"--to: {to} is a file; allowed: a new or empty directory.")
+    if to.exists() and any(to.iterdir()):
+        raise ValueError(f"--to: {to} exists and is not empty; allowed: a new or empty directory.")
+    if not checkpoint_dir(out_dir).is_dir():
+        raise ValueError(
+            f"export: {out_dir} holds no checkpoint; give the out_dir of a sweep (its checkpoints "
+            "are in OUT_DIR/checkpoints)."
+        )
     return to
