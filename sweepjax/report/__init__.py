@@ -5,8 +5,11 @@ dimensions and categories, the divergence boundary, each member's schedule), `im
 (fANOVA), `figures` and its `figure_*` helpers (matplotlib PNGs), `interactive` and
 `interactive_map` (Plotly figures), and `render` (`report.html`, `report.md`).
 
->>> from sweepjax.report import show, write_report  # doctest: +SKIP
->>> print(show("runs/default"))  # doctest: +SKIP
+For example, on the folder `sweepjax run` writes:
+
+    from sweepjax.report import show, write_report
+    print(show("runs/default"))
+    write_report("runs/default")  # runs/default/report.html
 """
 
 from sweepjax.report.read import check_top, show, status_line, sweep_status
