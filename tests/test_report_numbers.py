@@ -157,7 +157,7 @@ def test_the_leaderboard_tables_order_and_the_best_member():
 def test_the_reports_facts_come_from_the_summary_and_its_config():
     config = {"optimizer": "adam", "steps": 30, "model": {"name": "mlp"}, "space": {"lr": 0.1}}
     summary = {"dataset": "mnist1d (4000 examples)", "config": config, "steps_done": 30,
-               "train_seconds": 1.5, "device": "cpu"}  # fmt: skip
+               "train_seconds": 1.5, "device": "cpu", "member_steps_per_second": 22649.6}  # fmt: skip
     facts = dict(render._facts(sweepjax.Result([result_row(0, 0.5)], {}, summary)))
     assert facts == {
         "status": "finished, step 30/30, 1 members, 0 diverged, best #0 at final_val_accuracy 0.5",
@@ -168,6 +168,7 @@ def test_the_reports_facts_come_from_the_summary_and_its_config():
         "space": '{"lr": 0.1}',
         "device": "cpu",
         "train_seconds": "1.5",
+        "member_steps_per_second": "22,650",
     }
 
 

@@ -136,9 +136,12 @@ def _facts(result: Result) -> list[tuple[str, str]]:
     if isinstance(config.get("space"), dict):
         facts.append(("space", json.dumps(config["space"])))
     facts += _trial_facts(summary, config)
-    for key in ("device", "compile_seconds", "train_seconds", "member_steps_per_second"):
+    for key in ("device", "compile_seconds", "train_seconds"):
         if key in summary:
             facts.append((key, format_value(summary[key])))
+    speed = summary.get("member_steps_per_second")
+    if isinstance(speed, int | float):
+        facts.append(("member_steps_per_second", f"{speed:,.0f}"))
     return facts
 
 
