@@ -140,7 +140,7 @@ def _best_of_each_family(result: Result, scores: list[FamilyScore]) -> Result:
 def _plots(result: Result, scores: list[FamilyScore], out: Path) -> None:
     """The benchmark's figures, drawn by the report's figure code (its colours per family,
     log axes and schedules)."""
-    from sweepjax.report.figure_axes import png_bytes
+    from sweepjax.report.figure_axes import write_png
     from sweepjax.report.figure_curves import figure_curves, figure_schedules
     from sweepjax.report.figure_groups import figure_means
 
@@ -162,8 +162,7 @@ def _plots(result: Result, scores: list[FamilyScore], out: Path) -> None:
         if fig is None:
             continue
         fig.suptitle(title)
-        png = png_bytes(fig)
-        atomic_write(out / name, lambda f, png=png: f.write(png), binary=True)
+        write_png(fig, out / name)
 
 
 def bench_schedules(

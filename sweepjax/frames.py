@@ -11,13 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sweepjax.report.analysis import hyperparameter_columns
+from sweepjax.report.analysis import METRIC_PREFIXES, hyperparameter_columns
 from sweepjax.results import STATUS, Result
 
 if TYPE_CHECKING:
     import pandas as pd
 
-METRIC_PREFIXES = ("final_", "best_", "test_")  # the metric columns of results.csv
 CURVE_DTYPES = {"member": "int64", "step": "int64", "metric": "str", "value": "float64"}
 
 

@@ -57,6 +57,18 @@ def metric_of(column: str) -> str:
     return column.removeprefix("final_val_")
 
 
+def finished_rows(rows: Sequence[dict[str, Any]], column: str) -> list[dict[str, Any]]:
+    """The members that trained their whole budget (neither diverged nor stopped early) and
+    have a finite `column`: those a ranking or a statistic of the sweep counts.
+
+    >>> rows = [{"member": i, "status": s, "mse": v}
+    ...         for i, (s, v) in enumerate([("ok", 0.3), ("stopped", 0.1), ("ok", None)])]
+    >>> [r["member"] for r in finished_rows(rows, "mse")]
+    [0]
+    """
+    return [r for r in rows if r.get("status") == "ok" and is_finite_number(r.get(column))]
+
+
 def rank_rows(rows: Sequence[dict[str, Any]], column: str, direction: str) -> list[dict[str, Any]]:
     """Healthy members with a finite `column`, best first.
 
@@ -73,9 +85,8 @@ def rank_rows(rows: Sequence[dict[str, Any]], column: str, direction: str) -> li
     """
     sign = -1.0 if direction == "max" else 1.0
     second = f"best_val_{metric_of(column)}"
-    healthy = [r for r in rows if r["status"] == "ok" and is_finite_number(r.get(column))]
     return sorted(
-        healthy,
+        finished_rows(rows, column),
         key=lambda r: (
             sign * r[column],
             sign * r[second] if is_finite_number(r.get(second)) else math.inf,

@@ -45,7 +45,7 @@ TARGETS = [
     ),
     (
         "results.py",
-        ["Result.ranked", "Result.best", "rank_rows", "member_rows", "summarize", "leaderboard",
+        ["Result.ranked", "Result.best", "rank_rows", "finished_rows", "member_rows", "summarize", "leaderboard",
          "_read_curves"],
         [*READ_BY_USERS, "tests/test_report.py", "tests/test_cli.py", "tests/test_tasks.py"],
     ),

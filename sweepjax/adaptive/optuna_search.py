@@ -135,7 +135,7 @@ def _plain(value: Any) -> Any:
 
 
 @contextlib.contextmanager
-def _quiet() -> Iterator[Any]:
+def quiet_optuna() -> Iterator[Any]:
     """Optuna's logger at WARNING at least while it works for us (its INFO line per trial and
     study is noise in a sweep's output); other loggers are not touched. Yields `optuna`."""
     import optuna
@@ -227,7 +227,7 @@ class OptunaSearcher:
 
     def _reset(self) -> None:
         """A fresh study with a fresh seeded sampler, holding the warm-start trials."""
-        with _quiet() as optuna:
+        with quiet_optuna() as optuna:
             directions = [OPTUNA_DIRECTIONS[self.direction]]
             if self.multi_objective:
                 directions.append("minimize")
@@ -253,7 +253,7 @@ class OptunaSearcher:
 
     def _ask(self, n: int) -> list[dict[str, Any]]:
         rows = []
-        with _quiet():
+        with quiet_optuna():
             for _ in range(n):
                 trial = self._study.ask(self.distributions)
                 row = {
@@ -275,7 +275,7 @@ class OptunaSearcher:
         )
 
     def _tell(self, trial: int, value: float, steps: int, status: str) -> None:
-        with _quiet() as optuna:
+        with quiet_optuna() as optuna:
             state = optuna.trial.TrialState
             handle = self._trials[trial]
             if status == "diverged" or not math.isfinite(value):

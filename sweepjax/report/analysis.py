@@ -22,6 +22,7 @@ from scipy.stats import rankdata
 from sweepjax.results import RANK_BY, STATUS, Result, rank_rows
 
 _DEFAULT_PAIR = ("learning_rate", "weight_decay")
+METRIC_PREFIXES = ("final_", "best_", "test_")  # the metric columns of results.csv
 
 
 def config_of(summary: Mapping[str, Any]) -> dict[str, Any]:
@@ -31,6 +32,11 @@ def config_of(summary: Mapping[str, Any]) -> dict[str, Any]:
 
 def is_diverged(row: Mapping[str, Any]) -> bool:
     return row.get("status") == "diverged"
+
+
+def is_stopped(row: Mapping[str, Any]) -> bool:
+    """Whether an adaptive scheduler stopped the member early."""
+    return row.get("status") == "stopped"
 
 
 def as_number(value: Any) -> float:
@@ -62,6 +68,16 @@ def hyperparameter_columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     columns = list(rows[0])
     end = columns.index(STATUS[0]) if STATUS[0] in columns else len(columns)
     return [c for c in columns[:end] if c != "member"]
+
+
+def metric_columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The metric columns of a results table: its `final_`, `best_` and `test_` columns.
+
+    >>> metric_columns([{"member": 0, "lr": 0.1, "status": "ok", "final_val_mse": 0.2,
+    ...                  "test_mse": 0.3}])
+    ['final_val_mse', 'test_mse']
+    """
+    return [c for c in (rows[0] if rows else ()) if c.startswith(METRIC_PREFIXES)]
 
 
 def is_numeric(rows: Sequence[Mapping[str, Any]], name: str) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -26,7 +27,7 @@ from sweepjax.report.analysis import (
     is_numeric,
     varying_dimensions,
 )
-from sweepjax.results import Result, metric_of, ranking
+from sweepjax.results import Result, atomic_write, metric_of, ranking
 
 _WORDS = (  # name prefixes of results.csv columns and curves.npz arrays, and what they say
     ("final_val_", "final validation "),
@@ -231,19 +232,21 @@ def tidy_log_axis(axis, low: float, high: float) -> None:
 
 
 def hp_text(row: Mapping[str, Any], names: Sequence[str]) -> str:
-    """The first three of `names` with their values in `row`.
+    """`names` with their values in `row`.
 
     >>> hp_text({"lr": 0.1, "wd": 1e-4}, ["lr", "wd"])
     'lr=0.1, wd=0.0001'
     """
-    return ", ".join(f"{n}={format_value(row[n])}" for n in names[:3])
+    return ", ".join(f"{n}={format_value(row[n])}" for n in names)
 
 
-def png_bytes(fig) -> bytes:
-    """The figure as PNG bytes at 100 dpi."""
+def write_png(fig, path: Path) -> bytes:
+    """Write the figure to `path` as a PNG at 100 dpi, atomically; its bytes."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
-    return buffer.getvalue()
+    png = buffer.getvalue()
+    atomic_write(path, lambda f: f.write(png), binary=True)
+    return png
 
 
 def sweep_title(result: Result) -> str:

@@ -92,7 +92,7 @@ def _draw_curves(ax, result: Result, name: str, colours: Colours | None, detaile
     best = best_index(result)
     if best is not None:
         member = f"best #{rows[best]['member']}"
-        detail = f": {hp_text(rows[best], varying_dimensions(rows))}" if detailed else ""
+        detail = f": {hp_text(rows[best], varying_dimensions(rows)[:3])}" if detailed else ""
         draw_best(
             ax, steps, values[:, best], colours.of(best) if colours else "tab:blue", member + detail
         )

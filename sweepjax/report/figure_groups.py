@@ -21,9 +21,10 @@ from sweepjax.report.analysis import (
     categories,
     is_diverged,
     is_log_scale,
+    is_stopped,
 )
 from sweepjax.report.figure_axes import by_category, label, sweep_title, tidy_log_axis
-from sweepjax.results import Result, ranking
+from sweepjax.results import Result, finished_rows, ranking
 
 
 class Group(NamedTuple):
@@ -60,11 +61,8 @@ def group_stats(
     ):
         members = groups[key]
         diverged = sum(is_diverged(r) for r in members)
-        stopped = sum(r.get("status") == "stopped" for r in members)
-        values = np.asarray(
-            [as_number(r.get(column)) for r in members if r.get("status") == "ok"], float
-        )
-        values = values[np.isfinite(values)]
+        stopped = sum(is_stopped(r) for r in members)
+        values = np.asarray([float(r[column]) for r in finished_rows(members, column)])
         mean = float(values.mean()) if values.size else np.nan
         std = float(values.std(ddof=ddof)) if values.size > ddof else np.nan
         out.append(Group(key, len(members), diverged, stopped, values, mean, std))

@@ -33,10 +33,12 @@ from sweepjax.report.analysis import (
     categories,
     hyperparameter_columns,
     is_categorical,
+    is_diverged,
     is_log_scale,
+    is_stopped,
 )
 from sweepjax.report.figure_axes import label, sweep_title
-from sweepjax.results import Result, is_finite_number, ranking
+from sweepjax.results import Result, finished_rows, ranking
 
 MIN_FINISHED = 5  # fewer members than this say nothing a forest could fit
 TREES = 64  # Optuna's default forest
@@ -79,9 +81,9 @@ def finished_members(result: Result) -> tuple[list[Mapping[str, Any]], dict[str,
     """
     column = ranking(result.summary)[0]
     rows = result.rows
-    fitted = [r for r in rows if r.get("status") == "ok" and is_finite_number(r.get(column))]
-    diverged = sum(r.get("status") == "diverged" for r in rows)
-    stopped = sum(r.get("status") == "stopped" for r in rows)
+    fitted = finished_rows(rows, column)
+    diverged = sum(is_diverged(r) for r in rows)
+    stopped = sum(is_stopped(r) for r in rows)
     left_out = {
         "diverged": diverged,
         "stopped early": stopped,
@@ -164,13 +166,13 @@ def fanova_importance(result: Result) -> Importance:
         import sklearn  # noqa: F401  (the forest of Optuna's fANOVA)
     except ImportError:
         return found._replace(note=NEEDS)
-    from sweepjax.adaptive.optuna_search import _quiet
+    from sweepjax.adaptive.optuna_search import quiet_optuna
     from sweepjax.optuna_study import study_of
 
     rows = [_fit_values(r, scales) for r in fitted]
     distributions = _distributions(optuna, rows, scales)
     evaluator = optuna.importance.FanovaImportanceEvaluator(n_trees=TREES, seed=SEED)
-    with _quiet():
+    with quiet_optuna():
         study = study_of(Result(rows, {}, result.summary), distributions)
         raw = {name: float(v) for name, v in evaluator.evaluate(study).items()}
     spreads = _spreads(evaluator, raw)

@@ -24,15 +24,16 @@ from sweepjax.report.analysis import (
     best_index,
     categorical_dimensions,
     categories,
-    format_value,
     is_diverged,
     is_log_scale,
     is_numeric,
     varying_dimensions,
 )
-from sweepjax.report.figure_axes import falls, label, log_frame
+from sweepjax.report.figure_axes import falls, hp_text, label, log_frame
 from sweepjax.report.figure_curves import curve_names
 from sweepjax.report.interactive_map import (
+    CROSS,
+    STAR,
     Ranking,
     figure_heatmap,
     layout,
@@ -49,8 +50,6 @@ BEST_CURVES = ("black", "#d62728", "#ff7f0e")  # the best three members' curves,
 SEPARATE_CURVES = 100  # up to this many members, each curve is a trace of its own colour
 _BINS = 8  # beyond, the curves share a trace per colour bin of the ranking metric
 _CONFIG = {"displaylogo": False, "responsive": True}
-_CROSS = {"symbol": "x", "color": "grey", "size": 8}
-_STAR = {"symbol": "star", "color": "gold", "size": 16, "line": {"color": "black", "width": 1}}
 
 
 def plotly_script() -> str:
@@ -162,8 +161,8 @@ def figure_hyperparameters(result: Result):
             chosen = rank.healthy & (group == value)
             name = f"{colour_by} = {value}" if colour_by else "healthy member"
             _points(fig, x, y, texts, chosen, name, {"color": colour, "size": 8}, k == 0, at)
-        _points(fig, x, y, texts, ~rank.healthy, "diverged (on the worse edge)", _CROSS, k == 0, at)
-        _points(fig, x, y, texts, best, "best", _STAR, k == 0, at)
+        _points(fig, x, y, texts, ~rank.healthy, "diverged (on the worse edge)", CROSS, k == 0, at)
+        _points(fig, x, y, texts, best, "best", STAR, k == 0, at)
         log_x = numeric and x.min() > 0 and is_log_scale(result.summary, dim, x.astype(float))
         axis = log_axis(x.min(), x.max()) if log_x else {}
         fig.update_xaxes(title_text=label(dim) + (" (log)" if log_x else ""), **axis, **at)
@@ -224,10 +223,7 @@ def figure_curves(result: Result):
     titles = [label(n) for n in names]
     fig = make_subplots(lines, columns, subplot_titles=titles, horizontal_spacing=0.07)
     hps = parallel_dimensions(result)  # what varies: short, as binned traces repeat it
-    texts = [
-        f"member {r['member']}: " + ", ".join(f"{n}={format_value(r[n])}" for n in hps)
-        for r in rows
-    ]
+    texts = [f"member {r['member']}: {hp_text(r, hps)}" for r in rows]
     position = {r["member"]: i for i, r in enumerate(rows)}
     best = {
         position[r["member"]]: f"{'best' if k == 0 else f'#{k + 1}'}: member {r['member']}"

@@ -30,13 +30,15 @@ from sweepjax.report.analysis import (
     is_categorical,
     is_diverged,
     is_log_scale,
+    metric_columns,
     varying_dimensions,
 )
 from sweepjax.report.figure_axes import label
 from sweepjax.results import Result, ranking
 
 GRID_SIZE = 80  # cells a side of an interpolated surface
-_METRIC_PREFIXES = ("final_", "best_", "test_")
+CROSS = {"symbol": "x", "color": "grey", "size": 8}  # a diverged member
+STAR = {"symbol": "star", "color": "gold", "size": 16, "line": {"color": "black", "width": 1}}
 
 
 class Ranking(NamedTuple):
@@ -129,11 +131,6 @@ def log_axis(low: float, high: float) -> dict[str, Any]:
     return {"type": "log", "tickvals": [10.0**t for t in ticks], "ticktext": texts}
 
 
-def metric_columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The metric columns of a results table: its `final_`, `best_` and `test_` columns."""
-    return [c for c in (rows[0] if rows else ()) if c.startswith(_METRIC_PREFIXES)]
-
-
 def member_texts(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     """Hover text per member: its number, every hyperparameter, every metric, its divergence.
 
@@ -192,9 +189,8 @@ def parcoords_axis(result: Result, name: str, raw: Sequence[Any]) -> dict[str, A
     low, high = float(values.min()), float(values.max())
     if is_log_scale(result.summary, name, values) and low > 0:
         ends = {math.log10(low): format_value(low), math.log10(high): format_value(high)}
-        near = 0.06 * (
-            math.log10(high / low) or 1.0
-        )  # a tick this close to an end would overlap it
+        # a tick this close to an end would overlap the end's label
+        near = 0.06 * (math.log10(high / low) or 1.0)
         ticks = dict(zip(*log_ticks(low, high), strict=True))
         ticks = {t: s for t, s in ticks.items() if min(abs(t - e) for e in ends) > near}
         marks = sorted({**ends, **ticks}.items())
@@ -371,7 +367,7 @@ def _add_members(fig, result: Result, u: np.ndarray, v: np.ndarray, rank: Rankin
             y=v[diverged],
             mode="markers",
             name="diverged member",
-            marker={"symbol": "x", "color": "grey", "size": 9},
+            marker={**CROSS, "size": 9},
             hovertext=texts[diverged],
             hoverinfo="text",
         )
@@ -382,12 +378,7 @@ def _add_members(fig, result: Result, u: np.ndarray, v: np.ndarray, rank: Rankin
             y=[v[best]],
             mode="markers",
             name=f"best #{result.rows[best]['member']}",
-            marker={
-                "symbol": "star",
-                "color": "gold",
-                "size": 18,
-                "line": {"color": "black", "width": 1},
-            },
+            marker={**STAR, "size": 18},
             hovertext=[texts[best]],
             hoverinfo="text",
         )

@@ -30,7 +30,7 @@ from sweepjax.report.analysis import (
     hyperparameter_columns,
     is_diverged,
 )
-from sweepjax.report.figure_axes import png_bytes, sweep_title
+from sweepjax.report.figure_axes import sweep_title, write_png
 from sweepjax.report.figures import FIGURES, caption_of
 from sweepjax.report.importance import importance_table
 from sweepjax.report.interactive import figure_html, plotly_script
@@ -184,8 +184,7 @@ def write_report(out_dir: str | os.PathLike, top: int = 10) -> Path:
         fig = make(result)
         if fig is None:
             continue
-        png = png_bytes(fig)
-        atomic_write(out / "figures" / f"{name}.png", lambda f, png=png: f.write(png), binary=True)
+        png = write_png(fig, out / "figures" / f"{name}.png")
         figures.append((name, caption_of(name, result), png))
         plot = figure_html(name, result)
         if plot is not None:
