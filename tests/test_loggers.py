@@ -139,6 +139,28 @@ def test_mlflow_logs_a_run_per_trial_that_a_resumed_sweep_continues(
     assert _assert_mlflow_holds_the_results(uri, out) == ids
 
 
+def test_a_tracker_turned_on_at_a_resume_changes_no_result(
+    config, tiny_data, tmp_path, monkeypatch, mlflow_home
+):
+    """A tracker says where curves go, never what a member trains on (a resumable key): the
+    resumed sweep ends as the uninterrupted one, its runs holding the steps after the resume."""
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    sweepjax.run(config.replace(out_dir=str(whole)), quiet=True, dataset=tiny_data)
+    _interrupted_at(20, config.replace(out_dir=str(resumed)), tiny_data, monkeypatch)
+    logged = config.replace(out_dir=str(resumed), mlflow=True)
+    sweepjax.run(logged, quiet=True, dataset=tiny_data)  # resumes from step 20, now logging
+    assert (resumed / "results.csv").read_bytes() == (whole / "results.csv").read_bytes()
+    with np.load(whole / "curves.npz") as a, np.load(resumed / "curves.npz") as b:
+        assert set(a) == set(b)
+        for key in a:  # bitwise, NaN where a member had diverged
+            np.testing.assert_array_equal(a[key], b[key])
+    runs = _mlflow_runs(f"sqlite:///{resumed}/mlflow/mlflow.db", "resumed")
+    assert sorted(runs) == MEMBERS[:2]  # the diverged members had ended before the resume
+    steps = sweepjax.read_result(resumed).curves["steps"]
+    for _, history in runs.values():
+        assert history["val_loss"][0] == [int(s) for s in steps if s > 20]
+
+
 def test_an_adaptive_sweep_logs_to_the_tracking_uri_of_its_config(
     config, tiny_data, tmp_path, monkeypatch, mlflow_home
 ):
