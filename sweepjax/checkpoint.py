@@ -1,4 +1,4 @@
-"""Orbax checkpoints of a whole population and its sweep metadata (invariant 6 of DESIGN.md).
+"""Orbax checkpoints of a whole population and its sweep metadata (invariant 6 of docs/architecture.md).
 
 A sweep's checkpoints live in `out_dir/checkpoints/<step>/`, written by an Orbax
 `CheckpointManager` with asynchronous saves. Each step holds two items:
@@ -308,6 +308,18 @@ def read_meta(out_dir: str | os.PathLike) -> dict[str, Any] | None:
             except Exception:  # a damaged step: try the one before
                 continue
     return None
+
+
+def budget_steps(meta: Mapping[str, Any]) -> int:
+    """The steps each trial trains (`steps` of the config) of a checkpoint's sweep: a trial's
+    budget, never to be compared with the checkpoint's global `step`.
+
+    >>> budget_steps({"budget_steps": 30, "step": 50, "config": {"steps": 30}})
+    30
+    >>> budget_steps({"step": 20, "config": {"steps": 60}})  # written before it was recorded
+    60
+    """
+    return int(meta.get("budget_steps", meta["config"]["steps"]))
 
 
 def _flatten(prefix: str, value: Any) -> dict[str, Any]:

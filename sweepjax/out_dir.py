@@ -22,6 +22,7 @@ from sweepjax.buckets import PLAN_FILE
 from sweepjax.config import Config
 from sweepjax.errors import StorageError, describe_os_error
 from sweepjax.lock import FolderBusy, FolderLock
+from sweepjax.sweep_state import is_adaptive
 
 RESULT_FILES = ("results.csv", "curves.npz", "sweep.json")
 REPORT_FILES = ("report.html", "report.md")
@@ -101,10 +102,39 @@ def check_contents(config: Config, data: dict[str, str], *, resuming: bool) -> N
             + ". "
             + keep_advice(config.out_dir, resuming=resuming)
         )
-    if meta["step"] > config.steps:
+    check_budget(config, meta, resuming=resuming)
+
+
+def check_budget(config: Config, meta: dict[str, Any], *, resuming: bool) -> None:
+    """Refuse a `steps` (a trial's budget) that the checkpoint's trials cannot all train to.
+
+    The budget is a trial's own clock, never the sweep's global step (which runs past `steps`
+    with refill), so any checkpoint resumes with the budget it was written with. Changing the
+    budget is `resume --set steps=N` alone: forward only, and only where every trial still
+    holds its slot (a fixed population), since a trial that has left its slot cannot go on.
+    """
+    saved = checkpoint.budget_steps(meta)
+    if config.steps == saved:
+        return
+    where = config.out_dir
+    if not resuming:
         raise ValueError(
-            f"steps: {config.steps} is below the checkpoint's step {meta['step']} in "
-            f"{config.out_dir}; a sweep resumes forward only (set steps >= {meta['step']})."
+            f"steps: {config.steps} is not the trial budget {saved} of the sweep in {where}; "
+            f"to extend it: sweepjax resume {where} --set steps={config.steps}. Nothing was "
+            "changed; to start the changed sweep instead pass --overwrite (overwrite=True)."
+        )
+    if is_adaptive(config):
+        raise ValueError(
+            f"steps: {config.steps} is not the trial budget {saved} of the sweep in {where}; "
+            "a sweep with a scheduler or refill keeps its budget (its trials that already left "
+            f"their slots could not train on to {config.steps}). Nothing was changed; resume "
+            "without steps=, or run the longer sweep in another out_dir."
+        )
+    trained = max((row["steps"] for row in meta.get("trials", ())), default=meta["step"])
+    if config.steps < trained:
+        raise ValueError(
+            f"steps: {config.steps} is below the {trained} steps its trials trained in "
+            f"{where}; a sweep's budget only grows (set steps >= {trained}). Nothing was changed."
         )
 
 

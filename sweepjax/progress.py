@@ -25,7 +25,7 @@ class ProgressBar:
         self.by_trial = is_adaptive(config)
         self.step, self.ended = step, _ended(state)
         self.bar = tqdm(
-            total=state.trial_budget if self.by_trial else config.steps,
+            total=state.trial_count if self.by_trial else config.steps,
             initial=self.ended if self.by_trial else step,
             disable=quiet or not sys.stderr.isatty(),
             unit="trial" if self.by_trial else "step",

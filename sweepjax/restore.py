@@ -93,7 +93,7 @@ def _fresh(state: SweepState, program: Program, example_x: Any) -> Population:
     """The first population: the searcher's first trials, in slots 0, 1, ...; slots it has no
     trial for yet stay idle (frozen copies of the first)."""
     config = state.config
-    rows = state.searcher.ask(min(config.population, state.trial_budget))
+    rows = state.searcher.ask(min(config.population, state.trial_count))
     if not rows:
         raise ValueError(f"searcher: {config.searcher!r} proposed no trial to start with.")
     ids, columns = state.admit(rows, step=0)
@@ -125,13 +125,14 @@ def _table(
 
 
 def _say_where(config: Config, step: int, state: SweepState) -> None:
+    adaptive = is_adaptive(config)
     if not state.done:
-        of = "" if is_adaptive(config) else f" of {config.steps}"
+        of = "" if adaptive else f" of {config.steps}"
         note = f"resuming {config.out_dir} from the checkpoint at step {step}{of}"
     else:
-        note = (
-            f"{config.out_dir} holds this sweep finished at step {step}; rewriting its "
-            f"results (to extend it: sweepjax resume {config.out_dir} --set steps=N)"
+        extend = (
+            "" if adaptive else f" (to extend it: sweepjax resume {config.out_dir} --set steps=N)"
         )
+        note = f"{config.out_dir} holds this sweep finished at step {step}; rewriting its results{extend}"
     if distributed.is_primary():
         print(f"sweepjax: {note}", file=sys.stderr)

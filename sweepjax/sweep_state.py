@@ -91,6 +91,7 @@ class SweepState:
     def meta(self) -> dict[str, Any]:
         """What a checkpoint's metadata records of the state beside its arrays."""
         return {
+            "budget_steps": self.config.steps,  # a trial's budget; the global step is `step`
             "slots": [int(t) for t in self.slot_trials],
             "trials": self.table.to_json(),
             "scheduler": self.scheduler.state_dict(),
@@ -116,7 +117,8 @@ class SweepState:
         return int(self.slot_trials.size)
 
     @property
-    def trial_budget(self) -> int:
+    def trial_count(self) -> int:
+        """How many trials the sweep may try in all."""
         return self.config.trials or self.config.population
 
     def slot_statuses(self) -> np.ndarray:
@@ -236,7 +238,7 @@ class SweepState:
             source[action.slot] = action.source_slot
             self._exploit(action, step, columns)
         free = self.config.population - int(running.sum())
-        budget = self.trial_budget - len(self.table)
+        budget = self.trial_count - len(self.table)
         rows = self.searcher.ask(min(free, budget)) if free > 0 and budget > 0 else []
         if not running.any() and not rows:
             return None  # the sweep is over: the state stays as the last chunk left it

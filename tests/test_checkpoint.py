@@ -1,4 +1,4 @@
-"""Invariant 6 of DESIGN.md in one process: exact resume, damaged and failed saves, refusal,
+"""Invariant 6 (docs/architecture.md) in one process: exact resume, damaged and failed saves, refusal,
 export, restore onto the current device."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Invariants 1 to 5 of DESIGN.md on small populations."""
+"""Invariants 1 to 5 (docs/architecture.md) on small populations."""
 
 from __future__ import annotations
 

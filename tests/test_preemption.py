@@ -1,4 +1,4 @@
-"""Invariant 6 of DESIGN.md across processes: SIGKILL mid-training and mid-save, SIGTERM.
+"""Invariant 6 (docs/architecture.md) across processes: SIGKILL mid-training and mid-save, SIGTERM.
 
 Each test runs the real `sweepjax` command in a subprocess through a small driver that can
 pause training or a checkpoint commit at a chosen step (writing a marker file when it does), so
