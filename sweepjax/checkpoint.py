@@ -21,6 +21,7 @@ back to the previous step.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -124,6 +125,16 @@ def open_manager(out_dir: str | os.PathLike, keep: int) -> ocp.CheckpointManager
     Opening it removes temporary folders left by saves that were killed before they committed.
     """
     return _manager(out_dir, keep=keep)
+
+
+def close_manager(manager: ocp.CheckpointManager, *, remove_empty: bool) -> None:
+    """Close a writing manager, ignoring a failed save (its error was raised already); with
+    `remove_empty`, remove its folder if it holds nothing (the manager created it)."""
+    with contextlib.suppress(Exception):
+        manager.close()
+    if remove_empty:
+        with contextlib.suppress(OSError):  # not empty, or removed by another process
+            Path(manager.directory).rmdir()
 
 
 def saved_steps(out_dir: str | os.PathLike) -> list[int]:
@@ -278,21 +289,23 @@ def wait(manager: ocp.CheckpointManager) -> None:
 
 
 def save_error(manager: ocp.CheckpointManager, err: BaseException) -> CheckpointError:
-    """A `CheckpointError` saying what failed and which checkpoint is still good."""
+    """A `CheckpointError` saying what failed and which checkpoint is still good: read from
+    the folder, as a failed save may have dropped the steps it was to replace (beyond `keep`)
+    from the manager's own list while they are still on disk."""
+    directory = Path(manager.directory)
     try:
-        good = manager.latest_step()
-    except Exception:  # the listing itself may fail on a broken disk
-        good = None
-    kept = (
-        f"the checkpoint at step {good} is intact and resumable"
-        if good is not None
-        else "no earlier checkpoint exists"
-    )
-    torn = sorted(p.name.split(".")[0] for p in Path(manager.directory).glob(f"*{_TMP_MARK}*"))
+        good = max(saved_steps(directory.parent), default=None)
+        kept = (
+            "no earlier checkpoint exists"
+            if good is None
+            else f"the checkpoint at step {good} is intact and resumable"
+        )
+    except Exception as listing:  # a broken disk may fail the listing too
+        kept = f"whether an earlier checkpoint is intact could not be read ({listing})"
+    torn = sorted(p.name.split(".")[0] for p in directory.glob(f"*{_TMP_MARK}*"))
     which = f" (step {', '.join(torn)} not committed)" if torn else ""
     return CheckpointError(
-        f"could not save a checkpoint in {manager.directory}{which}: "
-        f"{type(err).__name__}: {err}; {kept}."
+        f"could not save a checkpoint in {directory}{which}: {type(err).__name__}: {err}; {kept}."
     )
 
 

@@ -17,7 +17,9 @@ Exit codes: 0 done; 1 a file or checkpoint could not be written or read (disk fu
 damage); 2 bad input (a config key, a path, a folder another sweep or another process holds);
 70 an internal error (a bug: please report it); 75 stopped by SIGINT or SIGTERM, before training
 or after saving a checkpoint (run the same command again, or `sweepjax resume OUT_DIR`); 128+N
-(130 for Ctrl-C) stopped at once by a second signal N.
+(130 for Ctrl-C) stopped at once by a second signal N. A signal that arrives once the sweep has
+finished (its results written) is answered with one line (in the process's last moment, while
+the libraries shut down, silently) and ignored: the exit code stays 0.
 """
 
 from __future__ import annotations
@@ -244,17 +246,24 @@ def _failure(err: BaseException, verbose: bool) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The `sweepjax` command; returns its exit code (see the module's docstring)."""
+    """The `sweepjax` command; returns its exit code (see the module's docstring).
+
+    `argv` None reads the process's own command line (the `sweepjax` script): the process
+    then ends with this call, so a signal after a finished sweep stays answered and ignored
+    until it has exited.
+    """
     args = _parser().parse_args(argv)
     training = args.command in TRAINING_COMMANDS
     try:
-        with StopOnSignal(enabled=training):  # before JAX: a signal at any moment is handled
+        # Before JAX: a signal at any moment is handled.
+        with StopOnSignal(enabled=training, ends_process=argv is None) as stop:
             if not args.verbose:
                 from sweepjax.library_logs import silence_library_logs
 
                 silence_library_logs()
             if training:
                 _train(args)
+                stop.finish()
             else:
                 _inspect(args)
     except KeyboardInterrupt:

@@ -3,7 +3,8 @@
 The lock is `fcntl.flock` on the lock file, so the operating system releases it when the
 holder exits in any way (a kill -9 included): a lock is never stale. The file also says who
 holds it (PID, host, command, since when) and the step its sweep has reached, for the refusal
-message and for `sweepjax show`. The file stays when the lock is released; only the lock matters.
+message and for `sweepjax show`. A lock file the lock created is removed when it is released,
+so the folder is left as it was found but for what the sweep wrote; one it found stays.
 
 >>> import tempfile
 >>> folder = tempfile.mkdtemp()
@@ -50,14 +51,32 @@ def _ensure_folder(out_dir: Path) -> bool:
         raise ValueError(f"out_dir: {str(out_dir)!r}: " + describe_os_error(err, "create")) from err
 
 
-def _open(path: Path) -> int:
+def _open(path: Path) -> tuple[int, bool]:
+    """The lock file at `path`, opened for writing, and whether it was created here."""
     try:
-        return os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        while True:
+            try:
+                return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666), True
+            except FileExistsError:
+                pass
+            try:
+                return os.open(path, os.O_RDWR), False
+            except FileNotFoundError:  # its holder removed it this instant: create it
+                continue
     except OSError as err:
         raise ValueError(
             f"out_dir: {str(path.parent)!r} is not writable: "
             + describe_os_error(err, "create the lock file")
         ) from err
+
+
+def _is_at(fd: int, path: Path) -> bool:
+    """Whether the open file `fd` is still the file at `path` (not removed by its holder)."""
+    try:
+        found, held = os.stat(path), os.fstat(fd)
+    except FileNotFoundError:
+        return False
+    return (found.st_dev, found.st_ino) == (held.st_dev, held.st_ino)
 
 
 def _read(fd: int) -> dict[str, Any]:
@@ -93,31 +112,45 @@ def _take(fd: int, tries: int = 5) -> None:
     raise FolderBusy()
 
 
-class FolderLock:
-    """Holds `out_dir`'s lock while entered; a second holder gets `FolderBusy`, writing nothing.
+def _lock(path: Path) -> tuple[int, bool]:
+    """The lock file at `path`, open and locked, and whether it was created here; or
+    `FolderBusy` with its holder's details.
 
-    Entering creates `out_dir` if it does not exist (a file there, or a folder that cannot be
-    created or written, is a `ValueError` naming `out_dir`). On exit the lock is released; a
-    folder this lock created and that is still empty but for the lock file is removed, so a
-    run stopped before it wrote anything leaves nothing behind.
+    A holder removes the lock file it created when it releases it: a lock taken meanwhile on
+    the removed file is dropped and the file now at `path` is locked instead.
     """
-
-    def __init__(self, out_dir: str | os.PathLike):
-        self.out_dir = Path(out_dir)
-        self._fd: int | None = None
-        self._created = False
-        self._info: dict[str, Any] = {}
-
-    def __enter__(self) -> FolderLock:
-        self._created = _ensure_folder(self.out_dir)
-        fd = _open(self.out_dir / LOCK_FILE)
+    while True:
+        fd, created = _open(path)
         try:
             _take(fd)
         except FolderBusy:
             info = _read(fd)
             os.close(fd)
-            raise FolderBusy(_busy_message(self.out_dir, info)) from None
-        self._fd = fd
+            raise FolderBusy(_busy_message(path.parent, info)) from None
+        if _is_at(fd, path):
+            return fd, created
+        os.close(fd)
+
+
+class FolderLock:
+    """Holds `out_dir`'s lock while entered; a second holder gets `FolderBusy`, writing nothing.
+
+    Entering creates `out_dir` if it does not exist (a file there, or a folder that cannot be
+    created or written, is a `ValueError` naming `out_dir`). On exit the lock is released, and
+    the lock file and the folder go if this lock created them (the folder if it is empty), so a
+    run stopped before it wrote anything leaves the folder as it was.
+    """
+
+    def __init__(self, out_dir: str | os.PathLike):
+        self.out_dir = Path(out_dir)
+        self._fd: int | None = None
+        self._created = False  # the folder
+        self._created_file = False
+        self._info: dict[str, Any] = {}
+
+    def __enter__(self) -> FolderLock:
+        self._created = _ensure_folder(self.out_dir)
+        self._fd, self._created_file = _lock(self.out_dir / LOCK_FILE)
         self._info = {
             "pid": os.getpid(),
             "host": socket.gethostname(),
@@ -141,9 +174,9 @@ class FolderLock:
             pass
 
     def __exit__(self, *exc: Any) -> None:
-        lock_path = self.out_dir / LOCK_FILE
-        if self._created and [p.name for p in self.out_dir.iterdir()] == [LOCK_FILE]:
-            lock_path.unlink(missing_ok=True)  # still held: nobody can take it meanwhile
+        if self._created_file:  # still held: whoever opened it meanwhile drops it (`_lock`)
+            (self.out_dir / LOCK_FILE).unlink(missing_ok=True)
+        if self._created and not any(self.out_dir.iterdir()):
             self.out_dir.rmdir()
         os.close(self._fd)  # releases the lock
         self._fd = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+import stat
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -169,20 +170,36 @@ def _summary_config(path: Path) -> dict[str, Any] | None:
 def check_room(out_dir: str, checkpoint_bytes: int, keep: int) -> None:
     """Refuse to train into a folder that is not writable or lacks room for its checkpoints.
 
-    The room asked for is `keep + 1` checkpoints (the kept ones and the one being written)
-    and a megabyte for the result files.
+    At its peak a sweep holds `keep + 1` checkpoints (the kept ones and the one being written)
+    and needs a megabyte for the result files. The checkpoints already in the folder (a resumed
+    sweep's) count towards that peak, as the new ones replace them, so a resume asks no more
+    room than the run that wrote them; but a new checkpoint is written before any old one goes,
+    so room for one is asked at least.
     """
     try:
         with tempfile.TemporaryFile(dir=out_dir):
             pass
         free = shutil.disk_usage(out_dir).free
+        present = _bytes_on_disk(checkpoint.checkpoint_dir(out_dir))
     except OSError as err:
         raise StorageError(f"out_dir: {describe_os_error(err, 'write in ' + out_dir)}") from err
-    need = (keep + 1) * checkpoint_bytes + (1 << 20)
+    size = f"{checkpoint_bytes / 2**20:,.1f} MiB"
+    new = (keep + 1) * checkpoint_bytes - present
+    if new >= checkpoint_bytes:
+        room = f"{keep} kept checkpoints of {size} and one being written"
+        room += f", less the {present / 2**20:,.1f} MiB of those here" if present else ""
+    else:
+        new, room = checkpoint_bytes, f"a new checkpoint of {size}, written before old ones go"
+    need = new + (1 << 20)
     if free < need:
         raise StorageError(
             f"out_dir: {out_dir} has {free / 2**20:,.0f} MiB free; this sweep needs about "
-            f"{need / 2**20:,.0f} MiB ({keep} kept checkpoints of {checkpoint_bytes / 2**20:,.1f} "
-            "MiB and one being written). Nothing was trained; free some space, lower "
+            f"{need / 2**20:,.0f} MiB ({room}). Nothing was trained; free some space, lower "
             "keep_checkpoints, or choose another out_dir."
         )
+
+
+def _bytes_on_disk(folder: Path) -> int:
+    """The bytes the files under `folder` take on disk (their blocks); 0 if it is absent."""
+    files = (p.lstat() for p in folder.rglob("*"))
+    return sum(s.st_blocks * 512 for s in files if stat.S_ISREG(s.st_mode))

@@ -172,7 +172,9 @@ def run(
     """
     validate(config)
     with StopOnSignal(enabled=config.out_dir is not None) as stop, hold(config.out_dir) as lock:
-        return _run(config, dataset, stop=stop, lock=lock, quiet=quiet, overwrite=overwrite)
+        result = _run(config, dataset, stop=stop, lock=lock, quiet=quiet, overwrite=overwrite)
+        stop.finish()  # the results are written: a signal from now on stops nothing
+        return result
 
 
 def _run(
@@ -355,7 +357,9 @@ def resume(
         config = apply_overrides(_saved_config(out_dir, config), overrides)
         config = config.replace(out_dir=out_dir)
         validate(config)
-        return _run(config, dataset, stop=stop, lock=lock, quiet=quiet, resuming=True)
+        result = _run(config, dataset, stop=stop, lock=lock, quiet=quiet, resuming=True)
+        stop.finish()
+        return result
 
 
 def _check_resume_overrides(out_dir: str, overrides: Sequence[str]) -> None:

@@ -89,6 +89,7 @@ def train_population(
     data_placement = stream.choose_placement(config.data_placement, _train_bytes(dataset))
     example = first(dataset.train, config.batch_size)
     devices = _devices(config, program, dataset, example)
+    new_folder = out_dir is not None and not checkpoint.checkpoint_dir(out_dir).exists()
     manager = None if out_dir is None else checkpoint.open_manager(out_dir, config.keep_checkpoints)
     metrics = program_metrics(program, example)
     ctx = _Context(config, program, manager, data, metrics, stop, lock, quiet)
@@ -97,7 +98,7 @@ def train_population(
         state, pop, width = begin(config, program, manager, (scheduler, searcher), devices, metrics)
         if out_dir is not None and distributed.is_primary():
             check_room(out_dir, _nbytes(pop), config.keep_checkpoints)
-        _stop_if_asked(ctx, state)
+        _stop_if_asked(ctx)
         pop, spent, search = _train(ctx, dataset, state, pop, devices, data_placement, width)
         running = state.running_slots()
         test = devices.evaluate(pop, devices.test, search.width) if running.any() else None
@@ -105,8 +106,7 @@ def train_population(
             checkpoint.wait(manager)
     finally:
         if manager is not None:
-            with contextlib.suppress(Exception):  # a failed save was already reported
-                manager.close()
+            checkpoint.close_manager(manager, remove_empty=new_folder)
     result = trial_result(state, metrics, test)
     result.summary.update(
         interrupted=not state.done,
@@ -221,15 +221,11 @@ class Checkpointer:
         checkpoint.save(ctx.manager, chunk.step, saved, meta)
 
 
-def _stop_if_asked(ctx: _Context, state: SweepState) -> None:
-    """Raise `Interrupted` when a signal came before training, removing an empty checkpoint
-    folder this run created."""
-    if not distributed.any_process(ctx.stop.received is not None):
-        return
-    if not state.curves.steps and ctx.manager is not None:
-        ctx.manager.close()
-        checkpoint.remove_checkpoints(ctx.config.out_dir)  # created empty just now
-    raise stopped_before_training(ctx.stop, ctx.config.out_dir)
+def _stop_if_asked(ctx: _Context) -> None:
+    """Raise `Interrupted` when a signal came before training (closing the manager removes
+    the empty checkpoint folder this run created)."""
+    if distributed.any_process(ctx.stop.received is not None):
+        raise stopped_before_training(ctx.stop, ctx.config.out_dir)
 
 
 def _timings(spent: Spent, compile_before: CompileCount, started: float) -> dict[str, Any]:

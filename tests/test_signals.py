@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -18,10 +19,12 @@ import pytest
 from command import (
     LONG_EXPERIMENT,
     clean_stderr,
+    environment,
     finish,
     handles_signals,
     send_and_wait_delivered,
     start,
+    tiny_experiment,
     wait_until,
 )
 
@@ -146,3 +149,62 @@ def test_a_signal_before_training_in_process_raises_interrupted(tiny_config, tin
         assert stop.received == "SIGINT"
         sweepjax.run(tiny_config.replace(out_dir=str(out)), quiet=True, dataset=tiny_data)
     assert not out.exists()
+
+
+# Runs the command as the `sweepjax` script does, pausing at three moments once the sweep has
+# finished: inside the command (results written, its handlers still in place), after the
+# command returned, and at the process's exit after the command's exit handlers (where no Python
+# code runs any more in a real exit, only the libraries' teardown). Each pause lasts until the
+# test has signalled it.
+LATE_DRIVER = """
+import atexit, os, sys, time
+from pathlib import Path
+
+marker = Path(os.environ["MARKER"])
+
+
+def pause(moment):
+    marker.write_text(moment)
+    while not marker.with_name(f"go {moment}").exists():
+        time.sleep(0.01)
+
+
+atexit.register(pause, "exiting")  # registered before the command's own: runs after them
+from sweepjax import cli
+
+train = cli._train
+cli._train = lambda args: (train(args), pause("finished"))
+code = cli.main()
+pause("returned")
+sys.exit(code)
+"""
+
+
+@pytest.mark.parametrize(
+    "names", [("SIGINT", "SIGTERM", "SIGINT"), ("SIGTERM", "SIGINT", "SIGTERM")]
+)
+def test_signals_after_the_sweep_finished_are_answered_and_the_exit_code_is_0(tmp_path, names):
+    (tmp_path / "driver.py").write_text(LATE_DRIVER)
+    (tmp_path / "tiny.py").write_text(tiny_experiment(10))
+    out, marker = tmp_path / "out", tmp_path / "marker"
+    env = environment(MARKER=str(marker))
+    env.pop("XLA_FLAGS", None)  # the command's own devices, as `command.start` gives it
+    argv = ["run", str(tmp_path / "tiny.py"), "--out", str(out), "--quiet"]
+    process = subprocess.Popen(
+        [sys.executable, str(tmp_path / "driver.py"), *argv],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    for moment, name in zip(("finished", "returned", "exiting"), names, strict=True):
+        wait_until(lambda m=moment: marker.exists() and marker.read_text() == m, process)
+        send_and_wait_delivered(process, getattr(signal, name))
+        (tmp_path / f"go {moment}").touch()
+    code, stderr = finish(process)
+    clean_stderr(stderr)
+    assert code == 0, stderr
+    answer = "sweepjax: {} arrived after the sweep finished; its results are complete."
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert lines == [answer.format(name) for name in names[:2]]  # the last one is ignored
+    assert not sweepjax.read_result(out).summary["interrupted"]
