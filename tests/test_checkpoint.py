@@ -114,7 +114,11 @@ def test_run_stopped_at_n_and_resumed_to_2n_is_bitwise_the_straight_run(
     half = straight.replace(out_dir=str(tmp_path / "half"))
     sweepjax.run(half.replace(steps=30), quiet=True, dataset=tiny_data)
     capsys.readouterr()
-    sweepjax.run(half, quiet=True, dataset=tiny_data)  # same sweep, same out_dir: resumes
+    with pytest.raises(ValueError, match=r"steps: 60 is not the trial budget 30 .*resume"):
+        sweepjax.run(half, quiet=True, dataset=tiny_data)  # a longer budget is resume's to set
+    sweepjax.resume(
+        half.out_dir, overrides=["steps=60"], config=half, quiet=True, dataset=tiny_data
+    )
     assert "resuming" in capsys.readouterr().err
 
     assert_same_results(tmp_path / "straight", tmp_path / "half")

@@ -85,4 +85,8 @@ def test_four_devices_give_the_same_member_as_two():
     assert len(out) == 5
     for layout in out.values():
         for name, value in split.items():
-            assert_same(np.asarray(layout[name], value.dtype), value)
+            got = np.asarray(layout[name], value.dtype)
+            if name == "test_loss":  # a long batch's forward pass: see docs/performance.md
+                np.testing.assert_allclose(got, value, rtol=1e-6, err_msg=name)
+            else:  # training is bitwise on every count of devices from 2
+                assert_same(got, value)

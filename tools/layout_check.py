@@ -60,18 +60,20 @@ def layout_config(model: str = "mlp", steps: int = 8) -> sweepjax.Config:
 
 
 def blobs() -> sweepjax.Dataset:
-    """Three overlapping classes in 12 features: a small set whose losses do not saturate."""
+    """Three overlapping classes in 12 features: a small training set whose losses do not
+    saturate, and a test split of 1,200 examples, evaluated in batches of 1,000 as a sweep's
+    default `eval_batch` does (a long sum is where a layout could enter the evaluation)."""
     rng = np.random.default_rng(0)
     centers = rng.normal(size=(3, 12))
-    y = rng.integers(0, 3, 300)
-    x = centers[y] + rng.normal(size=(300, 12))
+    y = rng.integers(0, 3, 1440)
+    x = centers[y] + rng.normal(size=(1440, 12))
     return sweepjax.from_arrays(x[:240], y[:240], x[240:], y[240:], val_size=40, name="blobs")
 
 
 def follow(
     model: str, size: int, width: int | None, devices: int, steps: int = 8
 ) -> dict[str, np.ndarray]:
-    """Member `MEMBER`'s train losses, parameters and validation loss after `steps` steps.
+    """Member `MEMBER`'s train losses, parameters and test loss after `steps` steps.
 
     `size` 1 trains it alone; otherwise among the first `size` members of the sweep, `width`
     at a time, on the first `devices` devices (as many of them as divide `size`).
@@ -85,10 +87,10 @@ def follow(
     train = placement.replicate(data.train, mesh)
     pop = placement.place(init_population(program, hp, train["inputs"][: config.batch_size]), mesh)
     pop, losses = make_train_chunk(program, steps, width, mesh)(pop, hp, train, jax.random.key(1))
-    val = placement.replicate(data.val, mesh)
-    val_loss = make_evaluate(program, 16, width, mesh)(pop, val)["loss"]
+    test = placement.replicate(data.test, mesh)
+    test_loss = make_evaluate(program, 1000, width, mesh)(pop, test)["loss"]
     at = list(members).index(MEMBER)
-    out = {"losses": np.asarray(losses)[:, at], "val_loss": np.asarray(val_loss)[at]}
+    out = {"losses": np.asarray(losses)[:, at], "test_loss": np.asarray(test_loss)[at]}
     for i, leaf in enumerate(jax.tree.leaves(pop.params)):
         out[f"param{i}"] = np.asarray(leaf)[at]
     return out
