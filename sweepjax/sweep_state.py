@@ -143,6 +143,14 @@ class SweepState:
         ]
         return max(1, min(config.eval_every - step % config.eval_every, *left))
 
+    def member_steps_left(self, step: int) -> int:
+        """The member-steps the sweep may still train after global `step`: each running trial
+        to its budget on its own clock, and each trial yet to start a whole budget (a bound
+        where a scheduler stops some early)."""
+        running = np.flatnonzero(self.running_slots())
+        left = sum(self.config.steps - self.trial_steps(s, step) for s in running)
+        return left + (self.trial_count - len(self.table)) * self.config.steps
+
     def trial_steps(self, slot: int, step: int) -> int:
         return int(step - int(self.hparams[START][slot]))
 

@@ -185,7 +185,7 @@ def _width_search(ctx: _Context, data_placement: str, pop, state, devices, train
         placement.place(state.hparams, devices.mesh),
         train_data.arrays(step, 0),
         mesh=devices.mesh,
-        member_steps=config.population * (config.steps - min(step, config.steps - 1)),
+        member_steps=state.member_steps_left(step),
         chosen=chosen,
         quiet=ctx.quiet,
     )

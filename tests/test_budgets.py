@@ -21,7 +21,13 @@ from test_checkpoint import assert_same_results
 
 import sweepjax
 from sweepjax import checkpoint
+from sweepjax.adaptive.factory import FixedRows
+from sweepjax.adaptive.schedulers import FIFO
 from sweepjax.out_dir import RESULT_FILES
+from sweepjax.population import START
+from sweepjax.space import HParams
+from sweepjax.sweep_state import SweepState
+from sweepjax.trials import Curves, TrialTable
 
 STEPS = 30
 
@@ -110,3 +116,21 @@ def test_a_fixed_sweep_extends_its_budget_only_forward(tiny_config, tiny_data, t
         sweepjax.run(config.replace(steps=30), dataset=tiny_data, quiet=True)  # not by `run`
     result = sweepjax.resume(out, overrides=["steps=30"], dataset=tiny_data, quiet=True)
     assert result.summary["steps_done"] == 30
+
+
+def test_the_work_left_counts_each_trial_on_its_own_clock(tiny_config):
+    """Past `steps` on the global clock, a trial that entered late still has its own budget to
+    train (the width search weighs this work; it was once `population * 1` there)."""
+    config = tiny_config.replace(population=2, trials=3, steps=STEPS)
+    rows = [{"learning_rate": 0.1, "momentum": 0.5, "seed": i} for i in range(3)]
+    state = SweepState(
+        config, "accuracy", "max", HParams({}), np.zeros(0, int), TrialTable(),
+        Curves.empty(("loss", "accuracy")), FIFO(), FixedRows(rows),
+    )  # fmt: skip
+    state.admit(rows[:1], step=0)
+    state.admit(rows[1:2], step=STEPS - 10)  # the second slot took a trial late
+    state.slot_trials = np.array([0, 1])
+    state.hparams = HParams({START: np.array([0, STEPS - 10], np.int32)})
+    state.table.rows[0].status = "finished"
+    step = STEPS + 10  # past the budget on the global clock
+    assert state.member_steps_left(step) == (STEPS - 20) + STEPS  # trial 1's 10 left, trial 2
