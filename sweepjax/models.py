@@ -24,6 +24,7 @@ from flax import nnx
 
 from sweepjax.dropout import Dropout
 from sweepjax.transformer import Transformer
+from sweepjax.user_code import describe_failure
 
 ACTIVATIONS: dict[str, Callable] = {
     "relu": nn.relu,
@@ -331,6 +332,11 @@ def as_model(module: Any) -> Model:
     """
     if isinstance(module, Model):
         return module
+    if isinstance(module, type) and issubclass(module, nn.Module):
+        raise ValueError(
+            f"model: {module.__name__} is a flax.linen.Module class; allowed: an instance of it "
+            f"(model={module.__name__}()), a flax.nnx.Module class, or a built-in model name."
+        )
     try:
         key = ("module", module)
         hash(key)
@@ -403,7 +409,10 @@ def _nnx_model(graphdef: Any, make_state: Callable[[jax.Array], Any], module: An
 
 
 def _from_nnx_constructor(constructor: Callable[..., nnx.Module]) -> Model:
-    abstract = nnx.eval_shape(lambda: constructor(rngs=nnx.Rngs(0)))
+    try:
+        abstract = nnx.eval_shape(lambda: constructor(rngs=nnx.Rngs(0)))
+    except Exception as err:  # the user's __init__ failing is the user's error
+        raise ValueError(f"model: {describe_failure(constructor, err)}") from err
     graphdef, _, _ = nnx.split(abstract, nnx.Param, ...)
 
     def make_state(key: jax.Array):

@@ -18,7 +18,6 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import jax
 import numpy as np
 
 from sweepjax import checkpoint, distributed
@@ -32,15 +31,9 @@ from sweepjax.buckets import (
 )
 from sweepjax.compiling import use_compile_cache
 from sweepjax.config import Config, apply_overrides, effective_space, families, validate
-from sweepjax.data import (
-    Dataset,
-    augmentation_of,
-    check_augmentation,
-    first,
-    num_examples,
-)
+from sweepjax.data import Dataset, augmentation_of, first
+from sweepjax.data_checks import check_model_and_task, check_splits, dataset_of
 from sweepjax.errors import Interrupted
-from sweepjax.loaders import load_dataset
 from sweepjax.lock import FolderLock
 from sweepjax.models import model_of
 from sweepjax.optim import Optimizer
@@ -50,7 +43,7 @@ from sweepjax.population import Program
 from sweepjax.results import Result, atomic_write, write_result
 from sweepjax.signals import StopOnSignal
 from sweepjax.space import HParams, SearchSpace
-from sweepjax.tasks import Task, check_task, task_of
+from sweepjax.tasks import task_of
 from sweepjax.training import stopped_before_training, train_population
 
 
@@ -85,60 +78,6 @@ def program_of(config: Config) -> Program:
         compute_dtype=config.precision,
         task=task_of(config.task),
     )
-
-
-def _check_data(config: Config, dataset: Dataset, program: Program) -> None:
-    """The data, the model and the task fit together: checked before anything compiles."""
-    counts = {name: num_examples(getattr(dataset, name), f"dataset {name}") for name in SPLITS}
-    if config.batch_size > counts["train"]:
-        raise ValueError(
-            f"batch_size: {config.batch_size} exceeds the {counts['train']} training examples."
-        )
-    task, example = program.task, first(dataset.train, config.batch_size)
-    try:
-        inputs = task.inputs(example)
-    except Exception as err:  # the user's task cannot find its inputs in the batch
-        raise ValueError(f"task.inputs: {task.name!r} fails on the batch: {err!r}") from err
-    # Augmentation acts on the batch's `inputs` (population._augmented), whatever the task reads.
-    augmented = example.get("inputs") if isinstance(example, Mapping) else None
-    check_augmentation(augmentation_of(config.augment), np.shape(augmented)[1:], dataset.name)
-    try:
-        outputs = jax.eval_shape(lambda x: program.model.apply_fresh(x)[0], inputs)
-    except Exception as err:  # any shape error raised by the user's module while tracing
-        raise ValueError(
-            f"model: cannot take features of shape {jax.tree.map(lambda a: np.shape(a)[1:], inputs)} "
-            f"from {dataset.name!r}: {err}"
-        ) from err
-    classes = dataset.num_classes if task.name == "classification" else None
-    if classes is not None and outputs.shape[-1] != classes:
-        raise ValueError(
-            f"model: outputs {outputs.shape[-1]} classes but {dataset.name!r} has {classes}; "
-            "set the model's num_classes."
-        )
-    _check_targets(task, dataset, tuple(outputs.shape[1:]))
-    check_task(task, outputs, example)
-
-
-def _check_targets(task: Task, dataset: Dataset, output_shape: tuple[int, ...]) -> None:
-    if task.check_targets is None:
-        return
-    for name in SPLITS:
-        split = getattr(dataset, name)
-        if not isinstance(split, Mapping) or "targets" not in split:
-            raise ValueError(
-                f"dataset: {dataset.name!r} {name} examples have no 'targets' (they hold "
-                f"{jax.tree.map(np.shape, split)}); allowed for task {task.name!r}: a dict "
-                "with 'inputs' and 'targets'."
-            )
-        problem = task.check_targets(split["targets"], output_shape)
-        if problem is not None:
-            raise ValueError(
-                f"dataset: {dataset.name!r} {name} targets do not fit task {task.name!r}; "
-                f"allowed: {problem}."
-            )
-
-
-SPLITS = ("train", "val", "test")
 
 
 def run(
@@ -191,7 +130,8 @@ def _run(
     use_compile_cache(config.compile_cache)
     if distributed.any_process(stop.received is not None):
         raise stopped_before_training(stop, config.out_dir)
-    dataset = dataset or load_dataset(config.dataset, config.val_size, config.normalize)
+    dataset = dataset_of(dataset, config)
+    check_splits(dataset, config.batch_size)
     columns = complete_hparams(config, {"seed": np.zeros(2, np.int32)})
     program = program_of(config)
     example_inputs = program.task.inputs(first(dataset.train, config.batch_size))
@@ -199,7 +139,7 @@ def _run(
     buckets = plan_buckets(config) if structural_keys(config) else []
     programs = [program_of(bucket.config) for bucket in buckets] or [program]
     for sub, program in zip([b.config for b in buckets] or [config], programs, strict=True):
-        _check_data(sub, dataset, program)
+        check_model_and_task(sub, dataset, program)
     if overwrite and config.out_dir is not None:  # only now: bad input loses nothing
         if distributed.is_primary():
             discard(config.out_dir)

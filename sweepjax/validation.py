@@ -35,7 +35,7 @@ from sweepjax.config import (
 )
 from sweepjax.data import NORMALIZATIONS, augmentation_of
 from sweepjax.mlflow_log import required_modules, tracking_uri
-from sweepjax.models import MODELS, build_model, model_options
+from sweepjax.models import MODELS, build_model, model_of, model_options
 from sweepjax.optim import check_schedules
 from sweepjax.schedules import PIECES
 from sweepjax.sweep_state import is_adaptive
@@ -88,16 +88,17 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
 }
 FLAGS = ("staircase", "cycle")  # on or off per member (0.0 or 1.0): a bool is a number there
 # Counts of steps, members, examples and checkpoints: positive, and int32 where on the device.
-COUNTS = (
-    "population",
-    "steps",
-    "batch_size",
-    "eval_every",
-    "eval_batch",
-    "val_size",
-    "keep_checkpoints",
-)
 MAX_COUNT = 2**31 - 1
+# Every trial's hyperparameters are sampled when a sweep starts, before the devices' memory
+# plan can refuse a population: more members or trials than this exhaust the host first.
+MAX_MEMBERS = 2**24
+COUNTS: dict[str, tuple[int, str]] = {
+    "population": (MAX_MEMBERS, "2**24"),
+    **dict.fromkeys(
+        ("steps", "batch_size", "eval_every", "eval_batch", "val_size", "keep_checkpoints"),
+        (MAX_COUNT, "2**31 - 1"),
+    ),
+}
 # The sweep's seed seeds numpy's samplers (>= 0) and `jax.random.key`, which keeps only the
 # low 32 bits (2**32 would train as 0). A member's seed is its int32 `seed` column.
 SEEDS = (0, 2**32 - 1)
@@ -135,16 +136,12 @@ def _check_types(config: Config) -> None:
 
 def _check_numbers(config: Config) -> None:
     """Counts, the seed, and the other integer keys within what the sweep can use."""
-    for name in COUNTS:
+    for name, (most, power) in COUNTS.items():
         value = getattr(config, name)
         if value < 1:
-            raise ValueError(
-                f"{name}: {value} must be a positive integer; allowed: 1 to {MAX_COUNT}."
-            )
-        if value > MAX_COUNT:
-            raise ValueError(
-                f"{name}: {value} is too large; allowed: 1 to {MAX_COUNT} (2**31 - 1)."
-            )
+            raise ValueError(f"{name}: {value} must be a positive integer; allowed: 1 to {most}.")
+        if value > most:
+            raise ValueError(f"{name}: {value} is too large; allowed: 1 to {most} ({power}).")
     if not SEEDS[0] <= config.seed <= SEEDS[1]:
         raise ValueError(
             f"seed: {config.seed} is out of range; allowed: integers from {SEEDS[0]} to "
@@ -229,11 +226,13 @@ def _check_trackers(config: Config) -> None:
 def _check_policies(config: Config) -> None:
     """`trials`, `scheduler` and `searcher` (see `sweepjax.adaptive`)."""
     trials = config.trials
-    if trials is not None and not config.population <= trials <= MAX_COUNT:
+    if trials is not None and not config.population <= trials <= MAX_MEMBERS:
+        what = (
+            "is too large" if trials > MAX_MEMBERS else f"is below population {config.population}"
+        )
         raise ValueError(
-            f"trials: {trials} is below population {config.population}; allowed: None (as many "
-            f"as the population), or {config.population} to {MAX_COUNT}; for fewer slots, set "
-            "population."
+            f"trials: {trials} {what}; allowed: None (as many as the population), or "
+            f"{config.population} to {MAX_MEMBERS} (2**24); for fewer slots, set population."
         )
     structural = [k for k in config.space if k.startswith("model.")]
     searcher = policy_of(config.searcher, "searcher")[0]
@@ -250,7 +249,8 @@ def _check_policies(config: Config) -> None:
 
 def _check_model(config: Config) -> None:
     if not isinstance(config.model, Mapping):
-        return  # a user module: checked when it is traced against the data
+        model_of(config.model)  # a user module: built now (shapes only), traced on the data later
+        return
     name = config.model.get("name", "mlp")
     if not isinstance(name, str) or name not in MODELS:
         raise ValueError(f"model.name: unknown model {name!r}; allowed: {sorted(MODELS)}.")

@@ -210,7 +210,7 @@ BAD_CONFIGS = [
     ({"out_dir": "  "}, r"out_dir: '  ' names no folder"),
     # huge values
     ({"steps": 10**30}, r"steps: 10{30} is too large; allowed: 1 to 2147483647 \(2\*\*31 - 1\)"),
-    ({"population": 2**31}, r"population: 2147483648 is too large; allowed: 1 to 2147483647"),
+    ({"population": 2**31}, r"population: 2147483648 is too large; allowed: 1 to 16777216"),
     ({"eval_batch": 10**12}, r"eval_batch: 10{12} is too large; allowed: 1 to 2147483647"),
     ({"keep_checkpoints": 10**30}, r"keep_checkpoints: 10{30} is too large"),
     # more keys that raised TypeError or passed
