@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sweepjax import checkpoint, distributed
+from sweepjax import checkpoint, distributed, same_sweep
 from sweepjax.buckets import PLAN_FILE
 from sweepjax.config import Config
 from sweepjax.errors import StorageError, describe_os_error
@@ -72,7 +72,7 @@ def discard(out_dir: str) -> None:
 def keep_advice(out_dir: str, *, resuming: bool) -> str:
     """What to do about a folder that holds another sweep, for `run` or for `resume`."""
     if resuming:
-        allowed = ", ".join(checkpoint.RESUME_OVERRIDES)
+        allowed = ", ".join(same_sweep.RESUME_OVERRIDES)
         return (
             f"Nothing was changed; a resume may change only {allowed}. To start the changed "
             f"sweep in this folder instead: sweepjax run EXPERIMENT --out {out_dir} --overwrite "
@@ -95,7 +95,7 @@ def check_contents(config: Config, data: dict[str, str], *, resuming: bool) -> N
             )
         check_results(config, data, resuming=resuming)
         return
-    diffs = checkpoint.differences(meta, config.to_json(), data)
+    diffs = same_sweep.differences(meta, config.to_json(), data)
     if diffs:
         raise checkpoint.CheckpointMismatch(
             f"{config.out_dir} holds a checkpoint (step {meta['step']}) of a different sweep: "
@@ -114,7 +114,7 @@ def check_budget(config: Config, meta: dict[str, Any], *, resuming: bool) -> Non
     budget is `resume --set steps=N` alone: forward only, and only where every trial still
     holds its slot (a fixed population), since a trial that has left its slot cannot go on.
     """
-    saved = checkpoint.budget_steps(meta)
+    saved = same_sweep.budget_steps(meta)
     if config.steps == saved:
         return
     where = config.out_dir
@@ -152,7 +152,7 @@ def check_results(config: Config, data: dict[str, str], *, resuming: bool = Fals
             f"{config.out_dir} holds {', '.join(present)} without a readable sweep.json, so "
             f"whether they are this sweep's cannot be told. {keep}"
         )
-    diffs = checkpoint.differences({"config": saved}, config.to_json(), data)
+    diffs = same_sweep.differences({"config": saved}, config.to_json(), data)
     if diffs:
         raise checkpoint.CheckpointMismatch(
             f"{config.out_dir} holds the results of a different sweep: {'; '.join(diffs)}. {keep}"

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sweepjax import checkpoint, distributed
+from sweepjax import checkpoint, distributed, same_sweep
 from sweepjax.buckets import (
     PLAN_FILE,
     Bucket,
@@ -171,7 +171,7 @@ def _check_bucket_plan(
     }
     plan_path = Path(out_dir, PLAN_FILE)
     if plan_path.exists():
-        diffs = checkpoint.differences(
+        diffs = same_sweep.differences(
             json.loads(plan_path.read_text()), plan["config"], plan["data"]
         )
         if diffs:
@@ -269,7 +269,7 @@ def resume(
     Args:
       out_dir: the sweep's output directory.
       overrides: `key=value` changes to the saved config; only keys that leave the sweep the
-        same may change (`checkpoint.RESUMABLE_KEYS`: `steps`, `eval_every`, `eval_batch`,
+        same may change (`same_sweep.RESUMABLE_KEYS`: `steps`, `eval_every`, `eval_batch`,
         `checkpoint_every`, `keep_checkpoints`, `data_placement`, `population_width`).
       config: the config to continue with instead of the saved one (needed when the model is
         a user module, which a checkpoint records only by its repr).
@@ -304,7 +304,7 @@ def resume(
 
 def _check_resume_overrides(out_dir: str, overrides: Sequence[str]) -> None:
     """Refuse an override that would make the resumed sweep another sweep."""
-    allowed = checkpoint.RESUME_OVERRIDES
+    allowed = same_sweep.RESUME_OVERRIDES
     for item in overrides:
         key = item.partition("=")[0].strip()
         if key not in allowed:

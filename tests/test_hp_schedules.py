@@ -13,10 +13,10 @@ import pytest
 from conftest import assert_same, count_compiles
 
 import sweepjax
-from sweepjax.checkpoint import differences
 from sweepjax.config import apply_overrides, validate
 from sweepjax.data import batch_indices
 from sweepjax.population import init_population, make_train_chunk
+from sweepjax.same_sweep import differences
 from sweepjax.sweep import program_of, sample_hparams
 
 STEPS = 12
@@ -235,7 +235,9 @@ def test_a_sweep_with_schedule_parameters_resumes_from_its_checkpoint(
     )
     resumed = config.replace(out_dir=str(tmp_path / "b"))
     sweepjax.run(resumed.replace(steps=10), quiet=True, dataset=tiny_data)
-    result = sweepjax.run(resumed, quiet=True, dataset=tiny_data)
+    result = sweepjax.resume(
+        resumed.out_dir, overrides=["steps=20"], config=resumed, quiet=True, dataset=tiny_data
+    )
     assert [r["momentum.decay_steps"] for r in result.rows] == [5.0, 15.0]
     for name in ("train_loss", "val_loss"):
         assert_same(result.curves[name], straight.curves[name])

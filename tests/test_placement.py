@@ -294,6 +294,8 @@ def test_a_resumed_sweep_keeps_the_width_its_search_chose(
     assert 4 in first.summary["population_width_rates"]  # searched (stops are timing's)
     monkeypatch.setattr(placement, "_widths", {})  # a new process: nothing remembered
     monkeypatch.setattr(placement, "_candidates", lambda share, fits: [5, 3])
-    resumed = sweepjax.run(config.replace(steps=500), dataset=tiny_data, quiet=True)
+    resumed = sweepjax.resume(
+        config.out_dir, overrides=["steps=500"], config=config, dataset=tiny_data, quiet=True
+    )
     assert resumed.summary["population_width"] == chosen
     assert resumed.summary["population_width_rates"] == {}

@@ -61,7 +61,9 @@ def test_streamed_sweep_matches_the_device_sweep_and_resumes_exactly(
 
     streamed = config.replace(data_placement="stream", out_dir=str(tmp_path / "s"))
     sweepjax.run(streamed.replace(steps=20), quiet=True, dataset=tiny_images)
-    resumed = sweepjax.run(streamed, quiet=True, dataset=tiny_images)  # resumes at step 20
+    resumed = sweepjax.resume(  # at step 20
+        streamed.out_dir, overrides=["steps=30"], config=streamed, quiet=True, dataset=tiny_images
+    )
     assert resumed.summary["data_placement"] == "stream"
     for name, curve in device.curves.items():  # as above: bitwise on the CPU
         assert_same(resumed.curves[name], curve)
