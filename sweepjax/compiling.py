@@ -15,7 +15,8 @@ Every program is cached, however quickly it compiled, and the folder is kept und
 `MAX_BYTES` by evicting the least recently used programs. The cache holds executable code:
 the folder is created readable and writable by its owner only, and should not be shared with
 users you do not trust. JAX's own settings for these (`JAX_PERSISTENT_CACHE_*`,
-`JAX_COMPILATION_CACHE_MAX_SIZE`) win when set.
+`JAX_COMPILATION_CACHE_MAX_SIZE`) win when set. An entry that fails to load (a torn file) is
+removed, with one `CompileCacheWarning`, and its program compiled and written again.
 
 **The count.** `compile_count()` is what this process has spent compiling so far (seconds,
 programs, and how many of them came from the cache); a sweep reports the difference in its
@@ -32,9 +33,13 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
+import glob
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import jax
@@ -97,10 +102,66 @@ def use_compile_cache(setting: str | None = "auto") -> Path | None:
         if variable not in os.environ:
             jax.config.update(name, value)
     wanted = None if folder is None else str(folder)
+    if folder is not None:
+        _replace_damaged_entries()
     if jax.config.jax_compilation_cache_dir != wanted:
         jax.config.update("jax_compilation_cache_dir", wanted)
         compilation_cache.reset_cache()  # the next compilation opens the new folder
     return folder
+
+
+class CompileCacheWarning(UserWarning):
+    """A damaged entry of the persistent compile cache was removed; its program is compiled
+    again and the entry rewritten."""
+
+
+def _replace_damaged_entries() -> None:
+    """Make JAX's persistent cache remove an entry that fails to load (idempotent).
+
+    JAX warns of such an entry (two lines each time it is read) and compiles the program, but
+    never rewrites the entry, which it finds already there: every later run would warn again.
+    Its cache read is wrapped so that the entry is removed instead, and the compiled program
+    is then written in its place; one `CompileCacheWarning` says so, the first time.
+    """
+    from jax._src import compilation_cache as jax_cache  # the read JAX's compiler calls
+
+    read = getattr(jax_cache, "get_executable_and_time", None)
+    if read is not None and not hasattr(read, "replaces_damaged"):
+        jax_cache.get_executable_and_time = _removing_damaged(read)
+
+
+_warned = []  # whether this process has said that it removed a damaged entry
+
+
+def _removing_damaged(read):
+    """`read` (the cache read of JAX's compiler) removing an entry that fails to load; a miss
+    then, unless JAX is told to raise such errors."""
+
+    @functools.wraps(read)
+    def replacing(cache_key: str, *args, **kwargs):
+        try:
+            return read(cache_key, *args, **kwargs)
+        except Exception as err:
+            if getattr(jax.config, "jax_raise_persistent_cache_errors", False):
+                raise
+            folder = Path(jax.config.jax_compilation_cache_dir)
+            for path in folder.glob(f"{glob.escape(cache_key)}*"):  # the entry, its access time
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            if not _warned:
+                _warned.append(cache_key)
+                program = cache_key.rsplit("-", 1)[0]
+                warnings.warn(
+                    f"compile cache {folder}: a damaged entry is removed and its program "
+                    f"compiled again ({program}: {type(err).__name__}: {err}); others found "
+                    "in this run are replaced without a word.",
+                    CompileCacheWarning,
+                    stacklevel=2,
+                )
+            return None, None
+
+    replacing.replaces_damaged = True
+    return replacing
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,6 +20,7 @@ import orbax.checkpoint as ocp
 
 from sweepjax.checkpoint import _manager, checkpoint_dir, restore_latest
 from sweepjax.config import FAMILY_KEYS, Config, families
+from sweepjax.errors import describe_os_error
 from sweepjax.optim import FAMILIES, hyperparameter_names
 from sweepjax.population import START
 from sweepjax.schedules import SCHEDULES, schedule_parameters
@@ -173,10 +174,21 @@ def member_hyperparameters(config: Config, values: Mapping[str, Any]) -> dict[st
 
 
 def _save(path: Path, tree: Any) -> None:
-    checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save(path, tree)
-    checkpointer.wait_until_finished()
-    checkpointer.close()
+    """Write `tree` as a standard Orbax checkpoint at `path`, synchronously: a failed save
+    raises here and leaves no background thread to keep the process alive."""
+    checkpointer = ocp.Checkpointer(ocp.StandardCheckpointHandler())
+    try:
+        checkpointer.save(path, tree)
+    finally:
+        checkpointer.close()
+
+
+def _create_target(to: Path) -> None:
+    """Create the export folder `to`, or say in one line why it cannot be (before Orbax)."""
+    try:
+        to.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"--to: {to}: " + describe_os_error(err, "create")) from err
 
 
 def export_member(out_dir: str | os.PathLike, member: int, to: str | os.PathLike) -> Path:
@@ -233,11 +245,17 @@ def export_member(out_dir: str | os.PathLike, member: int, to: str | os.PathLike
 
     Returns:
       `to`, as a `Path`.
+
+    Raises:
+      ValueError: `member` is not a trial of the checkpoint, `to` is a file, a folder that is
+        not empty or one that cannot be created, or `out_dir` holds no checkpoint.
+      CheckpointError: no checkpoint of `out_dir` could be read.
     """
     to = _check_target(out_dir, Path(to).absolute())
     with _manager(out_dir, read_only=True) as manager:
         snapshot, _ = restore_latest(manager)
     variables, values, alive = _variables(snapshot, member)
+    _create_target(to)
     pure = nnx_pure_dicts(variables)
     if pure is None:
         _save(to / "checkpoint", variables)

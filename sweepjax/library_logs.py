@@ -1,6 +1,6 @@
 """Keep the noise of sweepjax's libraries out of the user's terminal.
 
-Two sources are known, and each is handled at its cause where sweepjax can:
+Three sources are known, and each is handled at its cause where sweepjax can:
 
 * Orbax warns through absl about the options of a read-only `CheckpointManager` ("Given
   directory is read only"); `sweepjax.checkpoint` opens no such manager. Any other absl log
@@ -11,6 +11,8 @@ Two sources are known, and each is handled at its cause where sweepjax can:
   closed` in a tensorstore thread (printed by `sys.unraisablehook`), or its task or future logs
   "... exception was never retrieved" on the `asyncio` logger. `drop_failed_restore_noise`
   filters exactly these, whoever calls sweepjax.
+* A library's error quoted in a sweepjax warning may span lines (TensorStore's spec of a
+  damaged array, in `restore_latest`'s warning): the command prints it on one line.
 """
 
 from __future__ import annotations
@@ -75,8 +77,10 @@ _format_warning = warnings.formatwarning
 
 
 def _one_line(message, category, filename, lineno, line=None) -> str:
+    """A sweepjax warning as one line, its text's line breaks (a library's error quoted in it,
+    such as TensorStore's spec of a damaged array) run together; others as Python has them."""
     if category.__module__.split(".")[0] == "sweepjax":
-        return f"sweepjax: warning: {message}\n"
+        return f"sweepjax: warning: {' '.join(str(message).split())}\n"
     return _format_warning(message, category, filename, lineno, line)
 
 

@@ -323,10 +323,14 @@ _DAMAGE = (ValueError, EOFError, KeyError, csv.Error, zipfile.BadZipFile)
 
 
 def _damaged(path: Path, reason: object) -> StorageError:
-    return StorageError(
-        f"{path} is damaged ({reason}); `sweepjax resume {path.parent}` rewrites the result "
-        "files from the sweep's checkpoint."
+    """The error of a damaged result file: the file, what is wrong, and what rewrites it."""
+    out = path.parent
+    rewrite = (
+        f"`sweepjax resume {out}` rewrites the result files from the sweep's checkpoint"
+        if (out / "checkpoints").is_dir()
+        else f"{out} holds no checkpoint to rewrite it from: run the sweep again"
     )
+    return StorageError(f"{path} is damaged ({reason}); {rewrite}.")
 
 
 def _load(path: Path, parse: Callable[[Path], Any]) -> Any:
@@ -352,8 +356,9 @@ def _parse_rows(path: Path) -> list[dict[str, Any]]:
         return text
 
     with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        rows = list(reader)
+        content = f.read()
+    reader = csv.DictReader(io.StringIO(content))
+    rows = list(reader)
     header = reader.fieldnames or []
     if "member" not in header or "status" not in header:
         raise ValueError(f"a header without member and status: {header[:4]}")
@@ -362,6 +367,8 @@ def _parse_rows(path: Path) -> list[dict[str, Any]]:
             fields = sum(v is not None for k, v in row.items() if k is not None)
             fields += len(row.get(None, []))
             raise ValueError(f"line {line} has {fields} fields, the header {len(header)}")
+    if not content.endswith("\n"):  # the writer ends every line: its last value may be cut
+        raise ValueError("its last line is cut short: it has no line end")
     rows = [{k: convert(v) for k, v in row.items()} for row in rows]
     if not all(isinstance(r["member"], int) for r in rows):
         raise ValueError("a member that is not an integer")
@@ -421,20 +428,24 @@ def read_result(out_dir: str | os.PathLike) -> Result:
 
     Raises:
       ValueError: `out_dir` is not a sweep folder with results (a file is missing).
-      StorageError: a file is damaged or cannot be read.
+      StorageError: a file is damaged or cannot be read, or the files disagree on the sweep's
+        size (`check_sizes`).
     """
     out = Path(out_dir)
     rows = _required(out, "results.csv", _parse_rows)
     curves = _required(out, "curves.npz", load_npz)
-    return Result(rows, curves, _required(out, "sweep.json", _parse_summary), out)
+    result = Result(rows, curves, _required(out, "sweep.json", _parse_summary), out)
+    check_sizes(result)
+    return result
 
 
 def read_sweep(out_dir: str | os.PathLike) -> Result:
     """Load a sweep directory, tolerating missing files but `results.csv`.
 
     Unlike `read_result`, a missing `curves.npz` or `sweep.json` gives empty `curves` or
-    `summary`, and curves of other lengths or shapes are trimmed or dropped; a damaged file is
-    an error all the same (files are written atomically, so a running sweep never tears one).
+    `summary` (so do the curves of a sweep of buckets stopped early, one column per member of
+    the population), and the curves are float64; a damaged file is an error all the same
+    (files are written atomically, so a running sweep never tears one).
 
     Args:
       out_dir: a directory written by `sweepjax.run` (finished, interrupted or running).
@@ -444,11 +455,21 @@ def read_sweep(out_dir: str | os.PathLike) -> Result:
 
     Raises:
       ValueError: `out_dir` holds no `results.csv`.
-      StorageError: a file is damaged or cannot be read.
+      StorageError: a file is damaged or cannot be read, or the files disagree on the sweep's
+        size (`check_sizes`).
     """
     out = Path(out_dir)
     rows = _required(out, "results.csv", _parse_rows)
-    return Result(rows, _read_curves(out, len(rows)), read_summary(out), out)
+    try:
+        curves = _load(out / "curves.npz", load_npz)
+    except FileNotFoundError:
+        curves = {}
+    result = Result(rows, curves, read_summary(out), out)
+    check_sizes(result)
+    if any(v.shape[1:] != (len(rows),) for k, v in curves.items() if k != "steps"):
+        curves = {}  # a sweep of buckets stopped early: a column for every member, not a row
+    result.curves = {k: v if k == "steps" else v.astype(np.float64) for k, v in curves.items()}
+    return result
 
 
 def read_summary(out_dir: str | os.PathLike) -> dict[str, Any]:
@@ -463,18 +484,34 @@ def read_summary(out_dir: str | os.PathLike) -> dict[str, Any]:
         return {}
 
 
-def _read_curves(out: Path, members: int) -> dict[str, np.ndarray]:
-    try:
-        curves = _load(out / "curves.npz", load_npz)
-    except FileNotFoundError:
-        return {}
-    if "steps" not in curves:
-        return {}
-    steps = np.asarray(curves["steps"]).reshape(-1)
-    kept = {"steps": steps}
+def check_sizes(result: Result) -> None:
+    """Check that the files of `result.out_dir` describe one sweep: as many rows as `sweep.json`
+    records members, and every curve `[evaluations, members]` (a sweep of structural buckets
+    stopped early: `[evaluations, population]`). A file cut short, or another sweep's, fails.
+
+    Raises:
+      StorageError: the file that disagrees, what it holds and what it should.
+
+    >>> rows = [{"member": 0}, {"member": 1}]
+    >>> check_sizes(Result(rows, {}, {"members": 3}, Path("runs/a")))
+    Traceback (most recent call last):
+    sweepjax.errors.StorageError: runs/a/results.csv is damaged (it holds 2 rows, and sweep.json records 3 members); runs/a holds no checkpoint to rewrite it from: run the sweep again.
+    """
+    out, summary, curves = Path(result.out_dir or "."), result.summary, result.curves
+    members = summary.get("members")
+    if isinstance(members, int) and len(result.rows) != members:
+        found = f"it holds {len(result.rows)} rows, and sweep.json records {members} members"
+        raise _damaged(out / "results.csv", found)
+    if not curves:
+        return
+    steps = curves.get("steps")
+    if steps is None or steps.ndim != 1:
+        raise _damaged(out / "curves.npz", "no one-dimensional steps array")
+    width = len(result.rows)
+    if "buckets" in summary:  # each member's curve in its own column, trained or not yet
+        width = summary.get("config", {}).get("population", width)
+    expected = (len(steps), width)
     for name, values in curves.items():
-        if name == "steps" or values.ndim != 2 or values.shape[1] != members:
-            continue
-        kept[name] = values.astype(np.float64)
-    length = min(len(v) for v in kept.values())
-    return {k: v[:length] for k, v in kept.items()} if length else {}
+        if name != "steps" and values.shape != expected:
+            wanted = f"{expected[0]} evaluations of {width} members make {expected}"
+            raise _damaged(out / "curves.npz", f"{name} has shape {values.shape}; {wanted}")

@@ -185,11 +185,12 @@ def test_a_split_is_evaluated_in_as_few_batches_as_hold_it():
     np.testing.assert_array_equal(xs.reshape(-1)[:10], x[:, 0])
 
 
-def test_curves_are_read_as_far_as_they_agree(tmp_path):
-    """A curves file from a sweep of another size, or cut short, is read only where it fits."""
+def test_curves_that_disagree_with_the_results_are_refused(tmp_path):
+    """A curves file from a sweep of another size, or cut short, is damaged, never trimmed."""
+    (tmp_path / "results.csv").write_text("member,status\n0,ok\n1,ok\n")
     ones = np.ones
     np.savez(tmp_path / "curves.npz", steps=np.array([10, 20, 30]), train_loss=ones((3, 2)),
              val_loss=ones((2, 2)), val_accuracy=ones((3, 5)))  # fmt: skip
-    curves = results._read_curves(tmp_path, members=2)
-    assert sorted(curves) == ["steps", "train_loss", "val_loss"]  # 5 members are not 2
-    assert curves["steps"].tolist() == [10, 20] and curves["train_loss"].shape == (2, 2)
+    message = r"curves\.npz is damaged \(val_loss has shape \(2, 2\); 3 evaluations of 2 members"
+    with pytest.raises(sweepjax.StorageError, match=message):
+        results.read_sweep(tmp_path)

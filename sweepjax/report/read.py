@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from sweepjax.lock import holder
+from sweepjax.lock import FolderBusy, holder
 from sweepjax.report.analysis import (
     boundary_text,
     config_of,
@@ -89,7 +89,7 @@ def show(out_dir: str | os.PathLike, top: int = 10) -> str:
       The text, several lines.
 
     While a process holds the folder's lock, the first line says so (who, which step, since
-    when) and the rest are the results written last, if any.
+    when) and the rest are the results written last, if any; with none yet, that line alone.
 
     Raises:
       ValueError: `top` is not a positive integer, or `out_dir` holds no results and no
@@ -97,16 +97,12 @@ def show(out_dir: str | os.PathLike, top: int = 10) -> str:
       StorageError: a result file is damaged or cannot be read.
     """
     check_top(top)
-    running = _running_line(out_dir)
-    try:
-        result = read_sweep(out_dir)
-    except ValueError:
-        if running is None:
-            raise
-        return f"{out_dir}: {running}; no results written yet"
+    result, running = read_folder(out_dir)
+    if result is None:
+        return f"{out_dir}: {running_line(running)}; {NOT_YET}"
     lines = [f"{result.out_dir}: {status_line(result)}"]
     if running is not None:
-        lines.insert(0, f"{out_dir}: {running}; the results below were written before")
+        lines.insert(0, f"{out_dir}: {written_while(running, result)}")
     if result.rows:
         lines.append(leaderboard(result.rows, top, *ranking(result.summary)))
     boundary = divergence_boundary(result.rows)
@@ -116,13 +112,54 @@ def show(out_dir: str | os.PathLike, top: int = 10) -> str:
     return "\n".join(lines)
 
 
-def _running_line(out_dir: str | os.PathLike) -> str | None:
-    """'running (step, PID, host, since)' while a sweep holds `out_dir`'s lock, else None."""
-    info = holder(out_dir)
-    if info is None:
-        return None
-    step = info.get("step")
-    of = f" of {info['steps']}" if "steps" in info else ""
+NOT_YET = "it writes its results when it finishes or stops"  # a running sweep without results
+
+
+def read_folder(out_dir: str | os.PathLike) -> tuple[Result | None, dict[str, Any] | None]:
+    """The results in `out_dir` (`read_sweep`) and, while a sweep holds the folder, who holds
+    it (`sweepjax.lock.holder`); the results are None while that sweep has written none.
+
+    Raises:
+      ValueError: `out_dir` holds no results and no running sweep.
+      StorageError: a result file is damaged or cannot be read.
+    """
+    running = holder(out_dir)
+    try:
+        return read_sweep(out_dir), running
+    except ValueError:
+        if running is None:
+            raise
+        return None, running
+
+
+def no_results_yet(out_dir: str | os.PathLike, running: Mapping[str, Any]) -> FolderBusy:
+    """The error of a command that needs the results of a sweep still running without any.
+
+    >>> print(no_results_yet("runs/a", {"pid": 7, "host": "h", "step": 40}))
+    out_dir: runs/a is a sweep still running at step 40 (PID 7 on h); it writes its results when it finishes or stops (kill -TERM 7 stops it after a checkpoint): try again then.
+    """
+    stop = f"kill -TERM {running.get('pid', '?')} stops it after a checkpoint"
+    return FolderBusy(
+        f"out_dir: {out_dir} is a sweep still {running_line(running)}; {NOT_YET} ({stop}): "
+        "try again then."
+    )
+
+
+def written_while(running: Mapping[str, Any], result: Result) -> str:
+    """Who is running the sweep (`running_line`), and when the results shown were written.
+
+    >>> written_while({"pid": 7, "host": "h", "step": 50}, Result([], {}, {"steps_done": 30}))
+    'running at step 50 (PID 7 on h); the results below were written at step 30'
+    """
+    done = result.summary.get("steps_done")
+    when = "before" if done is None else f"at step {done}"
+    return f"{running_line(running)}; the results below were written {when}"
+
+
+def running_line(running: Mapping[str, Any]) -> str:
+    """'running (step, PID, host, since)' from what the folder's lock says of its holder."""
+    step = running.get("step")
+    of = f" of {running['steps']}" if "steps" in running else ""
     at = f"at step {step}{of}" if step is not None else "starting (no chunk done yet)"
-    since = f", since {info['since']}" if "since" in info else ""
-    return f"running {at} (PID {info.get('pid', '?')} on {info.get('host', '?')}{since})"
+    since = f", since {running['since']}" if "since" in running else ""
+    return f"running {at} (PID {running.get('pid', '?')} on {running.get('host', '?')}{since})"

@@ -34,7 +34,13 @@ from sweepjax.report.figure_axes import sweep_title, write_png
 from sweepjax.report.figures import FIGURES, caption_of
 from sweepjax.report.importance import importance_table
 from sweepjax.report.interactive import figure_html, plotly_script
-from sweepjax.report.read import check_top, status_line
+from sweepjax.report.read import (
+    check_top,
+    no_results_yet,
+    read_folder,
+    status_line,
+    written_while,
+)
 from sweepjax.results import (
     RANK_BY,
     Result,
@@ -42,7 +48,6 @@ from sweepjax.results import (
     metric_of,
     rank_rows,
     ranking,
-    read_sweep,
 )
 
 
@@ -172,11 +177,17 @@ def write_report(out_dir: str | os.PathLike, top: int = 10) -> Path:
       The path of `report.html`.
 
     Raises:
-      ValueError: `top` is not a positive integer, or `out_dir` holds no results.
+      ValueError: `top` is not a positive integer, or `out_dir` holds no results (a
+        `FolderBusy` while a sweep that has written none yet runs there).
       StorageError: a result file is damaged or cannot be read.
+
+    While a sweep runs in `out_dir`, the report is of the results it wrote last (an earlier
+    run's), and says so.
     """
     check_top(top)
-    result = read_sweep(out_dir)
+    result, running = read_folder(out_dir)
+    if result is None:
+        raise no_results_yet(out_dir, running)
     out = Path(out_dir)
     figures: list[tuple[str, str, bytes]] = []
     plots: dict[str, str] = {}  # the interactive versions, for report.html
@@ -191,6 +202,8 @@ def write_report(out_dir: str | os.PathLike, top: int = 10) -> Path:
             plots[name] = plot
     tables = _tables(result, top)
     facts = _facts(result)
+    if running is not None:
+        facts.insert(0, ("running", written_while(running, result)))
     title = f"sweepjax report: {sweep_title(result)}"
     atomic_write(out / "report.md", lambda f: f.write(_markdown(title, facts, tables, figures)))
     page = _html(title, facts, tables, figures, plots)
