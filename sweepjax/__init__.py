@@ -59,7 +59,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {  # public name: (module, attribute 
     "Optimizer": ("sweepjax.optim", "Optimizer"),
     "Population": ("sweepjax.population", "Population"),
     "Program": ("sweepjax.population", "Program"),
-    "read_result": ("sweepjax.results", "read_result"),
+    "read_result": ("sweepjax.read_results", "read_result"),
     "read_sweep": ("sweepjax.report", "read_sweep"),
     "register_schedule": ("sweepjax.schedules", "register_schedule"),
     "ResNet": ("sweepjax.models", "ResNet"),
@@ -112,12 +112,12 @@ if TYPE_CHECKING:
     from sweepjax.population import make_evaluate as make_evaluate
     from sweepjax.population import make_stream_chunk as make_stream_chunk
     from sweepjax.population import make_train_chunk as make_train_chunk
+    from sweepjax.read_results import read_result as read_result
     from sweepjax.report import read_sweep as read_sweep
     from sweepjax.report import sweep_status as sweep_status
     from sweepjax.report import write_report as write_report
     from sweepjax.report.analysis import divergence_boundary as divergence_boundary
     from sweepjax.results import Result as Result
-    from sweepjax.results import read_result as read_result
     from sweepjax.schedules import learning_rate_at as learning_rate_at
     from sweepjax.schedules import register_schedule as register_schedule
     from sweepjax.schedules import schedule_parameters as schedule_parameters

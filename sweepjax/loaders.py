@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from sweepjax.data import SPLIT_SEED, Dataset, from_arrays, normalize, read_examples
-from sweepjax.results import atomic_write, load_npz
+from sweepjax.read_results import load_npz
+from sweepjax.results import atomic_write
 
 EMBEDDED = ("mnist1d",)
 MNIST1D_ARRAYS = ("x", "y", "x_test", "y_test")

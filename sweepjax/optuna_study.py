@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 from sweepjax.adaptive.optuna_search import optuna_distributions
 from sweepjax.config import Config, effective_space
 from sweepjax.distributions import is_distribution
-from sweepjax.results import Result, is_finite_number, metric_of, ranking, read_result
+from sweepjax.read_results import read_result
+from sweepjax.results import Result, is_finite_number, metric_of, ranking
 
 if TYPE_CHECKING:
     import optuna

@@ -25,7 +25,7 @@ from sweepjax import checkpoint, cli
 from sweepjax import loop as training
 from sweepjax.lock import LOCK_FILE
 from sweepjax.models import build_model
-from sweepjax.results import read_rows
+from sweepjax.read_results import read_rows
 from sweepjax.sweep import program_of
 from sweepjax.training import restore_target
 

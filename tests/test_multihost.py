@@ -20,7 +20,7 @@ import sweepjax
 from sweepjax import checkpoint, cli
 from sweepjax.errors import EXIT_INTERRUPTED
 from sweepjax.experiment import load_experiment
-from sweepjax.results import read_rows
+from sweepjax.read_results import read_rows
 
 TIMEOUT = 150  # seconds for a pair of processes; a hung coordinator fails the test instead
 

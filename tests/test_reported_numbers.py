@@ -17,7 +17,7 @@ import pytest
 from conftest import CLASSIFICATION_METRICS, make_tiny_data, result_row
 
 import sweepjax
-from sweepjax import Choice, results
+from sweepjax import Choice, read_results, results
 from sweepjax.models import build_model
 from sweepjax.population import _eval_batches, init_population, make_train_chunk
 from sweepjax.sweep import program_of, sample_hparams
@@ -193,4 +193,4 @@ def test_curves_that_disagree_with_the_results_are_refused(tmp_path):
              val_loss=ones((2, 2)), val_accuracy=ones((3, 5)))  # fmt: skip
     message = r"curves\.npz is damaged \(val_loss has shape \(2, 2\); 3 evaluations of 2 members"
     with pytest.raises(sweepjax.StorageError, match=message):
-        results.read_sweep(tmp_path)
+        read_results.read_sweep(tmp_path)

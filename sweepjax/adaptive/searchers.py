@@ -23,8 +23,9 @@ from scipy.stats import qmc
 
 from sweepjax.adaptive.protocol import DIRECTIONS
 from sweepjax.distributions import Choice, IntUniform, is_distribution, is_number
+from sweepjax.read_results import read_rows, read_summary
 from sweepjax.report.analysis import hyperparameter_columns
-from sweepjax.results import ranking, read_rows, read_summary
+from sweepjax.results import ranking
 from sweepjax.space import METHODS, SearchSpace
 
 OPTUNA_SEARCHERS = ("tpe", "gp", "cmaes", "nsga2")

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sweepjax.lock import FolderBusy, holder
+from sweepjax.read_results import read_sweep
 from sweepjax.report.analysis import (
     boundary_text,
     config_of,
@@ -18,7 +19,7 @@ from sweepjax.report.analysis import (
     format_value,
     is_diverged,
 )
-from sweepjax.results import Result, leaderboard, rank_rows, ranking, read_sweep
+from sweepjax.results import Result, leaderboard, rank_rows, ranking
 
 STATUSES = ("running", "interrupted", "finished")
 
