@@ -223,6 +223,8 @@ def _train_buckets(
                     stop=stop,
                     lock=lock,
                     quiet=quiet,
+                    # a bucket not yet started when the sweep stopped starts afresh
+                    resuming=resuming and bool(checkpoint.saved_steps(bucket.config.out_dir)),
                     leaderboard=False,
                 )
             )
