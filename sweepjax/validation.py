@@ -1,7 +1,7 @@
 """Validation at the edge: every key of a `Config`, checked before anything compiles.
 
 Each refusal is a `ValueError` naming the key, the value and what is allowed (invariant 7 of
-`DESIGN.md`). `sweepjax.config.validate` is the entry point.
+`docs/architecture.md`). `sweepjax.config.validate` is the entry point.
 
 >>> validate_config(Config(seed=-1))
 Traceback (most recent call last):
