@@ -74,4 +74,6 @@ class LockProgress:
         self.lock = lock
 
     def after_chunk(self, state: SweepState, pop: Any, chunk: Chunk, final: bool) -> None:
-        self.lock.update(step=chunk.step, steps=state.config.steps)
+        # An adaptive sweep's global step runs past `steps` (a trial's budget): no last step.
+        last = {} if is_adaptive(state.config) else {"steps": state.config.steps}
+        self.lock.update(step=chunk.step, **last)

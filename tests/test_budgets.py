@@ -23,10 +23,12 @@ import sweepjax
 from sweepjax import checkpoint
 from sweepjax.adaptive.factory import FixedRows
 from sweepjax.adaptive.schedulers import FIFO
+from sweepjax.lock import FolderLock, holder
 from sweepjax.out_dir import RESULT_FILES
 from sweepjax.population import START
+from sweepjax.progress import LockProgress
 from sweepjax.space import HParams
-from sweepjax.sweep_state import SweepState
+from sweepjax.sweep_state import Chunk, SweepState
 from sweepjax.trials import Curves, TrialTable
 
 STEPS = 30
@@ -134,3 +136,20 @@ def test_the_work_left_counts_each_trial_on_its_own_clock(tiny_config):
     state.table.rows[0].status = "finished"
     step = STEPS + 10  # past the budget on the global clock
     assert state.member_steps_left(step) == (STEPS - 20) + STEPS  # trial 1's 10 left, trial 2
+
+
+def test_the_lock_gives_no_last_step_for_a_refill_sweep(tiny_config, tmp_path):
+    """`show` says "step N of M" from the lock: M is a fixed sweep's last step, but a refill
+    sweep's global step runs past its budget, so it has none."""
+    for trials, last in ((None, STEPS), (8, None)):
+        config = tiny_config.replace(population=4, trials=trials, steps=STEPS)
+        state = SweepState(
+            config, "accuracy", "max", HParams({}), np.zeros(0, int), TrialTable(),
+            Curves.empty(("loss", "accuracy")), FIFO(), FixedRows([]),
+        )  # fmt: skip
+        chunk = Chunk(STEPS + 10, np.zeros((1, 4)), {}, np.ones(4, bool), np.full(4, -1))
+        folder = tmp_path / f"trials{trials}"
+        with FolderLock(folder) as lock:
+            LockProgress(lock).after_chunk(state, None, chunk, final=False)
+            assert holder(folder)["step"] == STEPS + 10
+            assert holder(folder).get("steps") == last
