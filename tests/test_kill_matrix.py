@@ -48,10 +48,13 @@ def env() -> dict[str, str]:
 
 END = -1  # the sweep's last step: a kill there lands after training (test split, results)
 CASES = {
-    # a refill sweep killed in its tail and resumed; then SIGTERM after training, run again
-    "tpe_refill": [(TAIL, 0.0, signal.SIGKILL, "resume"), (END, 0.05, signal.SIGTERM, "run")],
-    # SIGTERM mid-run, resumed; then SIGKILL in the tail, run again
-    "asha_refill": [(30, 0.05, signal.SIGTERM, "resume"), (TAIL, 0.1, signal.SIGKILL, "run")],
+    # a refill sweep: SIGTERM mid-run and resumed, SIGKILL in its tail and run again, then
+    # SIGTERM after training and resumed (ASHA's tail: tests/test_budgets.py, in-process)
+    "tpe_refill": [
+        (30, 0.02, signal.SIGTERM, "resume"),
+        (TAIL, 0.0, signal.SIGKILL, "run"),
+        (END, 0.05, signal.SIGTERM, "resume"),
+    ],
 }
 
 
