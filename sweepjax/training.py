@@ -43,6 +43,17 @@ __all__ = ["restore_target", "stopped_before_training", "train_population"]
 
 # The experiment trackers' logs, by the config key that turns each on; process 0 alone logs.
 TRACKERS = {"tensorboard": TensorBoardLog, "mlflow": MlflowLog, "wandb": WandbLog}
+# What `sweep.json` records of how a run went rather than of what it trained: these differ
+# between a sweep and its rerun or resume (which loads some programs from the compile cache).
+MEASURED_KEYS = (
+    "compile_seconds",
+    "programs_compiled",
+    "programs_from_cache",
+    "train_seconds",
+    "member_steps_per_second",
+    "chunk_seconds",
+    "population_width_rates",
+)
 
 
 @dataclasses.dataclass

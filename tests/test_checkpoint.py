@@ -27,17 +27,7 @@ from sweepjax.lock import LOCK_FILE
 from sweepjax.models import build_model
 from sweepjax.read_results import read_rows
 from sweepjax.sweep import program_of
-from sweepjax.training import restore_target
-
-TIMING_KEYS = {
-    "compile_seconds",
-    "train_seconds",
-    "member_steps_per_second",
-    "population_width_rates",
-    "chunk_seconds",
-    "programs_compiled",  # a resumed run loads some programs from the compile cache
-    "programs_from_cache",
-}
+from sweepjax.training import MEASURED_KEYS, restore_target
 
 
 def _config(tiny_config, out: Path, **changes) -> sweepjax.Config:
@@ -82,7 +72,7 @@ def assert_same_results(a: Path, b: Path) -> None:
     sa, sb = (json.loads((d / "sweep.json").read_text()) for d in (a, b))
     for s in (sa, sb):
         s["config"].pop("out_dir")
-        for key in TIMING_KEYS:
+        for key in MEASURED_KEYS:
             s.pop(key)
     if jax.default_backend() == "cpu":
         assert sa == sb

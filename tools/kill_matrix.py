@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from sweepjax.lock import holder
+from sweepjax.training import MEASURED_KEYS
 
 STEPS, EVAL_EVERY = 60, 10
 EXPERIMENT = f'''
@@ -62,17 +63,6 @@ POLICIES = {
     "tpe_refill": ["searcher=tpe", "trials=8"],
     "coarse_to_fine": ["searcher=coarse_to_fine", "trials=8"],
 }
-# What sweep.json may hold differently after a resume: how long things took, and the programs
-# a resumed run loaded from the compile cache instead of compiling.
-TIMING_KEYS = (
-    "compile_seconds",
-    "train_seconds",
-    "member_steps_per_second",
-    "population_width_rates",
-    "chunk_seconds",
-    "programs_compiled",
-    "programs_from_cache",
-)
 # Exit codes a stopped command may give: done, stopped resumable, killed by SIGKILL.
 ALLOWED_CODES = {signal.SIGKILL: {0, 75, -signal.SIGKILL}, signal.SIGTERM: {0, 75}}
 
@@ -146,7 +136,7 @@ def differences(a: Path, b: Path) -> list[str]:
     sa, sb = (json.loads((d / "sweep.json").read_text()) for d in (a, b))
     for summary in (sa, sb):
         summary["config"].pop("out_dir")
-        for key in TIMING_KEYS:
+        for key in MEASURED_KEYS:
             summary.pop(key, None)
     problems += [
         f"sweep.json[{k}] differs" for k in sorted(set(sa) | set(sb)) if sa.get(k) != sb.get(k)
