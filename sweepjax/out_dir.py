@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import stat
 import sys
@@ -200,6 +201,17 @@ def check_room(out_dir: str, checkpoint_bytes: int, keep: int) -> None:
 
 
 def _bytes_on_disk(folder: Path) -> int:
-    """The bytes the files under `folder` take on disk (their blocks); 0 if it is absent."""
-    files = (p.lstat() for p in folder.rglob("*"))
-    return sum(s.st_blocks * 512 for s in files if stat.S_ISREG(s.st_mode))
+    """The bytes the files under `folder` take on disk (their blocks); 0 if it is absent.
+
+    Orbax removes the temporary folders of interrupted saves in the background while the
+    manager opens, so a file or folder may vanish during the walk: it then counts as gone.
+    """
+    total = 0
+    for root, _, names in os.walk(folder):
+        for name in names:
+            try:
+                info = os.lstat(os.path.join(root, name))
+            except FileNotFoundError:
+                continue
+            total += info.st_blocks * 512 if stat.S_ISREG(info.st_mode) else 0
+    return total

@@ -103,6 +103,24 @@ def test_a_resume_needs_no_more_room_than_the_run_that_wrote_the_folder(tmp_path
         out_dir.check_room(str(folder), 4 * MIB, keep=1)
 
 
+def test_the_room_check_counts_a_save_folder_that_orbax_removes_meanwhile(tmp_path, monkeypatch):
+    # Orbax deletes the temporary folder of a killed save in the background while the manager
+    # opens; the walk that sums the checkpoints' bytes must count such a folder as gone.
+    folder = tmp_path / "out"
+    _write_checkpoint(folder, 10, MIB)
+    walk = os.walk
+
+    def walk_that_races(top, *args, **kwargs):
+        for root, dirs, names in walk(top, *args, **kwargs):
+            yield root, dirs, [*names, "vanished-during-the-walk"]
+
+    monkeypatch.setattr(out_dir.os, "walk", walk_that_races)
+    _disk_of(monkeypatch, 4 * MIB + MIB // 2, tmp_path)
+    out_dir.check_room(str(folder), MIB, keep=2)  # counts the 1 MiB present, not the vanished file
+    with pytest.raises(StorageError, match=r"less the 1\.0 MiB"):
+        out_dir.check_room(str(folder), MIB, keep=3)
+
+
 def _refuse_room(monkeypatch, tmp_path):
     _disk_of(monkeypatch, MIB // 2, tmp_path)
     return StorageError, "Nothing was trained"
