@@ -21,6 +21,14 @@ def test_every_mutant_changes_one_line_of_its_function():
         assert len(mutate.changed_lines(mutant)) == 1, mutant
 
 
+def test_every_target_names_functions_and_tests_that_exist():
+    root = Path(mutate.ROOT)
+    for module, functions, tests in mutate.TARGETS:
+        assert mutate.list_mutants(module, functions), module  # SystemExit on a missing name
+        for test in tests:
+            assert (root / test.split("::")[0]).is_file(), (module, test)
+
+
 def test_docstrings_annotations_and_messages_are_not_mutated():
     for mutant in mutate.list_mutants("space.py", ["SearchSpace.check_grid"]):
         ((before, _),) = mutate.changed_lines(mutant)
@@ -36,3 +44,10 @@ def test_a_caught_mutant_is_killed_and_the_unchanged_code_survives():
     ]
     assert mutate.run_mutant(None, tests, timeout=300)["outcome"] == "survived"
     assert mutate.run_mutant(mutant, tests, timeout=300)["outcome"] == "killed"
+
+
+def test_every_planted_bug_still_finds_its_text():
+    import planted
+
+    for bug in planted.BUGS:
+        compile(bug.source(), bug.module, "exec")  # SystemExit when the text moved

@@ -12,6 +12,7 @@ Run:
     python tools/mutate.py --list                      # the mutants, without running them
     python tools/mutate.py --jobs 2 --json mutants.json
     python tools/mutate.py --only results.py:summarize:3 --show   # one mutant's change
+    python tools/mutate.py --only tasks.py --tests tests/test_tasks.py   # other tests
 """
 
 from __future__ import annotations
@@ -39,14 +40,8 @@ READ_BY_USERS = ["tests/test_reported_numbers.py"]
 TARGETS = [
     ("population.py", ["_eval_batches", "_evaluate_members"], [*READ_BY_USERS, "tests/test_layout.py"]),
     (
-        "training.py",
-        ["Curves.append", "Curves.arrays", "_chunk_mean", "_result", "_last_finite"],
-        [*READ_BY_USERS, "tests/test_population.py", "tests/test_checkpoint.py", "tests/test_tasks.py"],
-    ),
-    (
         "results.py",
-        ["Result.ranked", "Result.best", "rank_rows", "finished_rows", "member_rows", "summarize", "leaderboard",
-         "_read_curves"],
+        ["Result.ranked", "Result.best", "rank_rows", "finished_rows", "member_rows", "summarize", "leaderboard"],
         [*READ_BY_USERS, "tests/test_report.py", "tests/test_cli.py", "tests/test_tasks.py"],
     ),
     (
@@ -93,6 +88,19 @@ TARGETS = [
          "SearchSpace.sample", "SearchSpace._draw", "SearchSpace._grid_points"],
         ["tests/test_space.py", "tests/test_config.py"],
     ),
+    # The policies, the tasks and the trial bookkeeping: every function of the module (None).
+    ("adaptive/schedulers.py", None, ["tests/test_scheduler_references.py", "tests/test_schedulers.py"]),
+    ("adaptive/pbt.py", None, ["tests/test_scheduler_references.py", "tests/test_schedulers.py"]),
+    ("adaptive/protocol.py", None, ["tests/test_scheduler_references.py", "tests/test_schedulers.py"]),
+    ("adaptive/factory.py", None, ["tests/test_schedulers.py", "tests/test_searchers.py"]),
+    ("adaptive/searchers.py", None, ["tests/test_search_references.py", "tests/test_searchers.py"]),
+    ("adaptive/optuna_search.py", None, ["tests/test_search_references.py", "tests/test_searchers.py"]),
+    ("optuna_study.py", None, ["tests/test_search_references.py", "tests/test_optuna_study.py"]),
+    ("tasks.py", None, ["tests/test_task_references.py"]),
+    ("trials.py", None, ["tests/test_trial_bookkeeping.py", *READ_BY_USERS]),
+    ("trial_results.py", None, ["tests/test_trial_bookkeeping.py", *READ_BY_USERS]),
+    ("sweep_state.py", None, ["tests/test_trial_bookkeeping.py"]),
+    ("frames.py", None, ["tests/test_trial_bookkeeping.py", "tests/test_frames.py"]),
 ]  # fmt: skip
 
 SWAPS = {  # operator and name replacements
@@ -191,10 +199,11 @@ def _body_nodes(function: ast.FunctionDef) -> Iterator[ast.AST]:
     return (node for node in nodes if id(node) not in skipped)
 
 
-def list_mutants(module: str, functions: Sequence[str]) -> list[Mutant]:
+def list_mutants(module: str, functions: Sequence[str] | None) -> list[Mutant]:
+    """The mutants of `functions` in `module` (None: of all its functions and methods)."""
     tree = ast.parse((ROOT / "sweepjax" / module).read_text())
     defs, mutants = _functions(tree), []
-    for name in functions:
+    for name in defs if functions is None else functions:
         if name not in defs:
             raise SystemExit(f"tools/mutate.py: {module} has no function {name!r}")
         for index, (node, change, _) in enumerate(_all_sites(defs[name])):
@@ -267,12 +276,13 @@ def run_mutant(mutant: Any, tests: Sequence[str], timeout: float) -> dict:
     return {**dataclasses.asdict(mutant), "id": mutant.id, **result}
 
 
-def _plan(only: Sequence[str]) -> list[tuple[Mutant, list[str]]]:
+def _plan(only: Sequence[str], tests: Sequence[str]) -> list[tuple[Mutant, list[str]]]:
+    """Each selected mutant with the tests it runs: its target's, or `tests` where given."""
     plan = []
-    for module, functions, tests in TARGETS:
+    for module, functions, target_tests in TARGETS:
         for mutant in list_mutants(module, functions):
             if not only or any(mutant.id == o or mutant.id.startswith(o + ":") for o in only):
-                plan.append((mutant, tests))
+                plan.append((mutant, list(tests or target_tests)))
     return plan
 
 
@@ -284,8 +294,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="mutants run at once")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per mutant")
     parser.add_argument("--json", help="write every outcome to this file")
+    parser.add_argument("--tests", nargs="*", default=[], help="run these tests instead")
     args = parser.parse_args(argv)
-    plan = _plan(args.only)
+    plan = _plan(args.only, args.tests)
     if args.list or args.show:
         for mutant, _ in plan:
             print(f"{mutant.id}  line {mutant.line}: {mutant.change}")

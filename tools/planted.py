@@ -102,7 +102,7 @@ BUGS = [
     Planted("streaming-ignored", "loop.py", 'make_chunk = make_train_chunk if train_data.placement == "device" else make_stream_chunk',
          "make_chunk = make_train_chunk", KEYS + "streamed_placement_trains_from_host_blocks"),
     Planted("trial-step-is-the-sweeps", "population.py",
-         'return step - hp["start_step"] if "start_step" in hp else step', "return step",
+         "return step - hp[START] if START in hp else step", "return step",
          "tests/test_adaptive.py::test_a_refilled_trial_starts_its_schedule_at_its_own_step_0"),
     Planted("refill-keeps-the-old-trials-state", "reassign.py", "return jnp.where(mask, new, old)",
          "return old", "tests/test_adaptive.py::test_a_refilled_trial_reproduces_its_row_alone"),
