@@ -38,19 +38,23 @@ def test_member_batch_size_matches_a_plain_run_on_the_first_examples(tiny_config
     tx = optax.sgd(0.1, momentum=0.9)
     train = jax.device_put(tiny_data.train)
     x, y = train["inputs"], train["targets"]
+
+    @jax.jit  # one reference step per batch size, compiled once (eager steps take minutes)
+    def step(params, state, idx):
+        def loss_fn(p):
+            logits = module.apply({"params": p}, x[idx])
+            return optax.softmax_cross_entropy_with_integer_labels(logits, y[idx]).mean()
+
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state, loss
+
     for member, size in enumerate([4, 9, 16]):
         params = module.init(jax.random.split(jax.random.key(member))[0], x[:1])["params"]
         state = tx.init(params)
         for t in range(config.steps):
             idx = batch_indices(jax.random.key(config.seed), t, len(x), 16)[:size]
-
-            def loss_fn(p, idx=idx):
-                logits = module.apply({"params": p}, x[idx])
-                return optax.softmax_cross_entropy_with_integer_labels(logits, y[idx]).mean()
-
-            loss, grads = jax.value_and_grad(loss_fn)(params)
-            updates, state = tx.update(grads, state, params)
-            params = optax.apply_updates(params, updates)
+            params, state, loss = step(params, state, idx)
             np.testing.assert_allclose(losses[t, member], loss, rtol=1e-5)
         for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(pop.params), strict=True):
             np.testing.assert_allclose(b[member], a, rtol=1e-5, atol=1e-6)
