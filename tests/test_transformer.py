@@ -17,10 +17,18 @@ def tokens(seed: int = 0, shape: tuple[int, int] = (3, 8)) -> jax.Array:
     return jax.random.randint(jax.random.key(seed), shape, 0, SPEC["vocab_size"], jnp.int32)
 
 
+class Jitted:
+    """A model whose `apply` is compiled once per shape: eager Transformer calls take a minute."""
+
+    def __init__(self, model):
+        self.takes_dropout = model.takes_dropout
+        self.apply = jax.jit(model.apply, static_argnames="train")
+
+
 @pytest.fixture(scope="module")
 def model_and_variables():
     model = model_of(SPEC)
-    return model, model.init(jax.random.key(0), tokens())
+    return Jitted(model), jax.jit(model.init)(jax.random.key(0), tokens())
 
 
 def test_logits_at_every_position(model_and_variables):
@@ -63,9 +71,10 @@ def test_learns_a_predictable_sequence():
     cycle = np.arange(9) % 7
     windows = jnp.asarray(np.stack([np.roll(cycle, -i) for i in range(7)]), jnp.int32)
     x, y = windows[:, :-1], windows[:, 1:]
-    params = model.init(jax.random.key(0), x)["params"]
+    params = jax.jit(model.init)(jax.random.key(0), x)["params"]
     optimizer = optax.adam(1e-2)
 
+    @jax.jit
     def loss_fn(params):
         logits, _ = model.apply({"params": params}, x, train=True, rng=jax.random.key(0))
         return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
@@ -86,10 +95,12 @@ def test_vmapped_members_differ_by_seed():
     model = model_of(SPEC)
     x = tokens()
     keys = jax.vmap(jax.random.key)(jnp.arange(2))
-    variables = jax.vmap(model.init, in_axes=(0, None))(keys, x)
+    variables = jax.jit(jax.vmap(model.init, in_axes=(0, None)))(keys, x)
     embedding = variables["params"]["tokens"]["embedding"]
     assert embedding.shape == (2, 13, 16) and not np.allclose(embedding[0], embedding[1])
-    apply = jax.vmap(lambda v, k: model.apply(v, x, train=True, rng=k, dropout_rate=0.1)[0])
+    apply = jax.jit(
+        jax.vmap(lambda v, k: model.apply(v, x, train=True, rng=k, dropout_rate=0.1)[0])
+    )
     assert apply(variables, keys).shape == (2, 3, 8, 13)
 
 
