@@ -29,7 +29,7 @@ def test_patch_conv_equals_flax_conv(shape, window, strides, padding):
 
 
 def test_cnn1d_has_the_paper_shape():
-    variables = as_model(CNN1D()).init(jax.random.key(0), jnp.zeros((1, 40)))
+    variables = jax.eval_shape(as_model(CNN1D()).init, jax.random.key(0), jnp.zeros((1, 40)))
     assert sum(leaf.size for leaf in jax.tree.leaves(variables)) == 7460
     assert sorted(variables["params"]) == ["Conv_0", "Conv_1", "Conv_2", "Dense_0"]
 
