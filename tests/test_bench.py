@@ -21,6 +21,7 @@ TINY = bench.Row(hidden=8, batch=16, population=3, steps=12)
 TINY_CNN = bench.Row("cnn1d", hidden=4, layers=2, batch=16, population=3, steps=12)
 
 
+@pytest.mark.slow
 def test_the_ways_train_the_same_members_to_the_same_losses(tiny_data):
     engine = bench.run_engine(TINY, tiny_data, chunk=5)
     grouped = bench.run_engine(TINY, tiny_data, chunk=5, width=2)

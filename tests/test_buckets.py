@@ -26,6 +26,7 @@ def hidden_sweep(tiny_config):
     )
 
 
+@pytest.mark.slow
 def test_three_widths_run_as_three_buckets_with_one_program_each(hidden_sweep, tiny_data, tmp_path):
     before = make_train_chunk.cache_info().currsize
     result = sweepjax.run(

@@ -157,6 +157,7 @@ def test_a_save_that_fails_in_orbax_leaves_no_thread_behind(sweep, tmp_path, mon
     assert [t.name for t in started if t.is_alive()] == []
 
 
+@pytest.mark.slow
 def test_report_and_show_on_a_running_sweep_without_results(tmp_path, capsys):
     experiment = tmp_path / "long.py"
     experiment.write_text(LONG_EXPERIMENT)
@@ -215,6 +216,7 @@ def test_a_damaged_newest_checkpoint_is_one_warning_line(sweep, tmp_path):
     assert resuming == f"sweepjax: resuming {copy} from the checkpoint at step 10 of 20"
 
 
+@pytest.mark.slow
 def test_a_damaged_compile_cache_entry_is_replaced(sweep, tmp_path):
     cache = sweep.parent / "cache"
     entries = sorted(cache.glob("*-cache"))

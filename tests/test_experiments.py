@@ -147,6 +147,7 @@ SMALLER = {  # the schedule benchmark's grid, one peak learning rate and one see
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(p.stem for p in EXPERIMENTS.glob("[!_]*.py")))
 def test_every_experiment_file_runs_through_the_command_on_two_devices(name, tmp_path, capsys):
     assert jax.device_count() == 2

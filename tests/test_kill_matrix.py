@@ -58,6 +58,7 @@ CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy", list(CASES))
 def test_killed_in_the_middle_and_the_tail_resumes_bitwise(folder, references, policy):
     reference = references(policy)

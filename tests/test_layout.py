@@ -37,6 +37,7 @@ def reference(model: str) -> tuple[dict, dict]:
     return follow(model, 1, None, 1), follow(model, 8, None, 2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("model", "size", "width", "devices"), LAYOUTS)
 def test_a_member_is_bitwise_the_same_in_every_layout_on_one_device_or_on_several(
     model, size, width, devices
@@ -73,6 +74,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow
 def test_four_devices_give_the_same_member_as_two():
     _, split = reference("mlp")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}

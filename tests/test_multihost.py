@@ -126,6 +126,7 @@ def _close(a, b) -> None:
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_two_processes_checkpoint_into_one_directory(sweeps):
     folder, returned = sweeps
     assert [output["first"] for output in returned] == [[10], [10]]
@@ -193,6 +194,7 @@ def test_a_two_process_sweep_resumes_in_one_process(sweeps, tmp_path):
     _close(multi.curves["val_loss"], single.curves["val_loss"])
 
 
+@pytest.mark.slow
 def test_a_signal_to_one_process_stops_every_process_after_the_chunk(tmp_path):
     (tmp_path / "experiment.py").write_text(EXPERIMENT)
     (tmp_path / "signal_driver.py").write_text(SIGNAL_DRIVER)

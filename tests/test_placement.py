@@ -219,6 +219,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow
 def test_several_devices_split_the_population_and_match_one_device():
     tiny_data, tiny_config = tiny()
     env = {
