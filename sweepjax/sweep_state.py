@@ -109,6 +109,8 @@ class SweepState:
                 continue
             if trial.status == "finished" and trial.steps < self.config.steps:
                 trial.status, trial.metrics = "running", {}
+                if trial_id == self.kept_trial:  # kept at the old budget: kept anew when it ends
+                    self.kept_trial, self.kept = -1, None
             else:  # a trial that ended there for good: the slot is idle
                 self.slot_trials[slot] = -1
 
