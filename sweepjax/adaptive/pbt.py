@@ -2,13 +2,14 @@
 `PopulationBasedTraining` does it, and the checks the schedulers share.
 
 Every `ready` steps of its own, a trial is *ready*. Among the trials ready in one `decide`, the
-bottom `quantile` (by the ranking metric; every trial whose value is not finite) each copy a
-member drawn from the top `quantile` (*exploit*: an `Exploit` action) and then *explore*: each
-searched hyperparameter is resampled from its distribution with `resample_probability`, else
-the source's value is multiplied by a factor from `perturb` (an `IntUniform` rounds and moves
-at least one step; a `Choice` moves to a neighbouring value or stays) and clipped to the
-bounds. The draws of the n-th exploit come from `numpy.random.default_rng([seed, n])`, so a
-restored PBT draws exactly as the original.
+bottom `quantile` (by the ranking metric: `floor(n * quantile)` of the n finite values, at least
+one when n >= 2, where Ray rounds up; ties by trial id; and every trial whose value is not
+finite) each copy a member drawn from the top `quantile` (*exploit*: an `Exploit` action) and
+then *explore*: each searched hyperparameter is resampled from its distribution with
+`resample_probability`, else the source's value is multiplied by a factor from `perturb` (an
+`IntUniform` rounds and moves at least one step; a `Choice` moves to a neighbouring value or
+stays) and clipped to the bounds. The draws of the n-th exploit come from
+`numpy.random.default_rng([seed, n])`, so a restored PBT draws exactly as the original.
 """
 
 from __future__ import annotations
