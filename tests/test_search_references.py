@@ -13,7 +13,7 @@ import pytest
 from scipy.stats import qmc
 
 import sweepjax
-from sweepjax.adaptive.factory import make_policies
+from sweepjax.adaptive.factory import check_policies, make_policies, make_searcher
 from sweepjax.adaptive.optuna_search import OptunaSearcher
 from sweepjax.adaptive.searchers import CoarseToFine, Sampled, usable_warm_rows, warm_start_rows
 from sweepjax.distributions import Choice, IntUniform, LogUniform, Uniform
@@ -278,3 +278,25 @@ def test_policies_take_the_tasks_direction_and_its_warm_sweep(task, tmp_path):
     assert (best["learning_rate"].low, best["learning_rate"].high) == pytest.approx(
         (kept[0] / tenth, kept[1] * tenth), rel=1e-12
     )
+
+
+def test_factory_checks_its_arguments_and_hands_fixed_rows_in_order():
+    space = {"learning_rate": LogUniform(1e-4, 1.0)}
+    with pytest.raises(ValueError, match=r"searcher\.keep: 2 is not allowed"):
+        check_policies(sweepjax.Config(space=space, searcher={"name": "coarse_to_fine", "keep": 2}))
+    args = dict(space=SPACE, trials=4, population=2, seed=0)
+    with pytest.raises(ValueError, match="direction: unknown direction 'up'"):
+        make_searcher("random", {}, direction="up", **args)
+    with pytest.raises(
+        ValueError, match=r"searcher: options \[\('keep', 0\.5\)\] are not a mapping"
+    ):
+        make_searcher("coarse_to_fine", [("keep", 0.5)], direction="max", **args)
+    sampled = make_searcher("random", None, direction="max", **args).ask(4)
+    assert sampled == Sampled(SPACE, "random", 4, seed=0).ask(4)
+    rows = [{"learning_rate": 10.0**-i, "seed": i} for i in range(3)]
+    config, task = sweepjax.Config(space=space), task_of("classification")
+    _, fixed = make_policies(config, task, rows=rows)
+    assert fixed.ask(2) + fixed.ask(2) == rows and fixed.ask(1) == []
+    _, resumed = make_policies(config, task, rows=rows)
+    resumed.load_state_dict(json.loads(json.dumps(fixed.state_dict())))
+    assert resumed.ask(1) == []
