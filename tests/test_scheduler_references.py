@@ -43,6 +43,17 @@ def seeded_curves(seed: int, direction: str, trials: int, steps: int) -> np.ndar
 # ASHA and Hyperband against Optuna
 
 
+@pytest.mark.parametrize("min_steps, max_steps, eta", [(1, 30, 1.2), (3, 100, 1.5), (5, 400, 3)])
+def test_rung_budgets_are_the_distinct_rounded_up_powers_below_the_budget(
+    min_steps, max_steps, eta
+):
+    """Rung k's budget is min_steps * eta**k rounded up; a fractional eta repeats one, once."""
+    rounded_up = np.ceil(np.round(min_steps * eta ** np.arange(60.0), 9))
+    expected = np.unique(rounded_up[rounded_up < max_steps]).astype(int).tolist()
+    assert budgets(min_steps, max_steps, eta) == expected
+    assert ASHA("min", max_steps, min_steps, eta).rungs() == expected
+
+
 class ModuloHyperband(optuna.pruners.HyperbandPruner):
     """Optuna's Hyperband, with a trial in bracket `number % brackets` as ours puts it (Optuna
     hashes the study's name with the number)."""
