@@ -300,3 +300,15 @@ def test_factory_checks_its_arguments_and_hands_fixed_rows_in_order():
     _, resumed = make_policies(config, task, rows=rows)
     resumed.load_state_dict(json.loads(json.dumps(fixed.state_dict())))
     assert resumed.ask(1) == []
+
+
+def test_warm_rows_of_an_adaptive_sweep_take_each_trials_own_steps(tmp_path):
+    (tmp_path / "results.csv").write_text(
+        "member,learning_rate,seed,status,start_step,steps_trained,final_val_accuracy\n"
+        "0,0.001,0,ok,0,60,0.9\n1,0.01,1,stopped,0,20,0.5\n2,0.1,2,ok,10,60,0.7\n"
+    )  # a refill sweep: its global step (70) runs past a trial's budget (60)
+    (tmp_path / "sweep.json").write_text(json.dumps({"steps_done": 70, "config": {"steps": 60}}))
+    assert [(r["params"]["learning_rate"], r["steps"]) for r in warm_start_rows(tmp_path)] == [
+        (0.001, 60),
+        (0.1, 60),
+    ]

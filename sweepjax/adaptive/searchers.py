@@ -107,8 +107,10 @@ def warm_start_rows(
     """An earlier sweep's healthy members as `{"params", "value", "steps"}` rows.
 
     `params` holds the hyperparameter columns of `results.csv` (those between `member` and
-    `status`), `value` the sweep's ranking column and `steps` its `steps_done`. Rows that are
-    not `ok` or have no finite value are left out. Given `rank_by` or `direction`, an earlier
+    `status`), `value` the sweep's ranking column and `steps` the steps the trial trained: its
+    `steps_trained` (an adaptive sweep, whose global `steps_done` may run past a trial's
+    budget), else the sweep's `steps_done`. Rows that are not `ok` or have no finite value
+    are left out. Given `rank_by` or `direction`, an earlier
     sweep that ranks otherwise is a `ValueError` naming `warm_start`.
 
     >>> import tempfile; tmp = tempfile.TemporaryDirectory(); out = Path(tmp.name)
@@ -134,7 +136,11 @@ def warm_start_rows(
     steps = summary.get("steps_done", summary.get("config", {}).get("steps", 0))
     names = hyperparameter_columns(rows)
     return [
-        {"params": {k: r[k] for k in names}, "value": float(r[column]), "steps": int(steps or 0)}
+        {
+            "params": {k: r[k] for k in names},
+            "value": float(r[column]),
+            "steps": int(r.get("steps_trained", steps) or 0),
+        }
         for r in rows
         if r.get("status") == "ok" and _finite(r.get(column))
     ]
