@@ -159,15 +159,17 @@ def _float_targets(targets: Any, output_shape: tuple[int, ...]) -> str | None:
     return None
 
 
-# Multi-label: one independent yes/no per output.
+# Multi-label: one independent yes/no per output; 1-D targets for one output, as in regression.
 
 
 def _sigmoid_loss(outputs, batch):
+    outputs = _like_targets(outputs, batch["targets"])
     return _per_example_mean(optax.sigmoid_binary_cross_entropy(outputs, batch["targets"]))
 
 
 def _label_counts(outputs, batch):
-    predicted, actual = outputs > 0, batch["targets"] > 0.5
+    predicted = _like_targets(outputs, batch["targets"]) > 0
+    actual = batch["targets"] > 0.5
     count = lambda a: a.reshape(a.shape[0], -1).sum(axis=1).astype(jnp.float32)  # noqa: E731
     return {
         "_true_positive": count(predicted & actual),
@@ -282,9 +284,9 @@ def split_sums(task: Task, outputs: Any, batch: Any, mask: jax.Array) -> dict[st
     """Sums over a batch of `loss` and every per-example metric, masked examples left out."""
     values = {"loss": task.loss(outputs, batch), **task.metrics(outputs, batch)}
 
-    def total(v):
-        weights = mask.reshape(mask.shape + (1,) * (v.ndim - 1)).astype(jnp.float32)
-        return jnp.sum(v.astype(jnp.float32) * weights, axis=0)
+    def total(v):  # a select, not a product: a padded example's inf or NaN counts nowhere
+        real = mask.reshape(mask.shape + (1,) * (v.ndim - 1))
+        return jnp.sum(jnp.where(real, v.astype(jnp.float32), 0.0), axis=0)
 
     return {name: total(v) for name, v in values.items()}
 
