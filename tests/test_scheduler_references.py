@@ -144,6 +144,17 @@ def test_asha_stops_what_optunas_successive_halving_prunes(direction, case):
 
 
 @pytest.mark.parametrize("direction", DIRECTIONS)
+def test_asha_after_a_rung_full_of_diverged_trials_matches_optuna(direction):
+    """Seven trials diverge by rung 0 and rank last there; the next finite trials are among the
+    best n // eta, so they continue."""
+    values = seeded_curves(7, direction, 10, 20)
+    values[:7, 1:] = np.nan
+    asha, pruner = ASHA(direction, 20, 1, 3), optuna.pruners.SuccessiveHalvingPruner(1, 3)
+    stops = sweep_against_optuna(asha, pruner, values, direction, 1, 1)
+    assert [a.trial for a in stops][:7] == list(range(7))
+
+
+@pytest.mark.parametrize("direction", DIRECTIONS)
 def test_hyperband_stops_what_optunas_hyperband_prunes(direction):
     """Optuna's brackets: floor(log_eta(max / min)) + 1, bracket b starting at min * eta**b."""
     stops = []
