@@ -240,6 +240,10 @@ def test_warm_rows_take_their_steps_and_forgive_float32_rounding_only(tmp_path):
         kept = usable_warm_rows({name: dim}, rows)
         assert [r["params"][name] for r in kept] == expected[name], name
         assert all(r["steps"] == 0 for r in kept)
+    timed = usable_warm_rows(
+        {"x": Uniform(-1.0, 1.0)}, [{"params": {"x": 0.5}, "value": 1, "steps": 9}]
+    )
+    assert timed == [{"params": {"x": 0.5}, "value": 1.0, "steps": 9}]
     for row in ([0.5], {"params": [0.5], "value": 0.5}):
         with pytest.raises(ValueError, match=r"warm_start: .* is not a row; allowed: rows of"):
             usable_warm_rows({"x": Uniform(-1.0, 1.0)}, [row])
