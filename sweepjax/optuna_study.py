@@ -10,6 +10,9 @@ returns), optionally with distributions of its own. `optuna-dashboard sqlite:///
 shows the sweep, and `optuna.importance.get_param_importances(study)` ranks its hyperparameters
 (fANOVA by default; the report's `sweepjax.report.importance` fits it over log-scaled dimensions'
 decades). Needs Optuna (`pip install 'sweepjax[optuna]'`).
+
+A trial's intermediate values are at its own steps (the sweep's step less the step it started
+at), as the Optuna searchers report them.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from sweepjax.adaptive.optuna_search import optuna_distributions
 from sweepjax.config import Config, effective_space
@@ -123,22 +128,33 @@ def _trial(
     return optuna.trial.create_trial(
         state=state,
         value=float(value) if state == states.COMPLETE else None,
-        params={name: row[name] for name in distributions},
+        params={name: _param(row[name], distributions[name]) for name in distributions},
         distributions=distributions,
         user_attrs={
             "status": row["status"],
             **{k: v for k, v in row.items() if k not in distributions and is_finite_number(v)},
         },
-        intermediate_values=_curve(result, row["member"], rank_by),
+        intermediate_values=_curve(result, row, rank_by),
     )
 
 
-def _curve(result: Result, member: int, rank_by: str) -> dict[int, float]:
-    """The trial's validation curve of the ranking metric: step -> value, finite entries only."""
-    curve = result.curves.get(f"val_{metric_of(rank_by)}")
+def _param(value: Any, distribution: Any) -> Any:
+    """A row's value as `distribution` holds it: results keep float32, so a float `Choice`
+    value (0.01) reads back rounded (0.009999999776...) and is matched to its choice."""
+    for choice in getattr(distribution, "choices", ()):
+        floats = isinstance(choice, float) and isinstance(value, float)
+        if floats and np.float32(choice) == np.float32(value):
+            return choice
+    return value
+
+
+def _curve(result: Result, row: dict[str, Any], rank_by: str) -> dict[int, float]:
+    """The trial's validation curve of the ranking metric: its own step (the sweep's step less
+    the step it started at, as the Optuna searchers report it) -> value, finite entries only."""
+    curve, member = result.curves.get(f"val_{metric_of(rank_by)}"), row["member"]
     if curve is None or member >= curve.shape[1]:
         return {}
-    steps = result.curves["steps"]
+    steps = result.curves["steps"] - row.get("start_step", 0)
     return {
         int(s): float(v)
         for s, v in zip(steps, curve[:, member], strict=True)
