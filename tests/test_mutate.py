@@ -3,6 +3,8 @@ the tests catch is killed, the unchanged code survives."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -51,3 +53,28 @@ def test_every_planted_bug_still_finds_its_text():
 
     for bug in planted.BUGS:
         compile(bug.source(), bug.module, "exec")  # SystemExit when the text moved
+
+
+FORKS_SCRIPT = """
+import os
+import subprocess
+import sys
+from pytest_forks import Forks
+forks = Forks(jobs=2)
+for key, timeout in (("passes", 60), ("fails", 60), ("hangs", 3)):
+    forks.start(key, sys.argv[1], [f"test_{key}.py"], timeout)
+print(sorted((k, o["returncode"]) for k, o in (forks.next_done() for _ in range(3))))
+"""
+
+
+def test_forked_sessions_report_pass_fail_and_timeout(tmp_path):
+    (tmp_path / "test_passes.py").write_text("def test_it():\n    assert True\n")
+    (tmp_path / "test_fails.py").write_text("def test_it():\n    assert False\n")
+    (tmp_path / "test_hangs.py").write_text("import time\n\ndef test_it():\n    time.sleep(60)\n")
+    tools = str(Path(mutate.ROOT) / "tools")
+    env = {**os.environ, "PYTHONPATH": tools}
+    done = subprocess.run(
+        [sys.executable, "-c", FORKS_SCRIPT, str(tmp_path)],
+        env=env, capture_output=True, text=True, timeout=240, check=True,
+    )  # fmt: skip
+    assert done.stdout.strip() == "[('fails', 1), ('hangs', None), ('passes', 0)]"

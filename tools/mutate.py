@@ -5,7 +5,9 @@ A mutant changes one operator or constant in one function: `<` to `<=`, `+` to `
 `min`, `argmax` to `argmin`, `and` to `or`, `True` to `False`, an integer `n` to `n + 1`, a
 `not` or a unary minus dropped, a call statement removed. Strings are left alone (a changed
 message is not a wrong number). Each mutant runs in its own copy of the checkout, its tests run
-there with `pytest -x`; a failing or timed-out run kills it. `docs/testing.md` lists the
+there with `pytest -x` in a session forked from this process, which imported the heavy libraries
+once (`pytest_forks.py`: about a third of a fresh process's time); a failing or timed-out run
+kills it. `docs/testing.md` lists the
 targets, the survivors and what was done about each.
 
 Run:
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import concurrent.futures
 import copy
 import dataclasses
 import json
@@ -32,6 +33,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+from pytest_forks import Forks
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -250,13 +253,18 @@ def _copy_checkout(to: Path) -> None:
             shutil.copy2(source, to / name)
 
 
+def _write_copy(to: Path, mutant: Any) -> None:
+    """The checkout in `to`, with `mutant`'s change (None: unchanged)."""
+    _copy_checkout(to)
+    if mutant is not None:
+        (to / "sweepjax" / mutant.module).write_text(mutant.source())
+
+
 def run_mutant(mutant: Any, tests: Sequence[str], timeout: float) -> dict:
     """Run `tests` against `mutant` (a dataclass with `id`, `module` and `source()`; None: the
     code as it is) in a copy of the checkout; `killed` unless they all pass."""
     with tempfile.TemporaryDirectory(prefix="mutant-") as tmp:
-        _copy_checkout(Path(tmp))
-        if mutant is not None:
-            (Path(tmp) / "sweepjax" / mutant.module).write_text(mutant.source())
+        _write_copy(Path(tmp), mutant)
         # First on the path of the tests and of any `sweepjax` command they start.
         env = {**os.environ, "PYTHONPATH": tmp, "PYTHONDONTWRITEBYTECODE": "1"}
         command = [sys.executable, "-m", "pytest", "-x", "-q", "-n", "0", "-p", "no:cacheprovider"]
@@ -314,26 +322,52 @@ def changed_lines(mutant: Mutant) -> list[tuple[str, str]]:
 
 
 def _run_plan(plan: list[tuple[Mutant, list[str]]], args: argparse.Namespace) -> int:
-    outcomes = []
-    with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
-        test_sets = {tuple(tests) for _, tests in plan}
-        for unchanged in pool.map(lambda t: run_mutant(None, t, args.timeout), test_sets):
-            if unchanged["outcome"] != "survived":  # every mutant would count as killed
-                print(f"the unchanged code fails {unchanged}", file=sys.stderr)
-                return 1
-        futures = [pool.submit(run_mutant, m, tests, args.timeout) for m, tests in plan]
-        for number, future in enumerate(concurrent.futures.as_completed(futures), 1):
-            outcome = future.result()
-            outcomes.append(outcome)
-            print(f"[{number}/{len(plan)}] {outcome['id']} ({outcome['change']}): "
-                  f"{outcome['outcome']} in {outcome['seconds']} s", flush=True)  # fmt: skip
+    """Each mutant's tests in a forked pytest session (`pytest_forks`), after the unchanged code
+    passed every test selection (else every mutant would count as killed)."""
+    forks, folders = Forks(args.jobs), {}
+
+    def launch(key: Any, mutant: Mutant | None, tests: Sequence[str]) -> None:
+        folders[key] = tempfile.TemporaryDirectory(prefix="mutant-")
+        _write_copy(Path(folders[key].name), mutant)
+        forks.start(key, folders[key].name, tests, args.timeout)
+
+    def collect() -> tuple[Any, dict]:
+        key, ended = forks.next_done()
+        folders.pop(key).cleanup()
+        outcome = "survived" if ended["returncode"] == 0 else "killed"
+        return key, {
+            **ended,
+            "outcome": outcome if ended["returncode"] is not None else "killed (timeout)",
+        }
+
+    test_sets = sorted({tuple(tests) for _, tests in plan})
+    for tests in test_sets:
+        launch(tests, None, tests)
+    for _ in test_sets:
+        tests, unchanged = collect()
+        if unchanged["outcome"] != "survived":
+            print(f"the unchanged code fails {list(tests)}: {unchanged}", file=sys.stderr)
+            return 1
+    by_id, outcomes = {m.id: m for m, _ in plan}, []
+    for mutant, tests in plan:
+        launch(mutant.id, mutant, tests)
+    while len(outcomes) < len(plan):
+        key, ended = collect()
+        outcomes.append({**dataclasses.asdict(by_id[key]), "id": key, **ended})
+        print(f"[{len(outcomes)}/{len(plan)}] {key} ({by_id[key].change}): "
+              f"{ended['outcome']} in {ended['seconds']} s", flush=True)  # fmt: skip
+    return _report(outcomes, args.json)
+
+
+def _report(outcomes: list[dict], json_path: str | None) -> int:
     outcomes.sort(key=lambda o: (o["module"], o["function"], o["index"]))
     survivors = [o for o in outcomes if o["outcome"] == "survived"]
-    print(f"\n{len(plan)} mutants, {len(plan) - len(survivors)} killed, {len(survivors)} survived")
+    print(f"\n{len(outcomes)} mutants, {len(outcomes) - len(survivors)} killed, "
+          f"{len(survivors)} survived")  # fmt: skip
     for o in survivors:
         print(f"  {o['id']}  line {o['line']}: {o['change']}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(outcomes, indent=1) + "\n")
+    if json_path:
+        Path(json_path).write_text(json.dumps(outcomes, indent=1) + "\n")
     return 0
 
 
