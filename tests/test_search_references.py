@@ -222,7 +222,7 @@ def test_warm_rows_take_their_steps_and_forgive_float32_rounding_only(tmp_path):
         assert warm_start_rows(tmp_path)[0]["steps"] == steps
     tol = 2e-6  # a millionth of the widest of |low|, |high| and the width, 2
     cases = {
-        "x": (Uniform(-1.0, 1.0), [-1.0, 1.0, 1 + 0.7 * tol, -1 - 0.7 * tol, 1 + 1.5 * tol]),
+        "x": (Uniform(-1.0, 1.0), [-1.0, 1.0, 1 + tol, -1 - tol, 1 + 1.5 * tol]),  # edges in
         "lr": (LogUniform(1e-4, 1e-1), [1e-4, 1e-1 + 5e-8, 1e-1 + 2e-7]),
         "n": (IntUniform(8, 64), [8, 64, 16.5, 65, 7]),
         "m": (Choice([0.0, 0.9]), [float(np.float32(0.9)), 0.0, 0.5]),
