@@ -38,6 +38,8 @@ POP, NUM, KEYS = (
     "tests/test_reported_numbers.py::test_",
     ("tests/test_keys_matter.py::test_"),
 )
+SCHED = "tests/test_scheduler_references.py::test_"
+REFILL = "tests/test_refill_rederived.py::test_"
 LR = "learning_rate_at(program.schedule, own_step, hp)"
 OK = "ok = alive & jnp.isfinite(loss) & _all_finite(candidate)"
 BEST = "_best(best, ranking[:, t])"
@@ -109,6 +111,55 @@ BUGS = [
     Planted("searcher-never-told", "sweep_state.py",
          "self.searcher.tell(trial.id, value, trial.steps, trial.status)", "pass",
          "tests/test_search_engine.py::test_coarse_to_fine_samples_its_second_round_inside_the_first_rounds_best_box"),
+    # The policies, in both ranking directions, against the libraries and papers they follow.
+    Planted("asha-ranks-the-wrong-way", "adaptive/schedulers.py",
+         'best = sorted((v for v in values if finite(v)), reverse=direction == "max")',
+         'best = sorted((v for v in values if finite(v)), reverse=direction == "min")',
+         SCHED + "asha_stops_what_optunas_successive_halving_prunes[case0-max]"),
+    Planted("median-is-the-mean", "adaptive/schedulers.py", "median = float(np.median(others))",
+         "median = float(np.mean(others))", SCHED + "median_stopping_matches_optunas_median_pruner[1-max]"),
+    Planted("pbt-explores-around-the-loser", "adaptive/pbt.py",
+         "self._explore(d, source.hparams.get(k), rng)", "self._explore(d, obs.hparams.get(k), rng)",
+         SCHED + "pbt_hand_computed_sequence[max]"),
+    Planted("pbt-ready-on-the-sweeps-clock", "adaptive/pbt.py",
+         "o.steps - last.get(str(o.trial), 0) >= self.ready",
+         "step - last.get(str(o.trial), 0) >= self.ready", SCHED + "pbt_hand_computed_sequence[max]"),
+    Planted("halving-keeps-too-many", "adaptive/schedulers.py",
+         "best[: max(1, int(len(best) // self.eta))]", "best[: max(1, math.ceil(len(best) / self.eta))]",
+         SCHED + "successive_halving_follows_the_papers_rule_per_cohort[6-4-2-max]"),
+    Planted("pbt-donors-from-the-bottom", "adaptive/pbt.py", "top = [t for t, _ in good[: max(k, 1)]]",
+         "top = [t for t, _ in good[-max(k, 1) :]]", SCHED + "pbt_hand_computed_sequence[max]"),
+    Planted("hyperband-one-min-budget", "adaptive/schedulers.py",
+         "budgets(min_steps * eta**b, max_steps, eta) for b in range(brackets)",
+         "budgets(min_steps, max_steps, eta) for b in range(brackets)",
+         SCHED + "hyperband_stops_what_optunas_hyperband_prunes[max]"),
+    Planted("pbt-always-maximises", "adaptive/pbt.py",
+         "ranked([[o.trial, float(o.value)] for o in ready if finite(o.value)], self.direction)",
+         'ranked([[o.trial, float(o.value)] for o in ready if finite(o.value)], "max")',
+         SCHED + "pbt_hand_computed_sequence[min]"),
+    # A refill sweep's trials re-derived alone, ranked lowest first.
+    Planted("curve-under-the-slot-index", "trials.py", "row[slot_trials[held]] = per_slot[held]",
+         "row[np.flatnonzero(held)] = per_slot[held]", REFILL + "every_curve_point_is_its_own_trial_alone[min]"),
+    Planted("divergence-on-the-sweeps-clock", "sweep_state.py",
+         "trial.diverged_at = int(chunk.diverged_at[slot]) - int(self.hparams[START][slot])",
+         "trial.diverged_at = int(chunk.diverged_at[slot])",
+         REFILL + "the_late_trial_diverges_on_its_own_clock[min]"),
+    Planted("kept-best-always-maximises", "sweep_state.py",
+         "if finished and (best is None or better(value, best, self.direction)):",
+         'if finished and (best is None or better(value, best, "max")):',
+         REFILL + "the_best_trial_and_its_kept_variables_follow_the_direction[min]"),
+    Planted("study-always-maximises", "optuna_study.py",
+         'direction="maximize" if direction == "max" else "minimize",', 'direction="maximize",',
+         REFILL + "the_study_ranks_in_the_direction_on_each_trials_own_clock[min]"),
+    Planted("best-column-always-max", "trial_results.py",
+         'best = np.nanmax if state.direction == "max" else np.nanmin', "best = np.nanmax",
+         REFILL + "every_row_is_its_trial_alone[min]"),
+    Planted("study-steps-on-the-sweeps-clock", "optuna_study.py",
+         'steps = result.curves["steps"] - row.get("start_step", 0)', 'steps = result.curves["steps"]',
+         REFILL + "the_study_ranks_in_the_direction_on_each_trials_own_clock[min]"),
+    Planted("trial-steps-on-the-sweeps-clock", "sweep_state.py",
+         "trial.steps = self.trial_steps(slot, chunk.step)", "trial.steps = chunk.step",
+         REFILL + "every_row_is_its_trial_alone[min]"),
 ]  # fmt: skip
 
 
