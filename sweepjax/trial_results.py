@@ -24,11 +24,8 @@ from sweepjax.trials import RESULT_STATUS, last_finite
 
 
 def family_names(config: Config, hparams: HParams, kind: str) -> np.ndarray:
-    """The readable `kind` family of every member (from its index column, or the only one)."""
-    names = families(config, kind)
-    if kind in hparams:
-        return np.asarray(names)[np.asarray(hparams[kind])]
-    return np.full(hparams.size, names[0])
+    """The readable `kind` family of every member, from its index column."""
+    return np.asarray(families(config, kind))[np.asarray(hparams[kind])]
 
 
 def hyperparameter_columns(config: Config, rows: list[Mapping[str, Any]]) -> dict[str, Any]:

@@ -63,14 +63,21 @@ def seated(direction="max", starts=(0, 0, 0), policy=None, **options):
     task, metric = TASKS[direction]
     settings = {"population": len(starts), "trials": 8, "steps": 6, "eval_every": 2, **options}
     config = Config(task=task, **{"space": SPACE, **settings})
+    searcher = RecordingSearcher(config.space, config.trials or config.population)
     state = SweepState(
         config, metric, direction, HParams({}), np.zeros(0, int), TrialTable(),
-        Curves.empty((metric,)), policy or FIFO(), RecordingSearcher(config.space, config.trials or config.population),
+        Curves.empty((metric,)), policy or FIFO(), searcher,
     )  # fmt: skip
     columns = [state.admit(state.searcher.ask(1), start)[1].values for start in starts]
     state.hparams = HParams({k: np.concatenate([c[k] for c in columns]) for k in columns[0]})
     state.slot_trials = np.arange(len(starts))
     return state
+
+
+def mark(state, *statuses):
+    """Set the status of trials 0, 1, ... in order."""
+    for trial, status in zip(state.table.rows, statuses, strict=False):
+        trial.status = status
 
 
 def chunk(state, step, values, alive=None, diverged_at=None, losses=None):
@@ -98,8 +105,9 @@ def between_chunks(state, data, test=None):
 
 def test_curves_store_each_chunk_under_the_trial_its_slot_held():
     curves = Curves.empty(("mse",))
-    curves.append(2, np.array([[1.0, 2.0, 3.0]]), {"mse": np.array([0.1, 0.2, 0.3])}, np.array([0, 1, 2]), 3)  # fmt: skip
-    curves.append(4, np.array([[4.0, 5.0, 6.0]]), {"mse": np.array([0.4, 0.5, 0.6])}, np.array([3, -1, 1]), 4)  # fmt: skip
+    for step, values, slot_trials in [(2, [1, 2, 3], [0, 1, 2]), (4, [4, 5, 6], [3, -1, 1])]:
+        losses, mse = np.array([values], float), {"mse": np.array(values) / 10}
+        curves.append(step, losses, mse, np.array(slot_trials), max(slot_trials) + 1)
     arrays = curves.arrays(5)
     np.testing.assert_array_equal(arrays["steps"], [2, 4])
     expected_mse = [[0.1, 0.2, 0.3, NAN, NAN], [NAN, 0.6, NAN, 0.4, NAN]]
@@ -107,6 +115,7 @@ def test_curves_store_each_chunk_under_the_trial_its_slot_held():
     expected_loss = [[1.0, 2.0, 3.0, NAN, NAN], [NAN, 6.0, NAN, 4.0, NAN]]
     np.testing.assert_array_equal(arrays["train_loss"], expected_loss)
     assert curves.arrays()["val_mse"].shape == (2, 4)  # as wide as the widest chunk
+    assert Curves.empty(("mse",)).arrays()["val_mse"].shape == (0, 0)
     again = Curves.from_arrays(curves.arrays(4), ("mse",)).arrays(5)
     np.testing.assert_array_equal(again["val_mse"], arrays["val_mse"])
 
@@ -158,7 +167,7 @@ def test_the_next_chunk_stops_at_the_next_eval_or_a_running_trials_budget():
     state = seated(starts=(0, 3), steps=10, eval_every=8)
     assert [state.next_length(s) for s in (0, 5, 9)] == [8, 3, 1]
     state.table.rows[0].status = "finished"
-    assert state.next_length(11) == 2  # trial 1 at its own step 8 of 10
+    assert not state.done and state.next_length(11) == 2  # trial 1 at its own step 8 of 10
     assert state.member_steps_left(11) == 2 + (8 - 2) * 10
     state.table.rows[1].status = "stopped"
     assert state.done and state.member_steps_left(12) == (8 - 2) * 10
@@ -182,7 +191,7 @@ def test_ended_trials_keep_their_final_metrics_and_tell_the_searcher_their_value
     told = state.searcher.told
     assert [t for t in told if t[0] != 2] == [(0, 0.75, 6, "finished"), (1, 0.5, 4, "stopped")]
     (diverged,) = [t for t in told if t[0] == 2]
-    assert diverged[1:] == (diverged[1], 4, "diverged") and math.isnan(diverged[1])
+    assert diverged[2:] == (4, "diverged") and math.isnan(diverged[1])
     state.end_trials(data, test)  # a trial is told once
     assert len(state.searcher.told) == 3
 
@@ -207,6 +216,8 @@ def test_the_kept_trial_is_the_best_finished_one_in_the_tasks_direction(directio
     state.kept_trial = same.id  # a tie keeps the trial kept already
     assert state.to_keep(leaving) == {"max": 1, "min": 0}[direction]
     assert state.to_keep(np.array([0, 0, 1, 0, 0], bool)) is None
+    state.kept_trial = 0  # 0.3
+    assert state.to_keep(np.array([0, 0, 1, 0, 0], bool)) == {"max": 2, "min": None}[direction]
     fixed = seated(direction, starts=(0, 0), trials=None)  # every trial keeps its slot
     fixed.table.rows[0].status, fixed.table.rows[0].metrics = "finished", {column: 0.5}
     assert fixed.to_keep(np.array([True, False])) is None
@@ -243,10 +254,10 @@ def test_asha_stops_the_worse_trial_in_the_tasks_direction(direction):
 
 
 def test_free_slots_take_new_trials_that_start_at_the_current_step():
-    state = seated(starts=(0, 0, 2, 2), steps=10, trials=6)
-    state.table.rows[1].status, state.table.rows[2].status = "finished", "stopped"
+    state = seated(starts=(0, 0, 2, 2), steps=10, trials=8)
+    mark(state, "running", "finished", "stopped")
     change = state.plan(6, [], devices=1)
-    assert state.slot_trials.tolist() == [0, 4, 5, 3]
+    assert state.slot_trials.tolist() == [0, 4, 5, 3] and len(state.table) == 6
     np.testing.assert_array_equal(change.source, [0, 1, 2, 3])
     assert change.fresh.tolist() == [False, True, True, False]
     assert change.running.tolist() == [True] * 4 and not change.freezes and change.changes
@@ -258,18 +269,15 @@ def test_free_slots_take_new_trials_that_start_at_the_current_step():
 
 def test_without_new_trials_the_running_ones_pack_into_a_narrower_population():
     state = seated(starts=(0, 3, 0, 0), steps=10, trials=4)
-    for t, status in zip(
-        state.table.rows, ["finished", "running", "stopped", "diverged"], strict=True
-    ):
-        t.status = status
+    mark(state, "finished", "running", "stopped", "running")
     asked = []
     narrow_pays = lambda size, narrower, left: asked.append((size, narrower, left)) or False  # noqa: E731
     kept = state.plan(6, [], 1, narrow_pays)
-    assert asked == [(4, 2, 7)]  # trial 1 has 7 of its 10 steps left
-    assert kept.source.tolist() == [1, 0, 2, 3] and kept.running.tolist() == [1, 0, 0, 0]
+    assert asked == [(4, 2, 7)]  # trial 1 has 7 of its 10 steps left, trial 3 has 4
+    assert kept.source.tolist() == [1, 3, 0, 2] and kept.running.tolist() == [1, 1, 0, 0]
+    assert kept.freezes and state.slot_trials.tolist() == [1, 3, -1, -1]
     narrow = seated(starts=(0, 3, 0, 0), steps=10, trials=4)
-    narrow.table.rows[0].status, narrow.table.rows[2].status = "finished", "finished"
-    narrow.table.rows[3].status = "stopped"
+    mark(narrow, "finished", "running", "finished", "stopped")
     change = narrow.plan(6, [], 1)
     assert change.source.tolist() == [1, 0] and change.running.tolist() == [True, False]
     assert change.fresh.tolist() == [False, False] and change.freezes
@@ -288,11 +296,14 @@ def test_a_narrow_population_grows_back_for_new_trials():
 
 
 def test_an_exploited_trial_continues_from_its_source_with_its_own_seed():
-    state = seated(starts=(0, 2, 4), steps=20, searcher="random")
+    state = seated(starts=(0, 2, 4), steps=20)
     state.observe(chunk(state, 8, [0.1, 0.2, 0.3]))
     source_values = dict(state.table.rows[0].hparams)
     old = dict(state.table.rows[2].hparams)
-    change = state.plan(8, [Exploit(2, 2, 0, 0, {"learning_rate": 0.5})], 1)
+    asked = []
+    exploit = Exploit(2, 2, 0, 0, {"learning_rate": 0.5})
+    change = state.plan(8, [exploit], 1, lambda *sizes: asked.append(sizes))
+    assert asked == []  # every slot runs: nothing to narrow
     trial = state.table.rows[2]
     assert trial.hparams == {**source_values, "learning_rate": 0.5, "seed": 2}
     assert (trial.parent, trial.steps, trial.start) == (0, 8, 4)
@@ -309,31 +320,37 @@ def test_an_exploited_trial_continues_from_its_source_with_its_own_seed():
 
 def test_admitted_trials_are_seeded_by_their_id_unless_the_row_says():
     state = seated(starts=(0, 0))
-    ids, columns = state.admit([{"learning_rate": 0.1}, {"learning_rate": 0.2, "seed": 7}], 5)
-    assert ids == [2, 3] and [t.start for t in state.table.rows[2:]] == [5, 5]
-    assert columns["seed"].tolist() == [2, 7] and columns[START].tolist() == [5, 5]
-    assert [t.hparams["seed"] for t in state.table.rows[2:]] == [2, 7]
+    rows = [{"learning_rate": 0.1}, {"learning_rate": 0.2}, {"learning_rate": 0.3, "seed": 7}]
+    ids, columns = state.admit(rows, 5)
+    assert ids == [2, 3, 4] and [t.start for t in state.table.rows[2:]] == [5, 5, 5]
+    assert columns["seed"].tolist() == [2, 3, 7] and columns[START].tolist() == [5, 5, 5]
+    assert [t.hparams["seed"] for t in state.table.rows[2:]] == [2, 3, 7]
 
 
-def test_a_raised_budget_runs_on_only_the_trials_that_finished_it():
-    state = seated(starts=(0, 0, 0, 0), steps=6)
-    for t, status in zip(
-        state.table.rows, ["finished", "stopped", "diverged", "running"], strict=True
-    ):
-        t.status, t.steps, t.metrics = status, 6, {"final_val_accuracy": 0.5}
-    state.extend_budget()  # the same budget: ended trials leave their slots
-    assert state.slot_trials.tolist() == [-1, -1, -1, 3]
-    state = seated(starts=(0, 0, 0, 0), steps=6)
-    for t, status in zip(
-        state.table.rows, ["finished", "stopped", "diverged", "running"], strict=True
-    ):
-        t.status, t.steps, t.metrics = status, 6, {"final_val_accuracy": 0.5}
-    state.slot_trials[3] = -1
-    state.config = state.config.replace(steps=10)
+@pytest.mark.parametrize(
+    "budget, slots, status, length, left",
+    [
+        (6, [-1, -1, -1, 3], "finished", 2, 2 + 3 * 6),
+        (10, [0, -1, -1, 3], "running", 4, 10 + 3 * 10),
+    ],
+)
+def test_a_raised_budget_runs_on_only_the_trials_that_finished_it(
+    budget, slots, status, length, left
+):
+    state = seated(starts=(0, 0, 0, 2), steps=6, eval_every=10)
+    mark(state, "finished", "stopped", "diverged", "running")
+    for trial, steps in zip(state.table.rows, [6, 2, 3, 4], strict=True):
+        trial.steps, trial.metrics = steps, {"final_val_accuracy": 0.5}
+    gone = state.table.add({"learning_rate": 0.1, "seed": 4}, start=0)  # kept, out of its slot
+    gone.status, gone.metrics, state.kept_trial, state.kept = "finished", {}, gone.id, "variables"
+    state.config = state.config.replace(steps=budget)  # resumed with this budget
     state.extend_budget()
-    assert state.slot_trials.tolist() == [0, -1, -1, -1]
-    assert (state.table.rows[0].status, state.table.rows[0].metrics) == ("running", {})
-    assert state.next_length(6) == 2 and state.member_steps_left(6) == 4 + (8 - 4) * 10
+    assert state.slot_trials.tolist() == slots and state.table.rows[0].status == status
+    assert state.table.rows[0].metrics == (
+        {} if status == "running" else {"final_val_accuracy": 0.5}
+    )
+    assert (state.next_length(6), state.member_steps_left(6)) == (length, left)
+    assert (state.kept_trial, state.kept) == (4, "variables")
 
 
 @DIRECTIONS
@@ -343,7 +360,7 @@ def test_a_kept_trial_that_runs_on_under_a_raised_budget_is_kept_anew(direction)
     assert between_chunks(state, chunk(state, 4, first)) == (None, 0)
     state.config = state.config.replace(steps=8)  # resumed with a larger budget
     state.extend_budget()
-    assert state.running_slots().all()
+    assert state.running_slots().all() and (state.kept_trial, state.kept) == (-1, None)
     assert between_chunks(state, chunk(state, 6, [0.5, 0.5]))[1] is None
     assert between_chunks(state, chunk(state, 8, later))[1] == 0  # its new variables
 
@@ -427,6 +444,9 @@ def test_a_running_trial_reports_its_latest_values_and_its_slots_test():
     ]  # fmt: skip
     assert "trials" not in result.summary and "pareto_trials" not in result.summary
     assert math.isnan(trial_result(state, ("mse",), None).rows[0]["test_mse"])
+    alone = seated("min", starts=(0,))
+    before = trial_result(alone, ("mse",), None)  # before the first chunk
+    assert [r["status"] for r in before.rows] == ["ok"] and before.summary["steps_done"] == 0
 
 
 def test_results_name_each_trials_family():
@@ -471,7 +491,7 @@ def test_slots_for_and_packed_against_hand_sequences():
     assert [slots_for(n, 16, 16, 1) for n in (0, 1, 2, 3, 5, 8, 9, 17)] == [
         2, 2, 2, 4, 8, 8, 16, 16,
     ]  # fmt: skip
-    assert [slots_for(n, 8, 16, 2) for n in (1, 3, 4, 5, 9)] == [2, 4, 4, 8, 16]
+    assert [slots_for(n, 8, 16, 2) for n in (1, 3, 4, 5, 8, 9)] == [2, 4, 4, 8, 8, 16]
     assert slots_for(5, 12, 12, 3) == 9 and slots_for(2, 12, 12, 3) == 3
     running = np.array([True, True, True, False, False, False, True, False])
     assert packed(running, 2, 4).tolist() == [0, 1, 6, 2]  # slot 2 moves to device 1
@@ -560,10 +580,12 @@ def test_results_and_curves_frames_hold_the_rows_and_the_defined_curve_points():
     assert list(frame.columns) == list(ROWS[0]) and list(frame.index) == list(range(len(ROWS)))
     assert all(same(frame[c][i], r[c]) for i, r in enumerate(ROWS) for c in r)
     assert results_frame(Result([], {}, {})).empty
+    assert results_frame(Result(ROWS[:1], {}, {}))["test_mse"].tolist() == [1.5]
     curves = {
         "steps": np.array([10, 20, 30]),
         "train_loss": np.array([[0.5, NAN], [0.4, 0.9], [NAN, 0.8]]),
         "val_mse": np.array([[1.0, 2.0], [NAN, 3.0], [4.0, NAN]]),
+        "seconds": np.array([0.5, 1.0, 1.5]),  # no curve: one value per chunk
     }
     expected = [
         (name, member, int(step), float(curves[name][c, member]))
