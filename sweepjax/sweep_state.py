@@ -46,7 +46,7 @@ class Reassignment:
     fresh: np.ndarray
     running: np.ndarray
     hparams: HParams
-    freezes: bool  # a slot still alive on the device stops running (stopped or finished)
+    freezes: bool  # a slot alive on the device stops running, or the population's size changes
 
     @property
     def changes(self) -> bool:
@@ -277,8 +277,8 @@ class SweepState:
             trials[new_slots], new = self.admit(rows, step)
             for k in hparams.names:
                 hparams.values[k][new_slots] = new[k]
-        self.slot_trials, self.hparams = trials, hparams
         freezes = bool((ended_alive[order] & ~fresh).any()) if size == self.size else True
+        self.slot_trials, self.hparams = trials, hparams
         return Reassignment(source[order], fresh, active | fresh, hparams, freezes)
 
     def admit(self, rows: list[Mapping[str, Any]], step: int) -> tuple[list[int], HParams]:

@@ -33,7 +33,8 @@ NAN = math.nan
 
 
 class RecordingSearcher(Sampled):
-    """Sampled trials; remembers every `tell`."""
+    """Sampled trials (more than a sweep's budget, as Optuna's samplers); remembers every
+    `tell`."""
 
     def __init__(self, space, trials):
         super().__init__(space, "random", trials, seed=0)
@@ -63,7 +64,7 @@ def seated(direction="max", starts=(0, 0, 0), policy=None, **options):
     task, metric = TASKS[direction]
     settings = {"population": len(starts), "trials": 8, "steps": 6, "eval_every": 2, **options}
     config = Config(task=task, **{"space": SPACE, **settings})
-    searcher = RecordingSearcher(config.space, config.trials or config.population)
+    searcher = RecordingSearcher(config.space, 2 * (config.trials or config.population))
     state = SweepState(
         config, metric, direction, HParams({}), np.zeros(0, int), TrialTable(),
         Curves.empty((metric,)), policy or FIFO(), searcher,
@@ -284,6 +285,14 @@ def test_without_new_trials_the_running_ones_pack_into_a_narrower_population():
     assert narrow.slot_trials.tolist() == [1, -1] and change.hparams[START].tolist() == [3, 0]
 
 
+def test_a_population_narrows_even_where_its_running_slots_stay_in_place():
+    state = seated(starts=(0,) * 8, steps=10, trials=8)
+    mark(state, "running", "running", *["diverged"] * 6)
+    change = state.plan(6, [], 1, lambda *sizes: True)
+    assert change.source.tolist() == [0, 1] and state.slot_trials.tolist() == [0, 1]
+    assert change.changes  # eight slots on the device become two
+
+
 def test_a_narrow_population_grows_back_for_new_trials():
     state = seated(starts=(0, 2), steps=10, trials=4, population=4)
     state.table.rows[0].status = "stopped"
@@ -292,7 +301,7 @@ def test_a_narrow_population_grows_back_for_new_trials():
     assert change.source.tolist() == [1, 0, 0, 0] and change.fresh.tolist() == [0, 1, 1, 0]
     assert change.running.tolist() == [True, True, True, False]
     assert change.hparams[START].tolist() == [2, 4, 4, 0]
-    assert state.plan(8, [], 1) is not None and state.searcher.ask(1) == []
+    assert state.plan(8, [], 1) is not None and len(state.table) == 4  # the budget is spent
 
 
 def test_an_exploited_trial_continues_from_its_source_with_its_own_seed():
@@ -363,6 +372,7 @@ def test_a_kept_trial_that_runs_on_under_a_raised_budget_is_kept_anew(direction)
     assert state.running_slots().all() and (state.kept_trial, state.kept) == (-1, None)
     assert between_chunks(state, chunk(state, 6, [0.5, 0.5]))[1] is None
     assert between_chunks(state, chunk(state, 8, later))[1] == 0  # its new variables
+    assert [t[:2] for t in state.searcher.told] == [(0, first[0]), (1, first[1])]  # told once
 
 
 def flow(direction):
@@ -498,6 +508,7 @@ def test_slots_for_and_packed_against_hand_sequences():
     assert packed(running, 2, 8).tolist() == [0, 1, 2, 3, 6, 4, 5, 7]
     assert packed(running, 1, 8).tolist() == [0, 1, 2, 6, 3, 4, 5, 7]
     assert packed(np.array([False, True, False, False]), 2, 2).tolist() == [1, 0]
+    assert packed(np.array([True, True]), 1, 4).tolist() == [0, 1, 0, 0]  # slot 0 again
 
 
 def test_a_reassignment_changes_the_population_only_when_it_moves_starts_or_freezes():
