@@ -49,6 +49,7 @@ def test_optuna_default_options_follow_the_samplers_own_rules():
     assert default_options("gp", 4, {}) == {"n_startup_trials": 4, **cma}
     assert default_options("gp", 12, {})["n_startup_trials"] == 10
     assert default_options("nsga2", 1, {}) == {"population_size": 2}
+    assert default_options("tpe", 4, {}) == {"n_startup_trials": 4, "constant_liar": True}
     with pytest.raises(ValueError, match=r"searcher: unknown sampler 'bohb'; allowed: \['tpe'"):
         default_options("bohb", 4, {})
 
@@ -56,6 +57,10 @@ def test_optuna_default_options_follow_the_samplers_own_rules():
 def test_optuna_searcher_checks_its_own_arguments_and_keeps_optuna_quiet():
     with pytest.raises(ValueError, match="direction: unknown direction 'up'"):
         OptunaSearcher(SPACE, "tpe", "up", seed=0)
+    with pytest.raises(ValueError, match="hidden: Choice.*not numbers or strings"):
+        OptunaSearcher({"hidden": Choice([64, [64, 64]])}, "tpe", "max", seed=0)
+    limited = OptunaSearcher(SPACE, "tpe", "max", seed=0, trials=3)
+    assert len(limited.ask(2) + limited.ask(5)) == 3 and limited.ask(1) == []
     if importlib.util.find_spec("torch") is None:
         with pytest.raises(ValueError, match="searcher: 'gp' needs PyTorch"):
             OptunaSearcher(SPACE, "gp", "max", seed=0)

@@ -207,6 +207,9 @@ def test_every_searcher_refuses_what_it_never_asked_and_a_foreign_state():
             ):
                 searcher.tell(trial, 0.5, 10, "finished")
         searcher.tell(1, 0.5, 10, "finished")
+        if not isinstance(searcher, Sampled):  # a fixed population learns nothing from tells
+            with pytest.raises(ValueError, match="trial: 1 was told already"):
+                searcher.tell(1, 0.5, 10, "finished")
         with pytest.raises(ValueError, match="searcher: the saved state is of searcher 'other'"):
             searcher.load_state_dict({**searcher.state_dict(), "name": "other"})
     unlimited = OptunaSearcher(SPACE, "tpe", "max", seed=0)
