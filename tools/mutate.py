@@ -349,13 +349,19 @@ def _run_plan(plan: list[tuple[Mutant, list[str]]], args: argparse.Namespace) ->
             print(f"the unchanged code fails {list(tests)}: {unchanged}", file=sys.stderr)
             return 1
     by_id, outcomes = {m.id: m for m, _ in plan}, []
-    for mutant, tests in plan:
-        launch(mutant.id, mutant, tests)
-    while len(outcomes) < len(plan):
+
+    def record() -> None:
         key, ended = collect()
         outcomes.append({**dataclasses.asdict(by_id[key]), "id": key, **ended})
         print(f"[{len(outcomes)}/{len(plan)}] {key} ({by_id[key].change}): "
               f"{ended['outcome']} in {ended['seconds']} s", flush=True)  # fmt: skip
+
+    for mutant, tests in plan:
+        launch(mutant.id, mutant, tests)
+        while forks.finished:  # ended while waiting for a free job: report them now
+            record()
+    while len(outcomes) < len(plan):
+        record()
     return _report(outcomes, args.json)
 
 
