@@ -8,6 +8,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import re
+import sys
 import warnings
 
 import numpy as np
@@ -283,3 +285,10 @@ def test_study_of_a_result_whose_curves_miss_a_trial():
 
 def optuna_lr():
     return optuna.distributions.FloatDistribution(1e-3, 1.0, log=True)
+
+
+def test_a_missing_optuna_names_the_searchers_that_need_none(monkeypatch):
+    monkeypatch.setitem(sys.modules, "optuna", None)
+    others = "['grid', 'random', 'quasi_random', 'coarse_to_fine']"
+    with pytest.raises(ValueError, match=re.escape(f"or a searcher from {others}.")):
+        make_searcher("nsga2", {}, space=SPACE, trials=4, population=4, direction="min", seed=0)
