@@ -39,6 +39,7 @@ POP, NUM, KEYS = (
     ("tests/test_keys_matter.py::test_"),
 )
 SCHED = "tests/test_scheduler_references.py::test_"
+TASK = "tests/test_task_references.py::test_"
 REFILL = "tests/test_refill_rederived.py::test_"
 LR = "learning_rate_at(program.schedule, own_step, hp)"
 OK = "ok = alive & jnp.isfinite(loss) & _all_finite(candidate)"
@@ -160,6 +161,27 @@ BUGS = [
     Planted("trial-steps-on-the-sweeps-clock", "sweep_state.py",
          "trial.steps = self.trial_steps(slot, chunk.step)", "trial.steps = chunk.step",
          REFILL + "every_row_is_its_trial_alone[min]"),
+    # The tasks against numpy over the shapes users have.
+    Planted("regression-1d-targets-broadcast", "tasks.py",
+         "return outputs.reshape(targets.shape) if outputs.size == targets.size else outputs",
+         "return outputs.reshape(targets.shape) if outputs.ndim == targets.ndim else outputs",
+         TASK + "regression_metrics_are_the_formulas_whatever_the_target_shape[N]"),
+    Planted("token-loss-over-padding", "tasks.py",
+         "return (nll * weights).sum(-1) / jnp.maximum(weights.sum(-1), 1.0)",
+         "return (nll * weights).mean(-1)", TASK + "next_token_padding_counts_nowhere_and_means_are_per_real_token"),
+    Planted("token-mask-ignored", "tasks.py",
+         "return jnp.ones(targets.shape, jnp.float32) if mask is None else mask.astype(jnp.float32)",
+         "return jnp.ones(targets.shape, jnp.float32)",
+         TASK + "next_token_padding_counts_nowhere_and_means_are_per_real_token"),
+    Planted("r2-uncentred", "tasks.py", 'variance = means["_target_squared"] - jnp.square(means["_target"])',
+         'variance = means["_target_squared"]',
+         TASK + "regression_metrics_are_the_formulas_whatever_the_target_shape[N]"),
+    Planted("f1-is-jaccard", "tasks.py", '"f1": 2 * tp / jnp.maximum(2 * tp + fp + fn, 1e-12),',
+         '"f1": tp / jnp.maximum(tp + fp + fn, 1e-12),', TASK + "multilabel_loss_and_micro_f1_are_numpy_counts[N]"),
+    Planted("padded-examples-counted", "tasks.py",
+         "return jnp.sum(jnp.where(real, v.astype(jnp.float32), 0.0), axis=0)",
+         "return jnp.sum(v.astype(jnp.float32), axis=0)",
+         TASK + "classification_loss_and_accuracy_are_numpy_cross_entropy_and_hits"),
 ]  # fmt: skip
 
 
