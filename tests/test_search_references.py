@@ -13,7 +13,7 @@ import pytest
 from scipy.stats import qmc
 
 import sweepjax
-from sweepjax.adaptive.factory import check_policies, make_policies, make_searcher
+from sweepjax.adaptive.factory import check_policies, make_policies, make_scheduler, make_searcher
 from sweepjax.adaptive.optuna_search import OptunaSearcher
 from sweepjax.adaptive.searchers import CoarseToFine, Sampled, usable_warm_rows, warm_start_rows
 from sweepjax.distributions import Choice, IntUniform, LogUniform, Uniform
@@ -319,3 +319,23 @@ def test_warm_rows_of_an_adaptive_sweep_take_each_trials_own_steps(tmp_path):
         (0.001, 60),
         (0.1, 60),
     ]
+
+
+def scheduler(name, options, max_steps=100, eval_every=1):
+    args = dict(direction="min", population=4, space={}, seed=0)
+    return make_scheduler(name, options, max_steps=max_steps, eval_every=eval_every, **args)
+
+
+def test_factory_scheduler_defaults_and_checks_at_their_edges():
+    # Hyperband's default brackets: how many of min_steps * eta**b, b < 3, lie below max_steps
+    assert scheduler("hyperband", {"min_steps": 10}, max_steps=1000).brackets == 3  # capped
+    assert scheduler("hyperband", {"min_steps": 10}, max_steps=90).brackets == 2  # 10, 30
+    assert scheduler("hyperband", {"min_steps": 10}, max_steps=70).brackets == 2  # 10, 30
+    assert scheduler("median", {}, max_steps=1, eval_every=1).name == "median"
+    for key, value in [("max_steps", 0), ("eval_every", 0)]:
+        with pytest.raises(ValueError, match=rf"scheduler\.{key}: 0 must be >= 1"):
+            scheduler("median", {}, **{key: value})
+    with pytest.raises(ValueError, match=r"scheduler\.eta: 1 must be > 1"):
+        scheduler("asha", {"eta": 1})
+    with pytest.raises(ValueError, match=r"scheduler\.eta: not an option of none; allowed: no opt"):
+        scheduler("none", {"eta": 2})
