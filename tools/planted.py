@@ -39,6 +39,8 @@ POP, NUM, KEYS = (
     ("tests/test_keys_matter.py::test_"),
 )
 SCHED = "tests/test_scheduler_references.py::test_"
+SEARCH = "tests/test_search_references.py::test_"
+OPTUNA = "tests/test_optuna_references.py::test_"
 TASK = "tests/test_task_references.py::test_"
 REFILL = "tests/test_refill_rederived.py::test_"
 LR = "learning_rate_at(program.schedule, own_step, hp)"
@@ -182,6 +184,28 @@ BUGS = [
          "return jnp.sum(jnp.where(real, v.astype(jnp.float32), 0.0), axis=0)",
          "return jnp.sum(v.astype(jnp.float32), axis=0)",
          TASK + "classification_loss_and_accuracy_are_numpy_cross_entropy_and_hits"),
+    # The searchers and the Optuna studies, in both ranking directions.
+    Planted("coarse-to-fine-keeps-the-worst", "adaptive/searchers.py",
+         'sign = -1.0 if self.direction == "max" else 1.0', 'sign = 1.0 if self.direction == "max" else -1.0',
+         SEARCH + "coarse_to_fine_box_is_the_best_share_of_the_told_trials"),
+    Planted("coarse-to-fine-share-of-every-row", "adaptive/searchers.py",
+         "max(2, math.ceil(self.keep * len(told)))", "max(2, math.ceil(self.keep * len(self.rows)))",
+         SEARCH + "coarse_to_fine_box_is_the_best_share_of_the_told_trials"),
+    Planted("coarse-to-fine-counts-diverged", "adaptive/searchers.py",
+         'if status != "diverged" and math.isfinite(value):', "if math.isfinite(value):",
+         SEARCH + "coarse_to_fine_box_is_the_best_share_of_the_told_trials"),
+    Planted("optuna-told-a-negated-minimum", "adaptive/optuna_search.py", "self._study.tell(handle, value)",
+         'self._study.tell(handle, -value if self.direction == "min" else value)',
+         OPTUNA + "single_objective_study_holds_what_was_told"),
+    Planted("optuna-stopped-told-complete", "adaptive/optuna_search.py", 'elif status == "stopped":',
+         'elif status == "pruned":', OPTUNA + "single_objective_study_holds_what_was_told"),
+    Planted("nsga2-steps-in-the-metrics-direction", "adaptive/optuna_search.py",
+         'directions.append("minimize")', "directions.append(OPTUNA_DIRECTIONS[self.direction])",
+         OPTUNA + "nsga2_front_is_optunas_and_the_brute_force_one"),
+    Planted("export-curve-of-another-member", "optuna_study.py", "curve[:, member]", "curve[member]",
+         OPTUNA + "exported_study_matches_the_rows_in_the_sweeps_direction"),
+    Planted("pareto-front-always-maximises", "trial_results.py", 'sign = 1.0 if direction == "max" else -1.0',
+         "sign = 1.0", OPTUNA + "pareto_front_is_the_non_dominated_set"),
 ]  # fmt: skip
 
 
