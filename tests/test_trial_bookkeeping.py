@@ -607,7 +607,7 @@ def test_results_and_curves_frames_hold_the_rows_and_the_defined_curve_points():
     ]
     long = curves_frame(Result([], curves, {}))
     got = list(zip(long["metric"], long["member"], long["step"], long["value"], strict=True))
-    assert got == expected
+    assert got == expected and list(long.index) == list(range(len(expected)))
     only = curves_frame(Result([], curves, {}), ["val_mse"])
     assert only["metric"].tolist() == ["val_mse"] * 4 and only["value"].tolist() == [1, 4, 2, 3]
     with pytest.raises(ValueError, match="'val_acc' is not a curve"):
