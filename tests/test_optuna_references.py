@@ -292,3 +292,21 @@ def test_a_missing_optuna_names_the_searchers_that_need_none(monkeypatch):
     others = "['grid', 'random', 'quasi_random', 'coarse_to_fine']"
     with pytest.raises(ValueError, match=re.escape(f"or a searcher from {others}.")):
         make_searcher("nsga2", {}, space=SPACE, trials=4, population=4, direction="min", seed=0)
+
+
+def test_study_params_are_the_choices_a_float32_column_rounded():
+    """Results keep float32: 0.1 reads back as 0.10000000149; each param is the choice it
+    rounds from, a name or an integer as given, in a categorical mixing a name with floats."""
+    from sweepjax.optuna_study import study_of
+    from sweepjax.results import Result
+
+    choices = {"wd": (0.01, 0.1, 0.3), "norm": ("none", 0.5, 1.5), "width": (16, 32, 64)}
+    distributions = {k: optuna.distributions.CategoricalDistribution(v) for k, v in choices.items()}
+    picks = [dict(zip(choices, p, strict=True)) for p in zip(*choices.values(), strict=True)]
+    read_back = [{k: float(np.float32(v)) if isinstance(v, float) else v for k, v in p.items()}
+                 for p in picks]  # fmt: skip
+    assert read_back[1]["wd"] != 0.1  # the rounding the study undoes
+    rows = [{"member": m, "status": "ok", "final_val_accuracy": 0.5, **p}
+            for m, p in enumerate(read_back)]  # fmt: skip
+    study = study_of(Result(rows, {}, {"config": CONFIG}), distributions)
+    assert [t.params for t in study.trials] == picks

@@ -87,6 +87,17 @@ def test_successive_halving_members_not_yet_asked_and_divergence():
     assert sh.decide([obs(4, 30, 0.1, slot=1)], 40) == [Stop(1, 4, "successive halving rung 1")]
 
 
+def test_successive_halving_counts_a_member_never_seen_and_waits_for_one_not_asked():
+    sh = SuccessiveHalving("max", max_steps=90, min_steps=10, eta=2, cohort_size=4)
+    # Trial 2 diverged in its first chunk (never seen): worst of 4; the best 2 (1, 3) stay.
+    actions = sh.decide([obs(0, 10, 0.1), obs(1, 10, 0.3), obs(3, 10, 0.2)], 10)
+    assert actions == [Stop(0, 0, "successive halving rung 0")]
+    sh = SuccessiveHalving("max", max_steps=90, min_steps=10, eta=2, cohort_size=2)
+    assert sh.decide([obs(0, 10, 0.5)], 10) == []  # trial 1 is not asked yet: wait for it
+    actions = sh.decide([obs(0, 20, 0.6), obs(1, 10, 0.4)], 20)
+    assert actions == [Stop(1, 1, "successive halving rung 0")]  # 0.4 < 0.5: 1 of 2 stays
+
+
 def test_successive_halving_records_every_rung_a_jump_passes():
     sh = SuccessiveHalving("min", max_steps=27, min_steps=1, eta=3, cohort_size=3)
     actions = sh.decide([obs(0, 10, 0.3), obs(1, 10, 0.1), obs(2, 10, 0.2)], 10)
@@ -387,7 +398,17 @@ BAD = [
     (lambda: PBT("max", SPACE, ready=0), "scheduler.ready"),
     (lambda: PBT("max", SPACE, ready=10, perturb=[]), "scheduler.perturb"),
     (lambda: PBT("min", SPACE, ready=10, perturb=[0.8, -1]), "scheduler.perturb"),
-]
+    (lambda: ASHA("max", 27.5, 1), "scheduler.max_steps: 27.5 must be >= 1; allowed: an integer"),
+    (lambda: ASHA("max", 1, 1), "scheduler.min_steps: 1 is not below max_steps 1"),
+    # 4 * 5**b for b = 0, 1, 2: 4, 20, 100; bracket 2's 100 is not below max_steps 100.
+    (lambda: ASHA("max", 100, 4, eta=5, brackets=3), "a min budget of 100 >= max_steps 100; allowed: 1 to 2."),
+    (lambda: SuccessiveHalving("up", 100, 10, cohort_size=3), "scheduler.direction: 'up'"),
+    (lambda: Patience("up", 5), "scheduler.direction: 'up'"),
+    (lambda: PBT("up", SPACE, ready=10), "scheduler.direction: 'up'"),
+    (lambda: PBT("max", SPACE, ready=10, perturb=[0.8, 0.0]), "scheduler.perturb: [0.8, 0.0]"),
+    (lambda: PBT("max", SPACE, ready=10, seed=1.5), "scheduler.seed: 1.5 is not an integer"),
+    (lambda: PBT("max", ["lr"], ready=10), "scheduler.space: ['lr'] is not a mapping"),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("build, message", BAD)
@@ -395,6 +416,18 @@ def test_bad_values_are_refused(build, message):
     with pytest.raises(ValueError, match="allowed: ") as err:
         build()
     assert message in str(err.value)
+
+
+def test_values_at_the_boundaries_are_allowed():
+    """The least allowed value of each bounded argument, and the most brackets that fit."""
+    assert ASHA("max", 2, 1).rungs() == [1]
+    hyperband = ASHA("max", 100, 4, eta=5, brackets=2)
+    assert (hyperband.name, hyperband.rungs(1)) == ("hyperband", [20])
+    assert SuccessiveHalving("max", 2, 1, cohort_size=1).cohort_size == 1
+    one_step = Patience("max", 1)  # stops at the first step that does not improve
+    assert [one_step.decide([obs(0, s, 0.5)], s) for s in (1, 2)] == [[], [Stop(0, 0, "patience")]]
+    for p in (0.0, 1.0):
+        assert PBT("max", SPACE, ready=1, quantile=0.5, resample_probability=p).quantile == 0.5
 
 
 SWEEP = {"direction": "max", "max_steps": 2700, "eval_every": 10, "population": 8}
