@@ -49,6 +49,13 @@ def xla_flags(devices: int) -> str:
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 
 
+def same(a, b):
+    """Equal strings, or numbers equal to float32 rounding (NaN equal to NaN)."""
+    if isinstance(b, str):
+        return a == b
+    return (a != a and b != b) or a == pytest.approx(b, rel=1e-6)
+
+
 def assert_same(actual, desired) -> None:
     """Bitwise equality on the CPU; on accelerators, whose kernels may differ with the batch
     shape, equality to float32 rounding."""

@@ -104,7 +104,7 @@ TARGETS = [
     ("trials.py", None, ["tests/test_trial_bookkeeping.py", *READ_BY_USERS]),
     ("trial_results.py", None, ["tests/test_trial_bookkeeping.py", *READ_BY_USERS]),
     ("sweep_state.py", None, ["tests/test_trial_bookkeeping.py"]),
-    ("frames.py", None, ["tests/test_trial_bookkeeping.py", "tests/test_frames.py"]),
+    ("frames.py", None, ["tests/test_frames_by_hand.py", "tests/test_frames.py"]),
 ]  # fmt: skip
 
 SWAPS = {  # operator and name replacements

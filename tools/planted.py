@@ -39,6 +39,7 @@ POP, NUM, KEYS = (
     ("tests/test_keys_matter.py::test_"),
 )
 SCHED = "tests/test_scheduler_references.py::test_"
+BOOK = "tests/test_trial_bookkeeping.py::test_"
 SEARCH = "tests/test_search_references.py::test_"
 OPTUNA = "tests/test_optuna_references.py::test_"
 TASK = "tests/test_task_references.py::test_"
@@ -206,6 +207,25 @@ BUGS = [
          OPTUNA + "exported_study_matches_the_rows_in_the_sweeps_direction"),
     Planted("pareto-front-always-maximises", "trial_results.py", 'sign = 1.0 if direction == "max" else -1.0',
          "sign = 1.0", OPTUNA + "pareto_front_is_the_non_dominated_set"),
+    # The trial bookkeeping on hand-made states.
+    Planted("next-chunk-on-the-sweeps-clock", "sweep_state.py",
+         "config.steps - self.trial_steps(s, step) for s in np.flatnonzero(self.running_slots())",
+         "config.steps - step for s in np.flatnonzero(self.running_slots())",
+         BOOK + "the_next_chunk_stops_at_the_next_eval_or_a_running_trials_budget"),
+    Planted("exploit-takes-the-donors-seed", "sweep_state.py",
+         'new = {**source.hparams, **action.hparams, "seed": trial.hparams["seed"]}',
+         'new = {**source.hparams, **action.hparams, "seed": source.hparams["seed"]}',
+         BOOK + "an_exploited_trial_continues_from_its_source_with_its_own_seed"),
+    Planted("running-trial-tested-by-id", "trial_results.py",
+         "tested = None if test is None or slot is None else float(test[m][slot])",
+         "tested = None if test is None or slot is None else float(test[m][trial.id])",
+         BOOK + "a_running_trial_reports_its_latest_values_and_its_slots_test"),
+    Planted("summary-averages-stopped-trials", "frames.py", 'masked = frame[metrics].where(status.eq("ok"))',
+         "masked = frame[metrics].where(~diverged)",
+         "tests/test_frames_by_hand.py::test_summarize_by_matches_groups_summed_by_hand"),
+    Planted("curves-frame-axes-swapped", "frames.py", "values = np.asarray(curves[name], np.float64).T",
+         "values = np.asarray(curves[name], np.float64)",
+         "tests/test_frames_by_hand.py::test_results_and_curves_frames_hold_the_rows_and_the_defined_curve_points"),
 ]  # fmt: skip
 
 
