@@ -425,6 +425,7 @@ CHOICES = {
     "wd": Choice([0.0, 1e-4, 1e-3, 1e-2, 0.1]),
     "act": Choice(["relu", "gelu", "tanh", "silu"]),
     "opt": Choice(["adam", "sgd", "lamb"]),
+    "clip": Choice([None, 0.1, 1.0]),  # a Choice the space samples (as objects): None or a number
 }
 
 
@@ -434,10 +435,11 @@ def test_pbt_explores_a_choice_to_a_neighbour_or_draws_uniformly(direction):
     clipped at the ends; a float read back in float32 (0.01 -> 0.0099999998) is its nearest
     choice; a value not among the choices (a number for names), or a resample, draws
     uniformly from all of them (chi-square against equal counts)."""
-    donor = {"wd": float(np.float32(1e-2)), "act": "silu", "opt": 3}
+    donor = {"wd": float(np.float32(1e-2)), "act": "silu", "opt": 3, "clip": 0.1}
     pbt = PBT(direction, CHOICES, ready=1, quantile=0.5, resample_probability=0.0, seed=1)
     moved = explored(pbt, donor, 90)
     expected = {"wd": {1e-3, 1e-2, 0.1}, "act": {"tanh", "silu"}, "opt": {"adam", "sgd", "lamb"}}
+    expected["clip"] = {None, 0.1, 1.0}
     assert {k: {new[k] for new in moved} for k in CHOICES} == expected
     pbt = PBT(direction, CHOICES, ready=1, quantile=0.5, resample_probability=1.0, seed=2)
     drawn = explored(pbt, donor, 300)
