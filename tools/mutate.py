@@ -93,8 +93,9 @@ TARGETS = [
     ),
     # The policies, the tasks and the trial bookkeeping: every function of the module (None).
     ("adaptive/schedulers.py", None, ["tests/test_scheduler_references.py", "tests/test_schedulers.py"]),
-    ("adaptive/pbt.py", None, ["tests/test_scheduler_references.py", "tests/test_schedulers.py"]),
-    ("adaptive/protocol.py", None, ["tests/test_scheduler_references.py", "tests/test_schedulers.py"]),
+    ("adaptive/pbt.py", None, ["tests/test_pbt_references.py", "tests/test_schedulers.py"]),
+    ("adaptive/protocol.py", None, ["tests/test_scheduler_references.py", "tests/test_pbt_references.py",
+                                    "tests/test_schedulers.py"]),
     ("adaptive/factory.py", None, ["tests/test_search_references.py", "tests/test_searchers.py",
                                    "tests/test_schedulers.py"]),
     ("adaptive/searchers.py", None, ["tests/test_search_references.py", "tests/test_searchers.py"]),

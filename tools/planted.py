@@ -39,6 +39,7 @@ POP, NUM, KEYS = (
     ("tests/test_keys_matter.py::test_"),
 )
 SCHED = "tests/test_scheduler_references.py::test_"
+PBT_REFS = "tests/test_pbt_references.py::test_"
 BOOK = "tests/test_trial_bookkeeping.py::test_"
 SEARCH = "tests/test_search_references.py::test_"
 OPTUNA = "tests/test_optuna_references.py::test_"
@@ -124,15 +125,15 @@ BUGS = [
          "median = float(np.mean(others))", SCHED + "median_stopping_matches_optunas_median_pruner[1-max]"),
     Planted("pbt-explores-around-the-loser", "adaptive/pbt.py",
          "self._explore(d, source.hparams.get(k), rng)", "self._explore(d, obs.hparams.get(k), rng)",
-         SCHED + "pbt_hand_computed_sequence[max]"),
+         PBT_REFS + "pbt_hand_computed_sequence[max]"),
     Planted("pbt-ready-on-the-sweeps-clock", "adaptive/pbt.py",
          "o.steps - last.get(str(o.trial), 0) >= self.ready",
-         "step - last.get(str(o.trial), 0) >= self.ready", SCHED + "pbt_hand_computed_sequence[max]"),
+         "step - last.get(str(o.trial), 0) >= self.ready", PBT_REFS + "pbt_hand_computed_sequence[max]"),
     Planted("halving-keeps-too-many", "adaptive/schedulers.py",
          "best[: max(1, int(len(best) // self.eta))]", "best[: max(1, math.ceil(len(best) / self.eta))]",
          SCHED + "successive_halving_follows_the_papers_rule_per_cohort[6-4-2-max]"),
     Planted("pbt-donors-from-the-bottom", "adaptive/pbt.py", "top = [t for t, _ in good[: max(k, 1)]]",
-         "top = [t for t, _ in good[-max(k, 1) :]]", SCHED + "pbt_hand_computed_sequence[max]"),
+         "top = [t for t, _ in good[-max(k, 1) :]]", PBT_REFS + "pbt_hand_computed_sequence[max]"),
     Planted("hyperband-one-min-budget", "adaptive/schedulers.py",
          "budgets(min_steps * eta**b, max_steps, eta) for b in range(brackets)",
          "budgets(min_steps, max_steps, eta) for b in range(brackets)",
@@ -140,7 +141,7 @@ BUGS = [
     Planted("pbt-always-maximises", "adaptive/pbt.py",
          "ranked([[o.trial, float(o.value)] for o in ready if finite(o.value)], self.direction)",
          'ranked([[o.trial, float(o.value)] for o in ready if finite(o.value)], "max")',
-         SCHED + "pbt_hand_computed_sequence[min]"),
+         PBT_REFS + "pbt_hand_computed_sequence[min]"),
     # A refill sweep's trials re-derived alone, ranked lowest first.
     Planted("curve-under-the-slot-index", "trials.py", "row[slot_trials[held]] = per_slot[held]",
          "row[np.flatnonzero(held)] = per_slot[held]", REFILL + "every_curve_point_is_its_own_trial_alone[min]"),
