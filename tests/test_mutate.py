@@ -78,3 +78,9 @@ def test_forked_sessions_report_pass_fail_and_timeout(tmp_path):
         env=env, capture_output=True, text=True, timeout=240, check=True,
     )  # fmt: skip
     assert done.stdout.strip() == "[('fails', 1), ('hangs', None), ('passes', 0)]"
+
+
+def test_a_test_that_does_not_exist_is_an_error_never_a_kill():
+    assert mutate.outcome_of(1) == "killed" and mutate.outcome_of(2) == "killed"
+    assert mutate.outcome_of(0) == "survived" and mutate.outcome_of(None) == "killed (timeout)"
+    assert mutate.outcome_of(4).startswith("error") and mutate.outcome_of(5).startswith("error")

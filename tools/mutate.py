@@ -255,6 +255,17 @@ def _copy_checkout(to: Path) -> None:
             shutil.copy2(source, to / name)
 
 
+def outcome_of(returncode: int | None) -> str:
+    """A pytest run's verdict on a mutant: failing tests (1), or a module that no longer
+    imports (2), kill it; exit 4 or 5 (no such test, none collected) is an error of the plan,
+    never a kill."""
+    if returncode is None:
+        return "killed (timeout)"
+    if returncode in (4, 5):
+        return f"error (pytest exit {returncode}: no such test)"
+    return "survived" if returncode == 0 else "killed"
+
+
 def _write_copy(to: Path, mutant: Any) -> None:
     """The checkout in `to`, with `mutant`'s change (None: unchanged)."""
     _copy_checkout(to)
@@ -275,7 +286,7 @@ def run_mutant(mutant: Any, tests: Sequence[str], timeout: float) -> dict:
             done = subprocess.run(
                 [*command, *tests], cwd=tmp, env=env, capture_output=True, timeout=timeout
             )
-            outcome = "survived" if done.returncode == 0 else "killed"
+            outcome = outcome_of(done.returncode)
             tail = done.stdout.decode(errors="replace").strip().splitlines()[-1:]
         except subprocess.TimeoutExpired:
             outcome, tail = "killed (timeout)", []
@@ -336,10 +347,9 @@ def _run_plan(plan: list[tuple[Mutant, list[str]]], args: argparse.Namespace) ->
     def collect() -> tuple[Any, dict]:
         key, ended = forks.next_done()
         folders.pop(key).cleanup()
-        outcome = "survived" if ended["returncode"] == 0 else "killed"
         return key, {
             **ended,
-            "outcome": outcome if ended["returncode"] is not None else "killed (timeout)",
+            "outcome": outcome_of(ended["returncode"]),
         }
 
     test_sets = sorted({tuple(tests) for _, tests in plan})

@@ -243,9 +243,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         bug.source()  # every planted text is still there, before anything runs
     with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
         outcomes = list(pool.map(lambda bug: run_mutant(bug, [bug.test], 600.0), bugs))
-    missed = [o["id"] for o in outcomes if o["outcome"] == "survived"]
+    missed = [o["id"] for o in outcomes if not o["outcome"].startswith("killed")]
     for o in outcomes:
-        print(f"{o['id']:28} {'caught' if o['outcome'] != 'survived' else 'MISSED'} "
+        verdict = "caught" if o["outcome"].startswith("killed") else o["outcome"].upper()
+        print(f"{o['id']:36} {verdict} "
               f"by {o['test'].split('::')[1]} ({o['seconds']} s)")  # fmt: skip
     print(f"\n{len(outcomes) - len(missed)} of {len(outcomes)} planted bugs caught")
     return 1 if missed else 0
