@@ -15,11 +15,11 @@ from scipy.stats import qmc
 import sweepjax
 from sweepjax.adaptive.factory import check_policies, make_policies, make_scheduler, make_searcher
 from sweepjax.adaptive.optuna_search import OptunaSearcher
+from sweepjax.adaptive.protocol import DIRECTIONS
 from sweepjax.adaptive.searchers import CoarseToFine, Sampled, usable_warm_rows, warm_start_rows
 from sweepjax.distributions import Choice, IntUniform, LogUniform, Uniform
 from sweepjax.tasks import task_of
 
-DIRECTIONS = ["max", "min"]
 SPACE = {
     "learning_rate": LogUniform(1e-4, 1e-1),
     "width": IntUniform(8, 64),

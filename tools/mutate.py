@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from pytest_forks import Forks
+from pytest_forks import PYTEST_ARGS, Forks
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -281,7 +281,7 @@ def run_mutant(mutant: Any, tests: Sequence[str], timeout: float) -> dict:
         _write_copy(Path(tmp), mutant)
         # First on the path of the tests and of any `sweepjax` command they start.
         env = {**os.environ, "PYTHONPATH": tmp, "PYTHONDONTWRITEBYTECODE": "1"}
-        command = [sys.executable, "-m", "pytest", "-x", "-q", "-n", "0", "-p", "no:cacheprovider"]
+        command = [sys.executable, "-m", "pytest", *PYTEST_ARGS]
         began = time.perf_counter()
         try:
             done = subprocess.run(
@@ -290,7 +290,7 @@ def run_mutant(mutant: Any, tests: Sequence[str], timeout: float) -> dict:
             outcome = outcome_of(done.returncode)
             tail = done.stdout.decode(errors="replace").strip().splitlines()[-1:]
         except subprocess.TimeoutExpired:
-            outcome, tail = "killed (timeout)", []
+            outcome, tail = outcome_of(None), []
     seconds = round(time.perf_counter() - began, 1)
     result = {"outcome": outcome, "seconds": seconds, "last_line": tail[0] if tail else ""}
     if mutant is None:
