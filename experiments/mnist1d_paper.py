@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default="mlp,cnn", help="comma-separated subset")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
-    sweepjax.placement.use_cpu_cores()  # as the sweepjax command does
+    sweepjax.engine.placement.use_cpu_cores()  # as the sweepjax command does
     dirs = {}
     for model, config in get_configs().items():
         if model not in args.models.split(","):

@@ -2,7 +2,7 @@
 
 The corpus is the documentation's topics every Python ships (`pydoc_data`), so nothing is
 downloaded; windows of 64 byte tokens, the last topics held out for validation and test (see
-`sweepjax.text`). The task is `next_token`: token cross-entropy, members ranked by the lowest
+`sweepjax.engine.text`). The task is `next_token`: token cross-entropy, members ranked by the lowest
 validation perplexity. Sweeps AdamW's peak learning rate, its warmup and weight decay under a
 warmup-cosine schedule, for a 2-layer, 64-wide Transformer.
 

@@ -1,7 +1,7 @@
 """The schedule benchmark: every schedule family x 6 peak learning rates x 3 seeds, one program.
 
 MNIST-1D, the 1-D CNN, SGD with momentum 0.9, a fixed budget of steps. Each family keeps its
-default shape parameters relative to the budget (see `sweepjax.schedules`); the leaderboard gives
+default shape parameters relative to the budget (see `sweepjax.engine.schedules`); the leaderboard gives
 each family's best peak learning rate, the mean and spread of its final validation accuracy over
 seeds, and the steps its seeds took to reach the target accuracy.
 
@@ -12,7 +12,7 @@ Run:
 """
 
 from sweepjax import Choice, Config, LogUniform
-from sweepjax.schedules import BUILTIN_SCHEDULES
+from sweepjax.engine.schedules import BUILTIN_SCHEDULES
 
 LEARNING_RATES = 6
 SEEDS = (0, 1, 2)

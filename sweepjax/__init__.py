@@ -22,115 +22,115 @@ except metadata.PackageNotFoundError:  # a source tree on sys.path, not installe
     __version__ = "unknown"
 
 _LAZY: dict[str, tuple[str, str | None]] = {  # public name: (module, attribute or None)
-    "apply_overrides": ("sweepjax.config", "apply_overrides"),
-    "as_model": ("sweepjax.models", "as_model"),
-    "Augment": ("sweepjax.data", "Augment"),
+    "apply_overrides": ("sweepjax.sweep.config", "apply_overrides"),
+    "as_model": ("sweepjax.engine.models", "as_model"),
+    "Augment": ("sweepjax.engine.data", "Augment"),
     "bench_schedules": ("sweepjax.benchmark", "bench_schedules"),
-    "build_model": ("sweepjax.models", "build_model"),
-    "CheckpointError": ("sweepjax.checkpoint", "CheckpointError"),
-    "CheckpointMismatch": ("sweepjax.checkpoint", "CheckpointMismatch"),
-    "export_study": ("sweepjax.optuna_study", "export_study"),
-    "CheckpointWarning": ("sweepjax.checkpoint", "CheckpointWarning"),
-    "Choice": ("sweepjax.space", "Choice"),
-    "CNN1D": ("sweepjax.models", "CNN1D"),
-    "CNN2D": ("sweepjax.models", "CNN2D"),
-    "Config": ("sweepjax.config", "Config"),
-    "Dataset": ("sweepjax.data", "Dataset"),
-    "datasets": ("sweepjax.data", None),
+    "build_model": ("sweepjax.engine.models", "build_model"),
+    "CheckpointError": ("sweepjax.sweep.checkpoint", "CheckpointError"),
+    "CheckpointMismatch": ("sweepjax.sweep.checkpoint", "CheckpointMismatch"),
+    "export_study": ("sweepjax.integrations.optuna_study", "export_study"),
+    "CheckpointWarning": ("sweepjax.sweep.checkpoint", "CheckpointWarning"),
+    "Choice": ("sweepjax.search.space", "Choice"),
+    "CNN1D": ("sweepjax.engine.models", "CNN1D"),
+    "CNN2D": ("sweepjax.engine.models", "CNN2D"),
+    "Config": ("sweepjax.sweep.config", "Config"),
+    "Dataset": ("sweepjax.engine.data", "Dataset"),
+    "datasets": ("sweepjax.engine.data", None),
     "divergence_boundary": ("sweepjax.report.analysis", "divergence_boundary"),
-    "DoesNotFit": ("sweepjax.placement", "DoesNotFit"),
+    "DoesNotFit": ("sweepjax.engine.placement", "DoesNotFit"),
     "EXIT_INTERRUPTED": ("sweepjax.errors", "EXIT_INTERRUPTED"),
-    "export_member": ("sweepjax.export", "export_member"),
-    "FolderBusy": ("sweepjax.lock", "FolderBusy"),
-    "from_arrays": ("sweepjax.data", "from_arrays"),
-    "from_examples": ("sweepjax.data", "from_examples"),
-    "HParams": ("sweepjax.space", "HParams"),
-    "init_population": ("sweepjax.population", "init_population"),
+    "export_member": ("sweepjax.sweep.export", "export_member"),
+    "FolderBusy": ("sweepjax.sweep.lock", "FolderBusy"),
+    "from_arrays": ("sweepjax.engine.data", "from_arrays"),
+    "from_examples": ("sweepjax.engine.data", "from_examples"),
+    "HParams": ("sweepjax.search.space", "HParams"),
+    "init_population": ("sweepjax.engine.population", "init_population"),
     "Interrupted": ("sweepjax.errors", "Interrupted"),
-    "IntUniform": ("sweepjax.space", "IntUniform"),
-    "learning_rate_at": ("sweepjax.schedules", "learning_rate_at"),
-    "load_dataset": ("sweepjax.loaders", "load_dataset"),
-    "LogUniform": ("sweepjax.space", "LogUniform"),
-    "make_evaluate": ("sweepjax.population", "make_evaluate"),
-    "make_stream_chunk": ("sweepjax.population", "make_stream_chunk"),
-    "make_train_chunk": ("sweepjax.population", "make_train_chunk"),
-    "MLP": ("sweepjax.models", "MLP"),
-    "Model": ("sweepjax.models", "Model"),
-    "Optimizer": ("sweepjax.optim", "Optimizer"),
-    "Population": ("sweepjax.population", "Population"),
-    "Program": ("sweepjax.population", "Program"),
-    "read_result": ("sweepjax.read_results", "read_result"),
+    "IntUniform": ("sweepjax.search.space", "IntUniform"),
+    "learning_rate_at": ("sweepjax.engine.schedules", "learning_rate_at"),
+    "load_dataset": ("sweepjax.engine.loaders", "load_dataset"),
+    "LogUniform": ("sweepjax.search.space", "LogUniform"),
+    "make_evaluate": ("sweepjax.engine.population", "make_evaluate"),
+    "make_stream_chunk": ("sweepjax.engine.population", "make_stream_chunk"),
+    "make_train_chunk": ("sweepjax.engine.population", "make_train_chunk"),
+    "MLP": ("sweepjax.engine.models", "MLP"),
+    "Model": ("sweepjax.engine.models", "Model"),
+    "Optimizer": ("sweepjax.engine.optim", "Optimizer"),
+    "Population": ("sweepjax.engine.population", "Population"),
+    "Program": ("sweepjax.engine.population", "Program"),
+    "read_result": ("sweepjax.sweep.read_results", "read_result"),
     "read_sweep": ("sweepjax.report", "read_sweep"),
-    "register_schedule": ("sweepjax.schedules", "register_schedule"),
-    "ResNet": ("sweepjax.models", "ResNet"),
-    "Result": ("sweepjax.results", "Result"),
-    "resume": ("sweepjax.sweep", "resume"),
-    "run": ("sweepjax.sweep", "run"),
-    "schedule_parameters": ("sweepjax.schedules", "schedule_parameters"),
-    "SearchSpace": ("sweepjax.space", "SearchSpace"),
-    "Task": ("sweepjax.tasks", "Task"),
-    "TASKS": ("sweepjax.tasks", "TASKS"),
+    "register_schedule": ("sweepjax.engine.schedules", "register_schedule"),
+    "ResNet": ("sweepjax.engine.models", "ResNet"),
+    "Result": ("sweepjax.sweep.results", "Result"),
+    "resume": ("sweepjax.runner.run", "resume"),
+    "run": ("sweepjax.runner.run", "run"),
+    "schedule_parameters": ("sweepjax.engine.schedules", "schedule_parameters"),
+    "SearchSpace": ("sweepjax.search.space", "SearchSpace"),
+    "Task": ("sweepjax.engine.tasks", "Task"),
+    "TASKS": ("sweepjax.engine.tasks", "TASKS"),
     "StorageError": ("sweepjax.errors", "StorageError"),
     "sweep_status": ("sweepjax.report", "sweep_status"),
-    "Uniform": ("sweepjax.space", "Uniform"),
-    "validate": ("sweepjax.config", "validate"),
+    "Uniform": ("sweepjax.search.space", "Uniform"),
+    "validate": ("sweepjax.sweep.config", "validate"),
     "write_report": ("sweepjax.report", "write_report"),
 }
 
 if TYPE_CHECKING:
-    from sweepjax import data as datasets  # noqa: F401
     from sweepjax.benchmark import bench_schedules as bench_schedules
-    from sweepjax.checkpoint import CheckpointError as CheckpointError
-    from sweepjax.checkpoint import CheckpointMismatch as CheckpointMismatch
-    from sweepjax.checkpoint import CheckpointWarning as CheckpointWarning
-    from sweepjax.config import Config as Config
-    from sweepjax.config import apply_overrides as apply_overrides
-    from sweepjax.config import validate as validate
-    from sweepjax.data import Augment as Augment
-    from sweepjax.data import Dataset as Dataset
-    from sweepjax.data import from_arrays as from_arrays
-    from sweepjax.data import from_examples as from_examples
+    from sweepjax.engine import data as datasets  # noqa: F401
+    from sweepjax.engine.data import Augment as Augment
+    from sweepjax.engine.data import Dataset as Dataset
+    from sweepjax.engine.data import from_arrays as from_arrays
+    from sweepjax.engine.data import from_examples as from_examples
+    from sweepjax.engine.loaders import load_dataset as load_dataset
+    from sweepjax.engine.models import CNN1D as CNN1D
+    from sweepjax.engine.models import CNN2D as CNN2D
+    from sweepjax.engine.models import MLP as MLP
+    from sweepjax.engine.models import Model as Model
+    from sweepjax.engine.models import ResNet as ResNet
+    from sweepjax.engine.models import as_model as as_model
+    from sweepjax.engine.models import build_model as build_model
+    from sweepjax.engine.optim import Optimizer as Optimizer
+    from sweepjax.engine.placement import DoesNotFit as DoesNotFit
+    from sweepjax.engine.population import Population as Population
+    from sweepjax.engine.population import Program as Program
+    from sweepjax.engine.population import init_population as init_population
+    from sweepjax.engine.population import make_evaluate as make_evaluate
+    from sweepjax.engine.population import make_stream_chunk as make_stream_chunk
+    from sweepjax.engine.population import make_train_chunk as make_train_chunk
+    from sweepjax.engine.schedules import learning_rate_at as learning_rate_at
+    from sweepjax.engine.schedules import register_schedule as register_schedule
+    from sweepjax.engine.schedules import schedule_parameters as schedule_parameters
+    from sweepjax.engine.tasks import TASKS as TASKS
+    from sweepjax.engine.tasks import Task as Task
     from sweepjax.errors import EXIT_INTERRUPTED as EXIT_INTERRUPTED
     from sweepjax.errors import Interrupted as Interrupted
     from sweepjax.errors import StorageError as StorageError
-    from sweepjax.export import export_member as export_member
-    from sweepjax.loaders import load_dataset as load_dataset
-    from sweepjax.lock import FolderBusy as FolderBusy
-    from sweepjax.models import CNN1D as CNN1D
-    from sweepjax.models import CNN2D as CNN2D
-    from sweepjax.models import MLP as MLP
-    from sweepjax.models import Model as Model
-    from sweepjax.models import ResNet as ResNet
-    from sweepjax.models import as_model as as_model
-    from sweepjax.models import build_model as build_model
-    from sweepjax.optim import Optimizer as Optimizer
-    from sweepjax.optuna_study import export_study as export_study
-    from sweepjax.placement import DoesNotFit as DoesNotFit
-    from sweepjax.population import Population as Population
-    from sweepjax.population import Program as Program
-    from sweepjax.population import init_population as init_population
-    from sweepjax.population import make_evaluate as make_evaluate
-    from sweepjax.population import make_stream_chunk as make_stream_chunk
-    from sweepjax.population import make_train_chunk as make_train_chunk
-    from sweepjax.read_results import read_result as read_result
+    from sweepjax.integrations.optuna_study import export_study as export_study
     from sweepjax.report import read_sweep as read_sweep
     from sweepjax.report import sweep_status as sweep_status
     from sweepjax.report import write_report as write_report
     from sweepjax.report.analysis import divergence_boundary as divergence_boundary
-    from sweepjax.results import Result as Result
-    from sweepjax.schedules import learning_rate_at as learning_rate_at
-    from sweepjax.schedules import register_schedule as register_schedule
-    from sweepjax.schedules import schedule_parameters as schedule_parameters
-    from sweepjax.space import Choice as Choice
-    from sweepjax.space import HParams as HParams
-    from sweepjax.space import IntUniform as IntUniform
-    from sweepjax.space import LogUniform as LogUniform
-    from sweepjax.space import SearchSpace as SearchSpace
-    from sweepjax.space import Uniform as Uniform
-    from sweepjax.sweep import resume as resume
-    from sweepjax.sweep import run as run
-    from sweepjax.tasks import TASKS as TASKS
-    from sweepjax.tasks import Task as Task
+    from sweepjax.runner.run import resume as resume
+    from sweepjax.runner.run import run as run
+    from sweepjax.search.space import Choice as Choice
+    from sweepjax.search.space import HParams as HParams
+    from sweepjax.search.space import IntUniform as IntUniform
+    from sweepjax.search.space import LogUniform as LogUniform
+    from sweepjax.search.space import SearchSpace as SearchSpace
+    from sweepjax.search.space import Uniform as Uniform
+    from sweepjax.sweep.checkpoint import CheckpointError as CheckpointError
+    from sweepjax.sweep.checkpoint import CheckpointMismatch as CheckpointMismatch
+    from sweepjax.sweep.checkpoint import CheckpointWarning as CheckpointWarning
+    from sweepjax.sweep.config import Config as Config
+    from sweepjax.sweep.config import apply_overrides as apply_overrides
+    from sweepjax.sweep.config import validate as validate
+    from sweepjax.sweep.export import export_member as export_member
+    from sweepjax.sweep.lock import FolderBusy as FolderBusy
+    from sweepjax.sweep.read_results import read_result as read_result
+    from sweepjax.sweep.results import Result as Result
 
 __all__ = sorted(_LAZY)
 

@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from sweepjax.config import Config, families
-from sweepjax.data import Dataset
-from sweepjax.results import Result, atomic_write
-from sweepjax.sweep import run
+from sweepjax.engine.data import Dataset
+from sweepjax.runner.run import run
+from sweepjax.sweep.config import Config, families
+from sweepjax.sweep.results import Result, atomic_write
 
 
 @dataclasses.dataclass

@@ -8,7 +8,7 @@ sweepjax report OUT_DIR [--top N]
 sweepjax bench-schedules [EXPERIMENT] [--set key=value ...] [--out DIR] [--target ACC] [--quiet]
 sweepjax summarize EXPERIMENT OUT_DIR [OUT_DIR ...]
 
-HOSTS, to run one sweep as several processes (one per host; see `sweepjax.distributed`):
+HOSTS, to run one sweep as several processes (one per host; see `sweepjax.engine.distributed`):
 --coordinator HOST:PORT --num-processes N --process-id I, or --distributed to take them from
 the cluster (SLURM and the other environments `jax.distributed.initialize()` detects).
 
@@ -31,10 +31,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from sweepjax import errors
-from sweepjax.signals import StopOnSignal
+from sweepjax.sweep.signals import StopOnSignal
 
 if TYPE_CHECKING:
-    from sweepjax.config import Config
+    from sweepjax.sweep.config import Config
 
 # The commands that train: they listen for SIGINT and SIGTERM before importing JAX.
 TRAINING_COMMANDS = ("run", "resume", "bench-schedules")
@@ -59,8 +59,8 @@ def _add_experiment_arguments(command: argparse.ArgumentParser, default: str) ->
 
 def _experiment_config(args: argparse.Namespace) -> Config:
     """The experiment's config with the command line's overrides and output directory."""
-    from sweepjax.config import apply_overrides
     from sweepjax.experiment import load_experiment
+    from sweepjax.sweep.config import apply_overrides
 
     config = apply_overrides(load_experiment(args.experiment), args.overrides)
     return config.replace(out_dir=args.out) if args.out is not None else config
@@ -179,8 +179,8 @@ def _add_checkpoint_commands(commands) -> None:
 
 def _train(args: argparse.Namespace) -> None:
     """`run`, `resume` and `bench-schedules`: the commands that train."""
-    from sweepjax import distributed
-    from sweepjax.placement import use_cpu_cores
+    from sweepjax.engine import distributed
+    from sweepjax.engine.placement import use_cpu_cores
 
     if args.command in ("run", "resume"):  # before anything else touches JAX's devices
         distributed.initialize(
@@ -188,11 +188,11 @@ def _train(args: argparse.Namespace) -> None:
         )
     use_cpu_cores()
     if args.command == "run":
-        from sweepjax.sweep import run
+        from sweepjax.runner.run import run
 
         run(_experiment_config(args), quiet=args.quiet, overwrite=args.overwrite)
     elif args.command == "resume":
-        from sweepjax.sweep import resume
+        from sweepjax.runner.run import resume
 
         resume(args.out_dir, overrides=args.overrides, quiet=args.quiet)
     else:
@@ -204,7 +204,7 @@ def _train(args: argparse.Namespace) -> None:
 def _inspect(args: argparse.Namespace) -> None:
     """`export`, `show`, `report` and `summarize`: the commands that read a sweep folder."""
     if args.command == "export":
-        from sweepjax.export import export_member
+        from sweepjax.sweep.export import export_member
 
         to = export_member(args.out_dir, args.member, args.to)
         parts = ["checkpoint/", *(["state/"] if (to / "state").is_dir() else []), "hparams.json"]
@@ -258,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Before JAX: a signal at any moment is handled.
         with StopOnSignal(enabled=training, ends_process=argv is None) as stop:
             if not args.verbose:
-                from sweepjax.library_logs import silence_library_logs
+                from sweepjax.sweep.library_logs import silence_library_logs
 
                 silence_library_logs()
             if training:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-from sweepjax.config import Config
+from sweepjax.sweep.config import Config
 
 
 def experiment_dirs() -> list[Path]:

@@ -7,8 +7,8 @@ later stage's dimensions left at their defaults (out of the space). Each stage i
 sweep of `population` members, so three stages of P / 3 members spend what one joint sweep of P
 members spends: `experiments/staged.py` compares the two.
 
->>> from sweepjax.config import Config
->>> from sweepjax.space import LogUniform, Uniform
+>>> from sweepjax.sweep.config import Config
+>>> from sweepjax.search.space import LogUniform, Uniform
 >>> config = Config(space={"learning_rate": LogUniform(0.01, 0.5), "momentum": Uniform(0, 0.9)},
 ...                 population=4, steps=20, eval_every=10, out_dir=None)
 >>> results = staged_sweep(config, [["learning_rate"], ["momentum"]], quiet=True)
@@ -23,10 +23,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sweepjax.config import Config
-from sweepjax.data import Dataset
-from sweepjax.distributions import is_distribution
-from sweepjax.results import Result
+from sweepjax.engine.data import Dataset
+from sweepjax.search.distributions import is_distribution
+from sweepjax.sweep.config import Config
+from sweepjax.sweep.results import Result
 
 # The sweep guides' order, as space keys (`model.<option>` for structural ones).
 SEED_000_STAGES = (
@@ -51,7 +51,7 @@ def staged_sweep(
     Raises:
       ValueError: a swept dimension is in no stage, naming it.
     """
-    from sweepjax.sweep import run  # here: sweep imports what imports this module
+    from sweepjax.runner.run import run  # here: sweep imports what imports this module
 
     swept = [k for k, v in config.space.items() if is_distribution(v)]
     staged = {name for stage in stages for name in stage}

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 import sweepjax
-from sweepjax import compiling
-from sweepjax.placement import use_cpu_cores
+from sweepjax.engine import compiling
+from sweepjax.engine.placement import use_cpu_cores
 
 use_cpu_cores(2)  # before JAX computes anything; a subprocess's own XLA_FLAGS win
 # Parity tests compare algorithms, not matmul precision: full float32 on GPUs too (their

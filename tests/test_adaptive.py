@@ -18,11 +18,11 @@ from conftest import assert_same, count_compiles
 from test_checkpoint import assert_same_results
 
 import sweepjax
-from sweepjax import checkpoint, loop
-from sweepjax.population import init_population, make_evaluate, make_train_chunk
-from sweepjax.reassign import reassign
-from sweepjax.sweep import program_of
-from sweepjax.sweep_state import trial_columns
+from sweepjax.engine.population import init_population, make_evaluate, make_train_chunk
+from sweepjax.engine.reassign import reassign
+from sweepjax.runner.run import program_of
+from sweepjax.sweep import checkpoint, loop
+from sweepjax.sweep.sweep_state import trial_columns
 
 ASHA = {"name": "asha", "min_steps": 10, "eta": 3}
 

@@ -14,8 +14,8 @@ from flax import nnx
 
 import sweepjax
 from sweepjax import cli, errors
-from sweepjax.checkpoint import CHECKPOINT_DIR
-from sweepjax.config import Config, validate
+from sweepjax.sweep.checkpoint import CHECKPOINT_DIR
+from sweepjax.sweep.config import Config, validate
 
 
 def examples(count: int, features: int = 8, seed: int = 0) -> dict[str, np.ndarray]:

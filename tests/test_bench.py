@@ -108,8 +108,8 @@ def test_the_roofline_is_the_lower_of_the_two_bounds():
 
 
 def test_a_group_step_grows_with_its_width_and_moves_every_members_state(tiny_data):
-    from sweepjax.population import init_population
-    from sweepjax.sweep import program_of, sample_hparams
+    from sweepjax.engine.population import init_population
+    from sweepjax.runner.run import program_of, sample_hparams
 
     config = TINY.config(tiny_data.num_classes)
     program, hparams = program_of(config), sample_hparams(config)

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 import sweepjax
-from sweepjax.buckets import plan_buckets
-from sweepjax.population import make_train_chunk
-from sweepjax.signals import StopOnSignal
-from sweepjax.sweep import program_of
-from sweepjax.training import train_population
+from sweepjax.engine.population import make_train_chunk
+from sweepjax.runner.run import program_of
+from sweepjax.runner.training import train_population
+from sweepjax.sweep.buckets import plan_buckets
+from sweepjax.sweep.signals import StopOnSignal
 
 
 @pytest.fixture(scope="module")

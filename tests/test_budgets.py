@@ -20,16 +20,16 @@ import pytest
 from test_checkpoint import assert_same_results
 
 import sweepjax
-from sweepjax import checkpoint
-from sweepjax.adaptive.factory import FixedRows
-from sweepjax.adaptive.schedulers import FIFO
-from sweepjax.lock import FolderLock, holder
-from sweepjax.out_dir import RESULT_FILES
-from sweepjax.population import START
-from sweepjax.progress import LockProgress
-from sweepjax.space import HParams
-from sweepjax.sweep_state import Chunk, SweepState
-from sweepjax.trials import Curves, TrialTable
+from sweepjax.engine.population import START
+from sweepjax.search.schedulers import FIFO
+from sweepjax.search.space import HParams
+from sweepjax.sweep import checkpoint
+from sweepjax.sweep.lock import FolderLock, holder
+from sweepjax.sweep.out_dir import RESULT_FILES
+from sweepjax.sweep.policies import FixedRows
+from sweepjax.sweep.progress import LockProgress
+from sweepjax.sweep.sweep_state import Chunk, SweepState
+from sweepjax.sweep.trials import Curves, TrialTable
 
 STEPS = 30
 

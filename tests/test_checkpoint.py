@@ -21,13 +21,14 @@ from conftest import assert_same
 from orbax.checkpoint._src.path import atomicity
 
 import sweepjax
-from sweepjax import checkpoint, cli
-from sweepjax import loop as training
-from sweepjax.lock import LOCK_FILE
-from sweepjax.models import build_model
-from sweepjax.read_results import read_rows
-from sweepjax.sweep import program_of
-from sweepjax.training import MEASURED_KEYS, restore_target
+from sweepjax import cli
+from sweepjax.engine.models import build_model
+from sweepjax.runner.run import program_of
+from sweepjax.runner.training import MEASURED_KEYS, restore_target
+from sweepjax.sweep import checkpoint
+from sweepjax.sweep import loop as training
+from sweepjax.sweep.lock import LOCK_FILE
+from sweepjax.sweep.read_results import read_rows
 
 
 def _config(tiny_config, out: Path, **changes) -> sweepjax.Config:

@@ -13,7 +13,7 @@ from command import finish, start, tiny_experiment
 from conftest import count_compiles
 
 import sweepjax
-from sweepjax import compiling
+from sweepjax.engine import compiling
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ from conftest import count_compiles
 
 import sweepjax
 from sweepjax import cli
-from sweepjax.config import Config, apply_overrides, parse_value, validate
-from sweepjax.sweep import sample_hparams
+from sweepjax.runner.run import sample_hparams
+from sweepjax.sweep.config import Config, apply_overrides, parse_value, validate
 
 
 @pytest.mark.parametrize(

@@ -20,10 +20,11 @@ import pytest
 from command import LONG_EXPERIMENT, clean_stderr, finish, start, tiny_experiment, wait_until
 
 import sweepjax
-from sweepjax import cli, errors, export
+from sweepjax import cli, errors
 from sweepjax.errors import StorageError
-from sweepjax.lock import FolderLock, holder
 from sweepjax.report import show
+from sweepjax.sweep import export
+from sweepjax.sweep.lock import FolderLock, holder
 
 MEMBERS = 8
 

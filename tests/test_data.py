@@ -9,9 +9,9 @@ import pytest
 import tensorflow_datasets as tfds
 
 import sweepjax
-from sweepjax import loaders
-from sweepjax.data import batch_indices, from_arrays, normalize
-from sweepjax.loaders import DataCacheWarning, load_dataset
+from sweepjax.engine import loaders
+from sweepjax.engine.data import batch_indices, from_arrays, normalize
+from sweepjax.engine.loaders import DataCacheWarning, load_dataset
 
 
 def test_mnist1d_is_the_papers_default_split():

@@ -18,8 +18,9 @@ import pytest
 from orbax.checkpoint._src.path import atomicity
 
 import sweepjax
-from sweepjax import checkpoint, out_dir, training
 from sweepjax.errors import StorageError
+from sweepjax.runner import training
+from sweepjax.sweep import checkpoint, out_dir
 
 MIB = 1 << 20
 

@@ -9,7 +9,8 @@ from shutil import _ntuple_diskusage as disk_usage
 
 import pytest
 
-from sweepjax import checkpoint, cli, errors, out_dir, report, results
+from sweepjax import cli, errors, report
+from sweepjax.sweep import checkpoint, out_dir, results
 
 TINY = ["--set", "population=2", "--set", "steps=10", "--set", "eval_every=10"]
 TINY += ["--set", "model.hidden=[8]", "--set", "val_size=100", "--quiet"]

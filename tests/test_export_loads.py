@@ -16,9 +16,9 @@ import pytest
 from flax import nnx
 
 import sweepjax
-from sweepjax.config import Config
-from sweepjax.export import member_hyperparameters, nnx_pure_dicts
-from sweepjax.models import build_model
+from sweepjax.engine.models import build_model
+from sweepjax.sweep.config import Config
+from sweepjax.sweep.export import member_hyperparameters, nnx_pure_dicts
 
 MEMBER = 1
 CLIPPING = ("clip_norm", "clip_value")

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from conftest import result_row
 
-from sweepjax import errors, results
+from sweepjax import errors
 from sweepjax.errors import StorageError
 from sweepjax.experiment import load_experiment, summarize
-from sweepjax.results import Result, write_result
+from sweepjax.sweep import results
+from sweepjax.sweep.results import Result, write_result
 
 FILES = ["curves.npz", "results.csv", "sweep.json"]
 

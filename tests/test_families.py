@@ -13,9 +13,9 @@ import sweepjax
 from sweepjax import Choice
 from sweepjax.benchmark import bench_schedules
 from sweepjax.cli import main
-from sweepjax.config import families
-from sweepjax.schedules import learning_rate_at
-from sweepjax.sweep import sample_hparams
+from sweepjax.engine.schedules import learning_rate_at
+from sweepjax.runner.run import sample_hparams
+from sweepjax.sweep.config import families
 
 FAMILIES = ["constant", "cosine", "sgdr", "piecewise_constant", "exponential"]
 SWEPT = {

@@ -11,7 +11,7 @@ import pytest
 
 import sweepjax
 from sweepjax import Choice
-from sweepjax.results import Result
+from sweepjax.sweep.results import Result
 
 pd = pytest.importorskip("pandas")
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from conftest import same
 
-from sweepjax.frames import curves_frame, results_frame, summarize_by
-from sweepjax.results import Result
+from sweepjax.sweep.frames import curves_frame, results_frame, summarize_by
+from sweepjax.sweep.results import Result
 
 NAN = math.nan
 

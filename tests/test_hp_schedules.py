@@ -13,11 +13,11 @@ import pytest
 from conftest import assert_same, count_compiles
 
 import sweepjax
-from sweepjax.config import apply_overrides, validate
-from sweepjax.data import batch_indices
-from sweepjax.population import init_population, make_train_chunk
-from sweepjax.same_sweep import differences
-from sweepjax.sweep import program_of, sample_hparams
+from sweepjax.engine.data import batch_indices
+from sweepjax.engine.population import init_population, make_train_chunk
+from sweepjax.runner.run import program_of, sample_hparams
+from sweepjax.sweep.config import apply_overrides, validate
+from sweepjax.sweep.same_sweep import differences
 
 STEPS = 12
 DECAY_STEPS = (5.0, 10.0)  # member 0's momentum reaches 0 at step 5, member 1's at step 10
@@ -160,7 +160,7 @@ def test_a_scheduled_hyperparameter_is_in_the_program_and_its_parameters_are_all
     optimizer = program_of(config).optimizer
     assert optimizer.schedules == (("clip_norm", "cosine"),)
     assert "clip_norm" in optimizer.names  # clipping is in the program without a space entry
-    allowed = sweepjax.config.allowed_hyperparameters(config)
+    allowed = sweepjax.sweep.config.allowed_hyperparameters(config)
     assert allowed["clip_norm.decay_steps"] == 400 and allowed["clip_norm.warmup_steps"] == 0
 
 

@@ -23,7 +23,7 @@ from sweepjax.report.interactive import (
     thinned,
 )
 from sweepjax.report.interactive_map import figure_heatmap, grid_means, interpolate
-from sweepjax.results import Result, write_result
+from sweepjax.sweep.results import Result, write_result
 
 NAN = float("nan")
 SPACE = {

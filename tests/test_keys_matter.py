@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import sweepjax
-from sweepjax import stream
-from sweepjax.population import init_population, make_train_chunk
-from sweepjax.sweep import program_of, sample_hparams
+from sweepjax.engine import stream
+from sweepjax.engine.population import init_population, make_train_chunk
+from sweepjax.runner.run import program_of, sample_hparams
 
 CASES = [  # (optimizer, schedule, key, two values, other fixed names)
     ("sgd", "constant", "momentum", [0.0, 0.9], {}),

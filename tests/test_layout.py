@@ -2,7 +2,7 @@
 
 A member trained alone, in populations of 8 and 64, at widths 1, 4 and full ends bitwise equal on
 the CPU, and so it does on 2 and 4 devices: the same program runs for each member whatever its
-neighbours (`sweepjax.layout`). One device and several agree to float32 rounding, a named
+neighbours (`sweepjax.engine.layout`). One device and several agree to float32 rounding, a named
 exception (`test_one_device_and_several_agree_to_float32_rounding`). Four devices need their
 own process. The models: an MLP (batched products) and a user's `nn.Conv` module (under vmap,
 a grouped convolution).

@@ -18,8 +18,9 @@ import pytest
 from command import LONG_EXPERIMENT, clean_stderr, finish, start, wait_until
 
 import sweepjax
-from sweepjax import checkpoint, cli
-from sweepjax.lock import LOCK_FILE, FolderBusy, FolderLock, holder
+from sweepjax import cli
+from sweepjax.sweep import checkpoint
+from sweepjax.sweep.lock import LOCK_FILE, FolderBusy, FolderLock, holder
 
 
 def _files(folder: Path) -> dict[str, str]:
@@ -56,7 +57,7 @@ def test_a_folder_the_lock_created_goes_when_nothing_was_written(tmp_path):
 
 def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
     code = (
-        "import sys, time; from sweepjax.lock import FolderLock\n"
+        "import sys, time; from sweepjax.sweep.lock import FolderLock\n"
         "with FolderLock(sys.argv[1]) as lock:\n"
         "    lock.update(step=7); time.sleep(600)\n"
     )

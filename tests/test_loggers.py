@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 import sweepjax
-from sweepjax import loop
-from sweepjax.config import apply_overrides
+from sweepjax.sweep import loop
+from sweepjax.sweep.config import apply_overrides
 
 # learning rate 1e4 diverges at once: members 2 and 3 end `diverged` in the first chunk
 SPACE = {"learning_rate": sweepjax.Choice([0.1, 1e4]), "momentum": sweepjax.Choice([0.0, 0.5])}

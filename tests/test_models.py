@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sweepjax.models import CNN1D, PatchConv, as_model, build_model
+from sweepjax.engine.models import CNN1D, PatchConv, as_model, build_model
 
 
 @pytest.mark.parametrize(

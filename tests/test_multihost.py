@@ -17,10 +17,11 @@ from command import environment, tiny_experiment
 from conftest import xla_flags
 
 import sweepjax
-from sweepjax import checkpoint, cli
+from sweepjax import cli
 from sweepjax.errors import EXIT_INTERRUPTED
 from sweepjax.experiment import load_experiment
-from sweepjax.read_results import read_rows
+from sweepjax.sweep import checkpoint
+from sweepjax.sweep.read_results import read_rows
 
 TIMEOUT = 150  # seconds for a pair of processes; a hung coordinator fails the test instead
 
@@ -31,18 +32,18 @@ EXPERIMENT = tiny_experiment(20)
 # every process returns. Process 1 must write no result file.
 DRIVER = """
 import json, sys
-import sweepjax.sweep
+import sweepjax.runner.run
 from sweepjax import cli
 
 port, pid, experiment, out = sys.argv[1:]
 if pid == "1":
     def refuse(*args):
         raise AssertionError("process 1 wrote the result files")
-    sweepjax.sweep.write_result = refuse
+    sweepjax.runner.run.write_result = refuse
 hosts = ["--coordinator", f"localhost:{port}", "--num-processes", "2", "--process-id", pid]
 code = cli.main(["run", experiment, "--out", out, "--quiet", "--set", "steps=10", *hosts])
 assert code == 0, code
-first = sweepjax.checkpoint.saved_steps(out)
+first = sweepjax.sweep.checkpoint.saved_steps(out)
 result = sweepjax.resume(out, overrides=["steps=20"], quiet=True)
 print(json.dumps({"first": first, "rows": result.rows, "devices": result.summary["population_devices"]}))
 """
@@ -52,8 +53,9 @@ print(json.dumps({"first": first, "rows": result.rows, "devices": result.summary
 # both processes must stop after that chunk, with one checkpoint at step 20.
 SIGNAL_DRIVER = """
 import json, os, signal, sys
-import sweepjax.sweep
-from sweepjax import cli, distributed
+import sweepjax.runner.run
+from sweepjax import cli
+from sweepjax.engine import distributed
 
 port, pid, experiment, out = sys.argv[1:]
 if pid == "1":
@@ -66,7 +68,7 @@ if pid == "1":
     distributed.to_host = signalled_to_host
 hosts = ["--coordinator", f"localhost:{port}", "--num-processes", "2", "--process-id", pid]
 code = cli.main(["run", experiment, "--out", out, "--quiet", "--set", "steps=100000", *hosts])
-print(json.dumps({"code": code, "saved": sweepjax.checkpoint.saved_steps(out)}))
+print(json.dumps({"code": code, "saved": sweepjax.sweep.checkpoint.saved_steps(out)}))
 """
 
 

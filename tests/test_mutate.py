@@ -14,7 +14,7 @@ import mutate  # noqa: E402
 
 def test_every_mutant_changes_one_line_of_its_function():
     mutants = mutate.list_mutants(
-        "results.py", ["summarize", "rank_rows", "finished_rows", "leaderboard"]
+        "sweep/results.py", ["summarize", "rank_rows", "finished_rows", "leaderboard"]
     )
     changes = {m.change for m in mutants}
     assert {"Eq -> NotEq", "Gt -> GtE", "USub dropped", "And -> Or"} <= changes
@@ -32,7 +32,7 @@ def test_every_target_names_functions_and_tests_that_exist():
 
 
 def test_docstrings_annotations_and_messages_are_not_mutated():
-    for mutant in mutate.list_mutants("space.py", ["SearchSpace.check_grid"]):
+    for mutant in mutate.list_mutants("search/space.py", ["SearchSpace.check_grid"]):
         ((before, _),) = mutate.changed_lines(mutant)
         assert not before.lstrip().startswith(("def ", '"', "raise ValueError(f")), mutant
 
@@ -41,7 +41,7 @@ def test_a_caught_mutant_is_killed_and_the_unchanged_code_survives():
     tests = ["tests/test_space.py::test_grid_size_mismatch_names_population"]
     (mutant,) = [
         m
-        for m in mutate.list_mutants("space.py", ["SearchSpace.check_grid"])
+        for m in mutate.list_mutants("search/space.py", ["SearchSpace.check_grid"])
         if m.change == "NotEq -> Eq"  # `if size != n: raise` turned around
     ]
     assert mutate.run_mutant(None, tests, timeout=300)["outcome"] == "survived"

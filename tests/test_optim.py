@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from sweepjax.optim import COMMON, FAMILIES, Optimizer
+from sweepjax.engine.optim import COMMON, FAMILIES, Optimizer
 
 A = jax.random.normal(jax.random.key(0), (6, 4))
 B = jax.random.normal(jax.random.key(1), (6,))

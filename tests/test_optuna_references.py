@@ -17,10 +17,10 @@ import pytest
 from test_search_references import DIRECTIONS, SPACE, TOLD
 
 import sweepjax
-from sweepjax.adaptive.factory import make_searcher
-from sweepjax.adaptive.optuna_search import OptunaSearcher, default_options, quiet_optuna
-from sweepjax.distributions import Choice, LogUniform, Uniform
-from sweepjax.trial_results import pareto_front
+from sweepjax.search.distributions import Choice, LogUniform, Uniform
+from sweepjax.search.optuna_search import OptunaSearcher, default_options, quiet_optuna
+from sweepjax.sweep.policies import make_searcher
+from sweepjax.sweep.trial_results import pareto_front
 
 optuna = pytest.importorskip("optuna", reason="Optuna comes with the optuna and dev extras")
 
@@ -236,7 +236,7 @@ def write_sweep(out, direction):
 
 @pytest.mark.parametrize("direction", DIRECTIONS)
 def test_exported_study_matches_the_rows_in_the_sweeps_direction(direction, tmp_path):
-    from sweepjax.optuna_study import export_study
+    from sweepjax.integrations.optuna_study import export_study
 
     out = tmp_path / f"sweep-{direction}"
     out.mkdir()
@@ -269,8 +269,8 @@ def test_exported_study_matches_the_rows_in_the_sweeps_direction(direction, tmp_
 
 
 def test_study_of_a_result_whose_curves_miss_a_trial():
-    from sweepjax.optuna_study import study_of
-    from sweepjax.results import Result
+    from sweepjax.integrations.optuna_study import study_of
+    from sweepjax.sweep.results import Result
 
     rows = [{"member": m, "status": "ok", "final_val_accuracy": 0.5 + m / 10, "learning_rate": 0.1}
             for m in range(3)]  # fmt: skip
@@ -297,8 +297,8 @@ def test_a_missing_optuna_names_the_searchers_that_need_none(monkeypatch):
 def test_study_params_are_the_choices_a_float32_column_rounded():
     """Results keep float32: 0.1 reads back as 0.10000000149; each param is the choice it
     rounds from, a name or an integer as given, in a categorical mixing a name with floats."""
-    from sweepjax.optuna_study import study_of
-    from sweepjax.results import Result
+    from sweepjax.integrations.optuna_study import study_of
+    from sweepjax.sweep.results import Result
 
     choices = {"wd": (0.01, 0.1, 0.3), "norm": ("none", 0.5, 1.5), "width": (16, 32, 64)}
     distributions = {k: optuna.distributions.CategoricalDistribution(v) for k, v in choices.items()}

@@ -10,7 +10,7 @@ import csv
 import pytest
 
 import sweepjax
-from sweepjax.optuna_study import export_study
+from sweepjax.integrations.optuna_study import export_study
 
 optuna = pytest.importorskip("optuna", reason="Optuna comes with the optuna and dev extras")
 

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from sweepjax.adaptive.pbt import PBT, ranked
-from sweepjax.adaptive.protocol import DIRECTIONS, Observation
-from sweepjax.distributions import Choice, IntUniform, LogUniform, Uniform
+from sweepjax.search.distributions import Choice, IntUniform, LogUniform, Uniform
+from sweepjax.search.pbt import PBT, ranked
+from sweepjax.search.protocol import DIRECTIONS, Observation
 
 
 def closeness(lr: float, direction: str) -> float:

@@ -15,11 +15,12 @@ import pytest
 from conftest import assert_same, count_compiles, make_tiny_data, xla_flags
 
 import sweepjax
-from sweepjax import cli, placement
-from sweepjax.buckets import complete_hparams
-from sweepjax.layout import CPU_ISA_FLAG
-from sweepjax.population import init_population, make_train_chunk
-from sweepjax.sweep import program_of, sample_hparams
+from sweepjax import cli
+from sweepjax.engine import placement
+from sweepjax.engine.layout import CPU_ISA_FLAG
+from sweepjax.engine.population import init_population, make_train_chunk
+from sweepjax.runner.run import program_of, sample_hparams
+from sweepjax.sweep.buckets import complete_hparams
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,7 +54,7 @@ def test_the_result_does_not_depend_on_the_width(tiny_config, tiny_data, width):
     ref_losses, ref_params = _train(tiny_config, tiny_data)
     losses, params = _train(tiny_config, tiny_data, width=width)
     assert losses.shape == ref_losses.shape == (12, tiny_config.population)
-    assert_same(losses, ref_losses)  # the same program for every member (sweepjax.layout)
+    assert_same(losses, ref_losses)  # the same program for every member (sweepjax.engine.layout)
     jax.tree.map(assert_same, params, ref_params)
 
 
@@ -188,9 +189,10 @@ import jax, numpy as np
 sys.path.insert(0, "tests")
 import sweepjax
 from conftest import assert_same, count_compiles, make_tiny_data
-from sweepjax import cli, placement
-from sweepjax.population import init_population, make_train_chunk
-from sweepjax.sweep import program_of, sample_hparams
+from sweepjax import cli
+from sweepjax.engine import placement
+from sweepjax.engine.population import init_population, make_train_chunk
+from sweepjax.runner.run import program_of, sample_hparams
 from test_placement import _train, tiny
 data, config = tiny()
 assert jax.device_count() == 4
@@ -247,7 +249,7 @@ def test_several_devices_split_the_population_and_match_one_device():
 
 CORES = """
 import json, os, jax
-from sweepjax.placement import use_cpu_cores
+from sweepjax.engine.placement import use_cpu_cores
 use_cpu_cores(3)
 before = jax.device_count()
 use_cpu_cores(5)  # JAX has started: nothing changes, nothing fails

@@ -15,9 +15,9 @@ from conftest import assert_same, count_compiles
 from flax import nnx
 
 import sweepjax
-from sweepjax.data import batch_indices
-from sweepjax.population import init_population, make_evaluate, make_train_chunk
-from sweepjax.sweep import program_of, sample_hparams
+from sweepjax.engine.data import batch_indices
+from sweepjax.engine.population import init_population, make_evaluate, make_train_chunk
+from sweepjax.runner.run import program_of, sample_hparams
 
 
 def _start(config, data, hparams=None):

@@ -21,7 +21,7 @@ from conftest import xla_flags
 from test_checkpoint import assert_same_results
 
 import sweepjax
-from sweepjax import checkpoint
+from sweepjax.sweep import checkpoint
 
 STEPS = 60
 
@@ -37,7 +37,7 @@ from pathlib import Path
 
 from orbax.checkpoint._src.path import atomicity
 
-import sweepjax.loop as training
+import sweepjax.sweep.loop as training
 from sweepjax.cli import main
 
 marker = Path(os.environ["MARKER"])
@@ -172,8 +172,8 @@ ASHA = ["--set", "scheduler=asha", "--set", "scheduler.min_steps=10", "--set", "
 def test_sigkill_mid_asha_then_resume_makes_the_same_decisions(files, tmp_path):
     """Trials stopped at rungs and refilled before the kill; the resumed sweep stops, refills
     and ranks exactly as the uninterrupted one."""
-    from sweepjax.config import apply_overrides
     from sweepjax.experiment import load_experiment
+    from sweepjax.sweep.config import apply_overrides
 
     config = apply_overrides(load_experiment(str(files / "experiment.py")), ASHA[1::2])
     reference = tmp_path / "reference"

@@ -26,12 +26,12 @@ from conftest import assert_same, make_tiny_data
 from test_tasks import _regression_data
 
 import sweepjax
-from sweepjax import checkpoint
-from sweepjax.population import init_population, make_evaluate, make_train_chunk
+from sweepjax.engine.population import init_population, make_evaluate, make_train_chunk
 from sweepjax.report.render import leaderboard_rows
-from sweepjax.results import Result, ranking
-from sweepjax.sweep import program_of
-from sweepjax.sweep_state import trial_columns
+from sweepjax.runner.run import program_of
+from sweepjax.sweep import checkpoint
+from sweepjax.sweep.results import Result, ranking
+from sweepjax.sweep.sweep_state import trial_columns
 
 EVERY, BUDGET, SLOTS = 10, 30, 4
 ASHA = {"name": "asha", "min_steps": EVERY, "eta": 3}

@@ -14,12 +14,12 @@ import pytest
 
 import sweepjax
 from sweepjax.cli import main
+from sweepjax.engine.schedules import learning_rate_at, schedule_parameters
 from sweepjax.report import read_sweep, show, write_report
 from sweepjax.report.analysis import member_schedules
 from sweepjax.report.figure_curves import figure_schedules
 from sweepjax.report.figures import FIGURES
 from sweepjax.report.importance import MIN_FINISHED
-from sweepjax.schedules import learning_rate_at, schedule_parameters
 
 # The figures of a fixed population without categorical dimensions
 FIXED = set(FIGURES) - {"trials", "lineage", "groups"}

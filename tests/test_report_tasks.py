@@ -13,12 +13,12 @@ from conftest import result_row
 from matplotlib import colormaps
 
 import sweepjax
-from sweepjax import results
-from sweepjax.data import from_arrays
+from sweepjax.engine.data import from_arrays
 from sweepjax.report import analysis, read, read_sweep, render, show, write_report
 from sweepjax.report.figure_axes import by_ranking
 from sweepjax.report.figure_history import optimization_history
 from sweepjax.report.figures import FIGURES, figure_curves, figure_heatmap, figure_parallel
+from sweepjax.sweep import results
 
 MIN = ("final_val_mse", "min")
 NAN = float("nan")

@@ -14,8 +14,8 @@ import math
 import numpy as np
 import pytest
 
-from sweepjax.adaptive.protocol import DIRECTIONS, Observation
-from sweepjax.adaptive.schedulers import ASHA, MedianStopping, SuccessiveHalving, budgets
+from sweepjax.search.protocol import DIRECTIONS, Observation
+from sweepjax.search.schedulers import ASHA, MedianStopping, SuccessiveHalving, budgets
 
 optuna = pytest.importorskip("optuna")
 optuna.logging.set_verbosity(optuna.logging.WARNING)

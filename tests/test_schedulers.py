@@ -7,17 +7,17 @@ import json
 import numpy as np
 import pytest
 
-from sweepjax.adaptive.factory import SCHEDULERS, make_scheduler
-from sweepjax.adaptive.pbt import PBT
-from sweepjax.adaptive.protocol import Exploit, Observation, Stop
-from sweepjax.adaptive.schedulers import (
+from sweepjax.search.distributions import Choice, IntUniform, LogUniform, Uniform
+from sweepjax.search.pbt import PBT
+from sweepjax.search.protocol import Exploit, Observation, Stop
+from sweepjax.search.schedulers import (
     ASHA,
     FIFO,
     MedianStopping,
     Patience,
     SuccessiveHalving,
 )
-from sweepjax.distributions import Choice, IntUniform, LogUniform, Uniform
+from sweepjax.sweep.policies import SCHEDULERS, make_scheduler
 
 NAN = float("nan")
 SPACE = {

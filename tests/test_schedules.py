@@ -10,7 +10,7 @@ import numpy as np
 import optax
 import pytest
 
-from sweepjax.schedules import (
+from sweepjax.engine.schedules import (
     BUILTIN_SCHEDULES,
     learning_rate_at,
     schedule_noise,

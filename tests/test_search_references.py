@@ -13,12 +13,12 @@ import pytest
 from scipy.stats import qmc
 
 import sweepjax
-from sweepjax.adaptive.factory import check_policies, make_policies, make_scheduler, make_searcher
-from sweepjax.adaptive.optuna_search import OptunaSearcher
-from sweepjax.adaptive.protocol import DIRECTIONS
-from sweepjax.adaptive.searchers import CoarseToFine, Sampled, usable_warm_rows, warm_start_rows
-from sweepjax.distributions import Choice, IntUniform, LogUniform, Uniform
-from sweepjax.tasks import task_of
+from sweepjax.engine.tasks import task_of
+from sweepjax.search.distributions import Choice, IntUniform, LogUniform, Uniform
+from sweepjax.search.optuna_search import OptunaSearcher
+from sweepjax.search.protocol import DIRECTIONS
+from sweepjax.search.searchers import CoarseToFine, Sampled, usable_warm_rows, warm_start_rows
+from sweepjax.sweep.policies import check_policies, make_policies, make_scheduler, make_searcher
 
 SPACE = {
     "learning_rate": LogUniform(1e-4, 1e-1),

@@ -10,15 +10,15 @@ import sys
 import numpy as np
 import pytest
 
-from sweepjax.adaptive.factory import make_searcher
-from sweepjax.adaptive.searchers import (
+from sweepjax.search.distributions import Choice, IntUniform, LogUniform, Uniform
+from sweepjax.search.searchers import (
     CoarseToFine,
     Sampled,
     usable_warm_rows,
     warm_start_rows,
 )
-from sweepjax.distributions import Choice, IntUniform, LogUniform, Uniform
-from sweepjax.space import SearchSpace
+from sweepjax.search.space import SearchSpace
+from sweepjax.sweep.policies import make_searcher
 
 SPACE = {
     "learning_rate": LogUniform(1e-4, 1e-1),

@@ -29,10 +29,10 @@ from command import (
 )
 
 import sweepjax
-import sweepjax.loop as training
-from sweepjax import checkpoint
-from sweepjax.lock import holder
-from sweepjax.signals import StopOnSignal
+import sweepjax.sweep.loop as training
+from sweepjax.sweep import checkpoint
+from sweepjax.sweep.lock import holder
+from sweepjax.sweep.signals import StopOnSignal
 
 pytestmark = pytest.mark.skipif(
     not Path("/proc/self/status").exists(), reason="reads a process's signal mask from /proc"

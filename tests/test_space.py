@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from scipy.stats import qmc
 
-from sweepjax.distributions import make
-from sweepjax.space import (
+from sweepjax.search.distributions import make
+from sweepjax.search.space import (
     Choice,
     IntUniform,
     LogUniform,

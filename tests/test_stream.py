@@ -11,10 +11,10 @@ import pytest
 from conftest import assert_same, count_compiles
 
 import sweepjax
-from sweepjax import stream
-from sweepjax.data import Augment, augment_batch, augment_key, augmentation_of
-from sweepjax.population import init_population, make_stream_chunk, make_train_chunk
-from sweepjax.sweep import program_of, sample_hparams
+from sweepjax.engine import stream
+from sweepjax.engine.data import Augment, augment_batch, augment_key, augmentation_of
+from sweepjax.engine.population import init_population, make_stream_chunk, make_train_chunk
+from sweepjax.runner.run import program_of, sample_hparams
 
 
 def _image_config(tiny_config, **changes) -> sweepjax.Config:

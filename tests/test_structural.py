@@ -8,9 +8,9 @@ import pytest
 from conftest import assert_same, count_compiles
 
 import sweepjax
-from sweepjax.data import batch_indices
-from sweepjax.population import init_population, make_train_chunk
-from sweepjax.sweep import program_of, sample_hparams
+from sweepjax.engine.data import batch_indices
+from sweepjax.engine.population import init_population, make_train_chunk
+from sweepjax.runner.run import program_of, sample_hparams
 
 
 def _train(config, data):

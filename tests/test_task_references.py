@@ -20,7 +20,15 @@ import numpy as np
 import optax
 import pytest
 
-from sweepjax.tasks import TASKS, Task, check_task, metric_names, reported, split_sums, task_of
+from sweepjax.engine.tasks import (
+    TASKS,
+    Task,
+    check_task,
+    metric_names,
+    reported,
+    split_sums,
+    task_of,
+)
 
 RTOL = 2e-6  # a mean of a few float32 values: a few ulps
 COUNT = 7  # pieces of 3: the last piece holds 1 example and 2 of padding

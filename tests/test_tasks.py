@@ -19,10 +19,10 @@ import pytest
 from conftest import count_compiles, make_tiny_data
 
 import sweepjax
-from sweepjax.data import batch_indices, from_arrays, from_examples
-from sweepjax.population import init_population, make_evaluate, make_train_chunk
-from sweepjax.sweep import program_of, sample_hparams
-from sweepjax.tasks import TASKS, Task
+from sweepjax.engine.data import batch_indices, from_arrays, from_examples
+from sweepjax.engine.population import init_population, make_evaluate, make_train_chunk
+from sweepjax.engine.tasks import TASKS, Task
+from sweepjax.runner.run import program_of, sample_hparams
 
 
 def _regression_data(outputs: int = 2, n: int = (240, 60), seed: int = 0) -> sweepjax.Dataset:

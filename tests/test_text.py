@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from sweepjax.text import VOCAB_SIZE, corpus_text, decode, digest, encode, token_windows
+from sweepjax.engine.text import VOCAB_SIZE, corpus_text, decode, digest, encode, token_windows
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import optax
 import pytest
 
 import sweepjax
-from sweepjax.config import Config, validate
-from sweepjax.models import build_model, model_of
+from sweepjax.engine.models import build_model, model_of
+from sweepjax.sweep.config import Config, validate
 
 SPEC = {"name": "transformer", "vocab_size": 13, "max_len": 8, "width": 16, "heads": 2, "layers": 1}
 

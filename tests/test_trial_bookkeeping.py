@@ -15,15 +15,15 @@ import pytest
 from conftest import same
 
 from sweepjax import Choice, Config
-from sweepjax.adaptive.protocol import Exploit, Stop
-from sweepjax.adaptive.schedulers import ASHA, FIFO
-from sweepjax.adaptive.searchers import Sampled
-from sweepjax.distributions import LogUniform
-from sweepjax.population import START
-from sweepjax.space import HParams
-from sweepjax.sweep_state import Chunk, Reassignment, SweepState, packed, slots_for
-from sweepjax.trial_results import pareto_front, trial_result
-from sweepjax.trials import Curves, TrialTable, _chunk_mean, last_finite
+from sweepjax.engine.population import START
+from sweepjax.search.distributions import LogUniform
+from sweepjax.search.protocol import Exploit, Stop
+from sweepjax.search.schedulers import ASHA, FIFO
+from sweepjax.search.searchers import Sampled
+from sweepjax.search.space import HParams
+from sweepjax.sweep.sweep_state import Chunk, Reassignment, SweepState, packed, slots_for
+from sweepjax.sweep.trial_results import pareto_front, trial_result
+from sweepjax.sweep.trials import Curves, TrialTable, _chunk_mean, last_finite
 
 TASKS = {"max": ("classification", "accuracy"), "min": ("regression", "mse")}
 DIRECTIONS = pytest.mark.parametrize("direction", ["max", "min"])

@@ -63,12 +63,13 @@ import numpy as np
 import optax
 import roofline
 
-from sweepjax import Config, LogUniform, Uniform, placement
-from sweepjax.data import Dataset, batch_indices
-from sweepjax.loaders import load_dataset
-from sweepjax.models import build_model
-from sweepjax.population import init_population, make_train_chunk
-from sweepjax.sweep import program_of, sample_hparams
+from sweepjax import Config, LogUniform, Uniform
+from sweepjax.engine import placement
+from sweepjax.engine.data import Dataset, batch_indices
+from sweepjax.engine.loaders import load_dataset
+from sweepjax.engine.models import build_model
+from sweepjax.engine.population import init_population, make_train_chunk
+from sweepjax.runner.run import program_of, sample_hparams
 
 WAYS = ("auto", "engine", "loop", "scan", "torch", "torch_vmap")
 TORCH_WAYS = ("torch", "torch_vmap")

@@ -30,9 +30,9 @@ import jax
 from bench_search import cold_start
 
 import sweepjax
-from sweepjax import placement
-from sweepjax.loaders import load_dataset
-from sweepjax.schedules import BUILTIN_SCHEDULES
+from sweepjax.engine import placement
+from sweepjax.engine.loaders import load_dataset
+from sweepjax.engine.schedules import BUILTIN_SCHEDULES
 
 XLA_EVENT = "/jax/core/compile/backend_compile_duration"
 _xla_seconds: dict[str, float] = defaultdict(float)  # program name -> XLA seconds, this run

@@ -49,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # search_baseline besi
 import numpy as np  # noqa: E402
 import search_baseline  # noqa: E402
 
-from sweepjax import placement  # noqa: E402
+from sweepjax.engine import placement  # noqa: E402
 
 METHODS = ("fixed", "fixed_all", "asha", "pbt", "optuna", "tpe")
 LABELS = {
@@ -102,7 +102,7 @@ def asha_cost(steps: int, min_steps: int, eta: int) -> float:
 
 def engine_space(model: str) -> dict[str, Any]:
     """`search_baseline.SPACE` as sweepjax distributions (the CNN's with the schedule choice)."""
-    from sweepjax.space import Choice, LogUniform, Uniform
+    from sweepjax.search.space import Choice, LogUniform, Uniform
 
     space = {
         name: (LogUniform if log else Uniform)(lo, hi)
@@ -148,7 +148,7 @@ def warm_up() -> None:
     would share both in one process; neither is a method's compilation)."""
     import jax
 
-    from sweepjax.loaders import load_dataset
+    from sweepjax.engine.loaders import load_dataset
 
     jax.block_until_ready(jax.jit(lambda x: x + 1)(np.float32(1)))
     load_dataset("mnist1d", 500, "standard")
@@ -158,7 +158,7 @@ def cold_start() -> None:
     """Forget compiled programs, as a fresh process would: JAX's caches and sweepjax's."""
     import jax
 
-    from sweepjax import population, reassign, stream
+    from sweepjax.engine import population, reassign, stream
 
     jax.clear_caches()
     for module, names in (

@@ -29,14 +29,14 @@ from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 
 from sweepjax import Config
-from sweepjax.data import Dataset
-from sweepjax.models import CNN1D, MLP, build_model
-from sweepjax.population import init_population
-from sweepjax.sweep import program_of, sample_hparams
+from sweepjax.engine.data import Dataset
+from sweepjax.engine.models import CNN1D, MLP, build_model
+from sweepjax.engine.population import init_population
+from sweepjax.runner.run import program_of, sample_hparams
 
 
 class TorchMLP(nn.Module):
-    """`sweepjax.models.MLP` (relu, no norm, no dropout) in torch."""
+    """`sweepjax.engine.models.MLP` (relu, no norm, no dropout) in torch."""
 
     def __init__(self, flax: MLP, in_features: int):
         super().__init__()
@@ -51,7 +51,7 @@ class TorchMLP(nn.Module):
 
 
 class TorchCNN1D(nn.Module):
-    """`sweepjax.models.CNN1D` (relu, no norm) in torch: `nn.Conv1d` with the same channels,
+    """`sweepjax.engine.models.CNN1D` (relu, no norm) in torch: `nn.Conv1d` with the same channels,
     kernel, stride and padding as its `PatchConv`s, so the FLOPs are the same."""
 
     def __init__(self, flax: CNN1D, length: int):

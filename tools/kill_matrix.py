@@ -33,8 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sweepjax.lock import holder
-from sweepjax.training import MEASURED_KEYS
+from sweepjax.runner.training import MEASURED_KEYS
+from sweepjax.sweep.lock import holder
 
 STEPS, EVAL_EVERY = 60, 10
 EXPERIMENT = f'''

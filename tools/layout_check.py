@@ -23,10 +23,10 @@ import jax
 import numpy as np
 
 import sweepjax
-from sweepjax import placement
-from sweepjax.population import init_population, make_evaluate, make_train_chunk
-from sweepjax.space import HParams
-from sweepjax.sweep import program_of, sample_hparams
+from sweepjax.engine import placement
+from sweepjax.engine.population import init_population, make_evaluate, make_train_chunk
+from sweepjax.runner.run import program_of, sample_hparams
+from sweepjax.search.space import HParams
 
 MEMBER = 3  # the member followed through every layout
 

@@ -41,9 +41,9 @@ ROOT = Path(__file__).resolve().parent.parent
 READ_BY_USERS = ["tests/test_reported_numbers.py"]
 # (module, functions or methods, the tests that should notice a change in them)
 TARGETS = [
-    ("population.py", ["_eval_batches", "_evaluate_members"], [*READ_BY_USERS, "tests/test_layout.py"]),
+    ("engine/population.py", ["_eval_batches", "_evaluate_members"], [*READ_BY_USERS, "tests/test_layout.py"]),
     (
-        "results.py",
+        "sweep/results.py",
         ["Result.ranked", "Result.best", "rank_rows", "finished_rows", "member_rows", "summarize", "leaderboard"],
         [*READ_BY_USERS, "tests/test_report.py", "tests/test_cli.py", "tests/test_tasks.py"],
     ),
@@ -86,27 +86,27 @@ TARGETS = [
          "tests/test_report_tasks.py"],
     ),
     (
-        "space.py",
+        "search/space.py",
         ["HParams.member", "HParams.select", "SearchSpace.grid_size", "SearchSpace.check_grid",
          "SearchSpace.sample", "SearchSpace._draw", "SearchSpace._grid_points"],
         ["tests/test_space.py", "tests/test_config.py"],
     ),
     # The policies, the tasks and the trial bookkeeping: every function of the module (None).
-    ("adaptive/schedulers.py", None, ["tests/test_scheduler_references.py", "tests/test_schedulers.py"]),
-    ("adaptive/pbt.py", None, ["tests/test_pbt_references.py", "tests/test_schedulers.py"]),
-    ("adaptive/protocol.py", None, ["tests/test_scheduler_references.py", "tests/test_pbt_references.py",
+    ("search/schedulers.py", None, ["tests/test_scheduler_references.py", "tests/test_schedulers.py"]),
+    ("search/pbt.py", None, ["tests/test_pbt_references.py", "tests/test_schedulers.py"]),
+    ("search/protocol.py", None, ["tests/test_scheduler_references.py", "tests/test_pbt_references.py",
                                     "tests/test_schedulers.py"]),
-    ("adaptive/factory.py", None, ["tests/test_search_references.py", "tests/test_searchers.py",
+    ("sweep/policies.py", None, ["tests/test_search_references.py", "tests/test_searchers.py",
                                    "tests/test_schedulers.py"]),
-    ("adaptive/searchers.py", None, ["tests/test_search_references.py", "tests/test_searchers.py"]),
-    ("adaptive/optuna_search.py", None, ["tests/test_optuna_references.py", "tests/test_search_references.py",
+    ("search/searchers.py", None, ["tests/test_search_references.py", "tests/test_searchers.py"]),
+    ("search/optuna_search.py", None, ["tests/test_optuna_references.py", "tests/test_search_references.py",
                                          "tests/test_searchers.py"]),
-    ("optuna_study.py", None, ["tests/test_optuna_references.py", "tests/test_refill_rederived.py"]),
-    ("tasks.py", None, ["tests/test_task_references.py"]),
-    ("trials.py", None, ["tests/test_trial_bookkeeping.py", *READ_BY_USERS]),
-    ("trial_results.py", None, ["tests/test_trial_bookkeeping.py", *READ_BY_USERS]),
-    ("sweep_state.py", None, ["tests/test_trial_bookkeeping.py"]),
-    ("frames.py", None, ["tests/test_frames_by_hand.py", "tests/test_frames.py"]),
+    ("integrations/optuna_study.py", None, ["tests/test_optuna_references.py", "tests/test_refill_rederived.py"]),
+    ("engine/tasks.py", None, ["tests/test_task_references.py"]),
+    ("sweep/trials.py", None, ["tests/test_trial_bookkeeping.py", *READ_BY_USERS]),
+    ("sweep/trial_results.py", None, ["tests/test_trial_bookkeeping.py", *READ_BY_USERS]),
+    ("sweep/sweep_state.py", None, ["tests/test_trial_bookkeeping.py"]),
+    ("sweep/frames.py", None, ["tests/test_frames_by_hand.py", "tests/test_frames.py"]),
 ]  # fmt: skip
 
 SWAPS = {  # operator and name replacements

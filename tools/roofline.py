@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from sweepjax import placement
+from sweepjax.engine import placement
 
 DRAM_BYTES = {"cpu": 256 * 2**20, "gpu": 2 * 2**30}  # per device: well past every cache
 MIN_TRAFFIC = 2 * 2**30  # bytes a bandwidth measurement moves per repeat, at least

@@ -236,7 +236,7 @@ def run_optuna(
 
     The clock starts before the data are loaded, so it holds every compilation.
     """
-    from sweepjax.loaders import load_dataset
+    from sweepjax.engine.loaders import load_dataset
 
     started = time.perf_counter()
     dataset = load_dataset("mnist1d", 500, "standard")
@@ -293,9 +293,9 @@ def check_equivalence(model: str, spec: dict[str, Any], steps: int = 3) -> None:
     """Raise `AssertionError` unless the baseline's model and optimizer are sweepjax's: the
     same initial parameters and logits as the built-in `spec`, and the same updates as the
     `sgd` family with momentum, weight decay and a cosine learning rate."""
-    from sweepjax.models import build_model
-    from sweepjax.optim import Optimizer
-    from sweepjax.schedules import learning_rate_at, schedule_parameters
+    from sweepjax.engine.models import build_model
+    from sweepjax.engine.optim import Optimizer
+    from sweepjax.engine.schedules import learning_rate_at, schedule_parameters
 
     x = jax.random.normal(jax.random.key(1), (8, 40))
     ours, theirs = flax_model(model), build_model(spec)

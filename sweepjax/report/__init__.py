@@ -12,9 +12,9 @@ For example, on the folder `sweepjax run` writes:
     write_report("runs/default")  # runs/default/report.html
 """
 
-from sweepjax.read_results import read_summary, read_sweep
 from sweepjax.report.read import check_top, show, status_line, sweep_status
 from sweepjax.report.render import leaderboard_rows, write_report
+from sweepjax.sweep.read_results import read_summary, read_sweep
 
 __all__ = [
     "check_top",

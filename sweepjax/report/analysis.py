@@ -5,7 +5,7 @@ begins, the schedule each member followed.
 These read `results.csv` rows and `sweep.json` (as `sweepjax.Result` holds them) and compute
 the numbers the report and `sweepjax show` print. "Best" follows a ranking column and its
 direction (`"max"`: higher is better, `"min"`: lower), the sweep's own by
-`sweepjax.results.ranking`; functions given rows alone default to the final validation
+`sweepjax.sweep.results.ranking`; functions given rows alone default to the final validation
 accuracy, highest first (classification, and results written before sweeps had tasks).
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import rankdata
 
-from sweepjax.results import RANK_BY, STATUS, Result, rank_rows
+from sweepjax.sweep.results import RANK_BY, STATUS, Result, rank_rows
 
 _DEFAULT_PAIR = ("learning_rate", "weight_decay")
 METRIC_PREFIXES = ("final_", "best_", "test_")  # the metric columns of results.csv
@@ -269,7 +269,7 @@ def member_schedules(result: Result, num: int = 200) -> tuple[np.ndarray, np.nda
     `schedule` column, else the config's family) and its hyperparameters.
 
     The members' hyperparameters are completed as training completes them
-    (`sweepjax.buckets.complete_hparams`): what the table leaves out takes the default of the
+    (`sweepjax.sweep.buckets.complete_hparams`): what the table leaves out takes the default of the
     member's own family, or of the optimizer.
 
     Args:
@@ -299,7 +299,7 @@ def _schedule_table(names: tuple[str, ...]):
     draws from each step's own key)."""
     import jax
 
-    from sweepjax.schedules import learning_rate_at
+    from sweepjax.engine.schedules import learning_rate_at
 
     at_steps = jax.vmap(lambda step, h: learning_rate_at(names, step, h), in_axes=(0, None))
     return jax.jit(jax.vmap(at_steps, in_axes=(None, 0)))
@@ -310,8 +310,8 @@ def _completed_hparams(
 ) -> tuple[tuple[str, ...], dict[str, np.ndarray]] | None:
     """The sweep's schedule families and every member's hyperparameters as training has them,
     or None when the stored config cannot be read back (another version, unknown families)."""
-    from sweepjax.buckets import complete_hparams
-    from sweepjax.config import FAMILY_KEYS, Config, allowed_hyperparameters, families
+    from sweepjax.sweep.buckets import complete_hparams
+    from sweepjax.sweep.config import FAMILY_KEYS, Config, allowed_hyperparameters, families
 
     try:
         # The schedule does not depend on the model, and a user module is stored as its repr.

@@ -27,7 +27,7 @@ from sweepjax.report.analysis import (
     is_numeric,
     varying_dimensions,
 )
-from sweepjax.results import Result, atomic_write, metric_of, ranking
+from sweepjax.sweep.results import Result, atomic_write, metric_of, ranking
 
 _WORDS = (  # name prefixes of results.csv columns and curves.npz arrays, and what they say
     ("final_val_", "final validation "),

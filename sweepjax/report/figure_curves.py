@@ -32,7 +32,7 @@ from sweepjax.report.figure_axes import (
     sweep_title,
     tidy_log_axis,
 )
-from sweepjax.results import Result, metric_of, ranking
+from sweepjax.sweep.results import Result, metric_of, ranking
 
 _COLUMNS = 3  # panels per row of the curves figure
 

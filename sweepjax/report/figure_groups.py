@@ -24,7 +24,7 @@ from sweepjax.report.analysis import (
     is_stopped,
 )
 from sweepjax.report.figure_axes import by_category, label, sweep_title, tidy_log_axis
-from sweepjax.results import Result, finished_rows, ranking
+from sweepjax.sweep.results import Result, finished_rows, ranking
 
 
 class Group(NamedTuple):

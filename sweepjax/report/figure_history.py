@@ -21,7 +21,7 @@ import numpy as np
 
 from sweepjax.report.analysis import format_value, is_diverged
 from sweepjax.report.figure_axes import falls, label, sweep_title, tidy_log_axis
-from sweepjax.results import Result, is_finite_number, metric_of, ranking
+from sweepjax.sweep.results import Result, is_finite_number, metric_of, ranking
 
 
 class History(NamedTuple):

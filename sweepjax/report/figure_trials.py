@@ -1,6 +1,6 @@
 """The report's figures of an adaptive sweep: trials by their own steps, and PBT's lineage.
 
->>> from sweepjax.results import Result
+>>> from sweepjax.sweep.results import Result
 >>> figure_trials(Result([], {}, {})) is None  # a fixed population: no such figure
 True
 """
@@ -14,7 +14,7 @@ import numpy as np
 
 from sweepjax.report.analysis import as_number, config_of
 from sweepjax.report.figure_axes import label
-from sweepjax.results import Result, ranking
+from sweepjax.sweep.results import Result, ranking
 
 
 def figure_trials(result: Result):

@@ -6,7 +6,7 @@ Each `figure_*` takes a `sweepjax.Result` and returns a matplotlib `Figure`, or 
 sweep has nothing to draw (no curves, a single dimension, ...). `FIGURES` names them with
 their captions: a text (`caption_of` fills in the sweep's ranking metric) or a function of the
 sweep (what the figure left out, where its numbers come from). Every figure follows the
-sweep's ranking (`sweepjax.results.ranking`): its metric, and whether higher or lower is
+sweep's ranking (`sweepjax.sweep.results.ranking`): its metric, and whether higher or lower is
 better; colours by that metric are bright for the best members either way.
 """
 
@@ -41,7 +41,7 @@ from sweepjax.report.figure_groups import figure_groups
 from sweepjax.report.figure_history import figure_history, history_caption
 from sweepjax.report.figure_trials import figure_lineage, figure_trials
 from sweepjax.report.importance import figure_importance, importance_caption
-from sweepjax.results import Result, ranking
+from sweepjax.sweep.results import Result, ranking
 
 
 def _log_scaled(result: Result, name: str, values: np.ndarray) -> bool:

@@ -2,7 +2,7 @@
 each one explains on its own, and how much that share varies over the random forest's trees.
 
 `fanova_importance(result)` fits Optuna's `FanovaImportanceEvaluator` (seeded, so a report is
-reproducible) on the sweep as an Optuna study (`sweepjax.optuna_study.study_of`), over the
+reproducible) on the sweep as an Optuna study (`sweepjax.integrations.optuna_study.study_of`), over the
 members that finished: diverged members, members a scheduler stopped early and members without
 a finite metric are left out (their metric says how they failed or how far they got, not how
 good their hyperparameters are), and so is every dimension that does not vary among the others.
@@ -38,7 +38,7 @@ from sweepjax.report.analysis import (
     is_stopped,
 )
 from sweepjax.report.figure_axes import label, sweep_title
-from sweepjax.results import Result, finished_rows, ranking
+from sweepjax.sweep.results import Result, finished_rows, ranking
 
 MIN_FINISHED = 5  # fewer members than this say nothing a forest could fit
 TREES = 64  # Optuna's default forest
@@ -166,8 +166,8 @@ def fanova_importance(result: Result) -> Importance:
         import sklearn  # noqa: F401  (the forest of Optuna's fANOVA)
     except ImportError:
         return found._replace(note=NEEDS)
-    from sweepjax.adaptive.optuna_search import quiet_optuna
-    from sweepjax.optuna_study import study_of
+    from sweepjax.integrations.optuna_study import study_of
+    from sweepjax.search.optuna_search import quiet_optuna
 
     rows = [_fit_values(r, scales) for r in fitted]
     distributions = _distributions(optuna, rows, scales)

@@ -43,7 +43,7 @@ from sweepjax.report.interactive_map import (
     parcoords_axis,
     ranking_of,
 )
-from sweepjax.results import Result
+from sweepjax.sweep.results import Result
 
 MAX_CURVE_POINTS = 20_000
 BEST_CURVES = ("black", "#d62728", "#ff7f0e")  # the best three members' curves, best first

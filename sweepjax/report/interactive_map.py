@@ -34,7 +34,7 @@ from sweepjax.report.analysis import (
     varying_dimensions,
 )
 from sweepjax.report.figure_axes import label
-from sweepjax.results import Result, ranking
+from sweepjax.sweep.results import Result, ranking
 
 GRID_SIZE = 80  # cells a side of an interpolated surface
 CROSS = {"symbol": "x", "color": "grey", "size": 8}  # a diverged member

@@ -10,8 +10,6 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from sweepjax.lock import FolderBusy, holder
-from sweepjax.read_results import read_sweep
 from sweepjax.report.analysis import (
     boundary_text,
     config_of,
@@ -19,7 +17,9 @@ from sweepjax.report.analysis import (
     format_value,
     is_diverged,
 )
-from sweepjax.results import Result, leaderboard, rank_rows, ranking
+from sweepjax.sweep.lock import FolderBusy, holder
+from sweepjax.sweep.read_results import read_sweep
+from sweepjax.sweep.results import Result, leaderboard, rank_rows, ranking
 
 STATUSES = ("running", "interrupted", "finished")
 
@@ -118,7 +118,7 @@ NOT_YET = "it writes its results when it finishes or stops"  # a running sweep w
 
 def read_folder(out_dir: str | os.PathLike) -> tuple[Result | None, dict[str, Any] | None]:
     """The results in `out_dir` (`read_sweep`) and, while a sweep holds the folder, who holds
-    it (`sweepjax.lock.holder`); the results are None while that sweep has written none.
+    it (`sweepjax.sweep.lock.holder`); the results are None while that sweep has written none.
 
     Raises:
       ValueError: `out_dir` holds no results and no running sweep.

@@ -1,7 +1,7 @@
 """The report of a sweep directory: facts, tables and figures, as a page and as Markdown.
 
 Members rank by the sweep's ranking metric in its direction (`rank_by`, `rank_direction` of
-`sweep.json`, see `sweepjax.results.ranking`; results written before sweeps had tasks rank by
+`sweep.json`, see `sweepjax.sweep.results.ranking`; results written before sweeps had tasks rank by
 the final validation accuracy, highest first). The numbers come from `sweepjax.report.analysis`
 and `sweepjax.report.importance`, the PNG figures from `sweepjax.report.figures`, their
 interactive versions from `sweepjax.report.interactive`.
@@ -41,7 +41,7 @@ from sweepjax.report.read import (
     status_line,
     written_while,
 )
-from sweepjax.results import (
+from sweepjax.sweep.results import (
     RANK_BY,
     Result,
     atomic_write,

@@ -1,0 +1,3 @@
+"""`run` and `resume`: a sweep's folder, data and checks, then its population trained by the
+chunk loop with its checkpointer, progress bar and trackers (`run.py`, `training.py`).
+"""

@@ -1,0 +1,139 @@
+"""Where a population's training begins: the searcher's first trials, or the latest checkpoint.
+
+A checkpoint holds the whole sweep state: the population, the slots' hyperparameters, the
+curves by trial, and in its metadata the trial table, which trial each slot holds, and the
+scheduler's and the searcher's state (`SweepState.meta`). A checkpoint written before trials
+existed (one trial per slot, all from step 0) restores as exactly that.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import jax
+import numpy as np
+
+from sweepjax.engine import distributed, placement
+from sweepjax.engine.population import START, Population, Program, init_population
+from sweepjax.search.space import HParams
+from sweepjax.sweep import checkpoint
+from sweepjax.sweep.config import FAMILY_KEYS, Config, families
+from sweepjax.sweep.results import curve_names
+from sweepjax.sweep.sweep_state import SweepState, is_adaptive
+from sweepjax.sweep.trials import Curves, TrialTable
+
+
+def restore_target(config: Config, program: Program, example_x: Any, metrics, mesh):
+    """Builds the abstract restore target from a checkpoint's metadata, placed as it trains."""
+
+    def target(meta: dict[str, Any]) -> dict[str, Any]:
+        size = len(meta["slots"]) if "slots" in meta else config.population
+        points, trials = meta["curve_points"], meta.get("curve_trials", size)
+        hparams = {k: np.zeros(size, np.dtype(d)) for k, d in meta["hparams"].items()}
+        abstract = HParams({k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in hparams.items()})
+        population = jax.eval_shape(lambda hp: init_population(program, hp, example_x), abstract)
+        curves = {"steps": np.zeros(points, np.int64)}
+        curves.update({k: np.zeros((points, trials), np.float32) for k in curve_names(metrics)})
+        target = {
+            "population": placement.abstract(population, mesh),
+            "hparams": hparams,
+            "curves": curves,
+        }
+        if meta.get("kept_trial", -1) >= 0:  # one member's variables, on the host
+            variables = {"params": population.params, **population.model_state}
+            one = lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype)  # noqa: E731
+            target["kept"] = jax.tree.map(one, variables)
+        return target
+
+    return target
+
+
+def begin(
+    config: Config, program: Program, manager, policies: tuple, devices, metrics: tuple[str, ...]
+) -> tuple[SweepState, Population, int | None]:
+    """`(state, population, width)`: restored from `manager`'s latest good checkpoint, or fresh
+    from the searcher's first trials (`width` is the one a checkpoint chose; None: choose)."""
+    scheduler, searcher = policies
+    direction, rank_by = program.task.direction, program.task.rank_by
+    if manager is None or not manager.all_steps():
+        state = SweepState(
+            config, rank_by, direction, HParams({}), np.zeros(0, int), TrialTable(),
+            Curves.empty(metrics), scheduler, searcher,
+        )  # fmt: skip
+        return state, _fresh(state, program, devices.example_x), None
+    target = restore_target(config, program, devices.example_x, metrics, devices.mesh)
+    snapshot, bad = checkpoint.restore_latest(manager, target)
+    for step in bad:
+        manager.delete(step)
+    meta, saved = snapshot.meta, snapshot.state["hparams"]  # Orbax returns dicts key-sorted
+    hparams = {k: np.asarray(saved[k]) for k in meta["hparams"]}
+    size = len(next(iter(hparams.values())))
+    hparams.setdefault(START, np.zeros(size, np.int32))  # a checkpoint from before trials
+    table = _table(config, meta, hparams, size)
+    if "searcher" in meta:
+        searcher.load_state_dict(meta["searcher"])
+    else:  # its population was the searcher's first `size` rows
+        searcher.ask(size)
+    if "scheduler" in meta:
+        scheduler.load_state_dict(meta["scheduler"])
+    slots = np.asarray(meta.get("slots", range(size)), int)
+    curves = Curves.from_arrays(snapshot.state["curves"], metrics)
+    state = SweepState(
+        config, rank_by, direction, HParams(hparams), slots, table, curves, scheduler, searcher
+    )
+    state.slot_steps = int(meta.get("slot_steps", config.population * snapshot.step))
+    state.kept_trial = int(meta.get("kept_trial", -1))
+    state.kept = snapshot.state.get("kept")
+    state.extend_budget()
+    _say_where(config, snapshot.step, state)
+    return state, snapshot.state["population"], meta.get("population_width")
+
+
+def _fresh(state: SweepState, program: Program, example_x: Any) -> Population:
+    """The first population: the searcher's first trials, in slots 0, 1, ...; slots it has no
+    trial for yet stay idle (frozen copies of the first)."""
+    config = state.config
+    rows = state.searcher.ask(min(config.population, state.trial_count))
+    if not rows:
+        raise ValueError(f"searcher: {config.searcher!r} proposed no trial to start with.")
+    ids, columns = state.admit(rows, step=0)
+    idle = config.population - len(ids)
+    state.hparams = HParams(
+        {k: np.concatenate([v, v[:1].repeat(idle)]) for k, v in columns.values.items()}
+    )
+    state.slot_trials = np.asarray([*ids, *[-1] * idle], int)
+    pop = init_population(program, state.hparams, example_x)
+    if len(rows) < config.population:
+        pop = pop.replace(alive=jax.numpy.asarray(state.slot_trials >= 0))
+    return pop
+
+
+def _table(
+    config: Config, meta: dict[str, Any], hparams: dict[str, np.ndarray], size: int
+) -> TrialTable:
+    """The checkpoint's trial table; for a checkpoint from before trials, one per slot."""
+    if "trials" in meta:
+        return TrialTable.from_json(meta["trials"])
+    table = TrialTable()
+    for slot in range(size):
+        row = {k: np.asarray(v)[slot].item() for k, v in hparams.items() if k != START}
+        for kind in FAMILY_KEYS:
+            if kind in row:  # an index column: the family's name, as a searcher gives it
+                row[kind] = families(config, kind)[row[kind]]
+        table.add(row, start=0)
+    return table
+
+
+def _say_where(config: Config, step: int, state: SweepState) -> None:
+    adaptive = is_adaptive(config)
+    if not state.done:
+        of = "" if adaptive else f" of {config.steps}"
+        note = f"resuming {config.out_dir} from the checkpoint at step {step}{of}"
+    else:
+        extend = (
+            "" if adaptive else f" (to extend it: sweepjax resume {config.out_dir} --set steps=N)"
+        )
+        note = f"{config.out_dir} holds this sweep finished at step {step}; rewriting its results{extend}"
+    if distributed.is_primary():
+        print(f"sweepjax: {note}", file=sys.stderr)

@@ -1,0 +1,360 @@
+"""The sweep as a state advanced chunk by chunk: slots, trials, and the decisions between chunks.
+
+`SweepState` holds the device population (its slots), each slot's hyperparameters on the
+host (with the `start_step` column: the global step its trial entered the slot), which trial
+each slot holds, the trial table, the curves by trial, the scheduler and the searcher. After a
+chunk, `observe` records it and marks trials finished or diverged, `apply_decisions` takes the
+scheduler's actions, `end_trials` closes the trials that ended, and `plan` fills the free
+slots from the searcher and returns a `Reassignment`: which slot each new slot copies
+(`source`), which slots start a fresh trial, and which slots run. `sweepjax.engine.reassign` applies
+it on the device as one jitted gather.
+
+A slot's trial trains on the shared minibatch stream from its `start`: a trial's own step is
+the global step minus `start_step`, so its schedule and its count begin at 0 in its slot.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from sweepjax.engine.layout import MIN_WIDTH
+from sweepjax.engine.population import START
+from sweepjax.search.protocol import Exploit, Observation, Scheduler, Searcher, Stop, better
+from sweepjax.search.space import HParams
+from sweepjax.sweep.buckets import complete_hparams
+from sweepjax.sweep.config import Config, policy_of
+from sweepjax.sweep.trials import Curves, TrialTable
+
+
+@dataclasses.dataclass
+class Reassignment:
+    """How the population changes between two chunks (see `sweepjax.engine.reassign`).
+
+    Attributes:
+      source: `[S']` the slot of the old population each new slot takes its state from.
+      fresh: `[S']` new slots that initialise a new trial from its hyperparameters instead.
+      running: `[S']` new slots that train in the next chunk (the others are frozen).
+      hparams: the new population's hyperparameters, `[S']` columns.
+    """
+
+    source: np.ndarray
+    fresh: np.ndarray
+    running: np.ndarray
+    hparams: HParams
+    freezes: bool  # a slot alive on the device stops running, or the population's size changes
+
+    @property
+    def changes(self) -> bool:
+        """Whether applying it changes the device population at all."""
+        same = self.source.size == self.fresh.size and np.array_equal(
+            self.source, np.arange(self.source.size)
+        )
+        return not same or self.fresh.any() or self.freezes
+
+
+@dataclasses.dataclass
+class Chunk:
+    """What the host sees after a chunk: per slot, `[K, S]` losses and the validation metrics,
+    whether it is alive and where it diverged (global step, -1 if not); and the width it ran
+    at (None: every member at once)."""
+
+    step: int
+    losses: np.ndarray
+    val: dict[str, np.ndarray]
+    alive: np.ndarray
+    diverged_at: np.ndarray
+    width: int | None = None
+
+
+@dataclasses.dataclass
+class SweepState:
+    """The host side of a sweep between chunks (see the module docstring)."""
+
+    config: Config
+    rank_by: str  # the task's ranking metric
+    direction: str  # "max" or "min"
+    hparams: HParams  # the slots' columns, `START` included
+    slot_trials: np.ndarray  # [S] the trial each slot holds, -1: none (idle)
+    table: TrialTable
+    curves: Curves
+    scheduler: Scheduler
+    searcher: Searcher
+    slot_steps: int = 0  # steps trained by every slot, idle ones included: the compute spent
+    kept_trial: int = -1  # the best finished trial whose variables `kept` holds (adaptive)
+    kept: Any = None  # its `{"params": ..., **model_state}` on the host, for export
+
+    def meta(self) -> dict[str, Any]:
+        """What a checkpoint's metadata records of the state beside its arrays."""
+        return {
+            "budget_steps": self.config.steps,  # a trial's budget; the global step is `step`
+            "slots": [int(t) for t in self.slot_trials],
+            "trials": self.table.to_json(),
+            "scheduler": self.scheduler.state_dict(),
+            "searcher": self.searcher.state_dict(),
+            "slot_steps": self.slot_steps,
+            "kept_trial": self.kept_trial,
+        }
+
+    def extend_budget(self) -> None:
+        """Trials that finished their budget in the slot they still hold run on when `steps`
+        was raised (a resumed sweep extended); slots of trials that ended otherwise are idle."""
+        for slot, trial_id in enumerate(self.slot_trials):
+            trial = self.table.rows[trial_id] if trial_id >= 0 else None
+            if trial is None or trial.status == "running":
+                continue
+            if trial.status == "finished" and trial.steps < self.config.steps:
+                trial.status, trial.metrics = "running", {}
+                if trial_id == self.kept_trial:  # kept at the old budget: kept anew when it ends
+                    self.kept_trial, self.kept = -1, None
+            else:  # a trial that ended there for good: the slot is idle
+                self.slot_trials[slot] = -1
+
+    @property
+    def size(self) -> int:
+        return int(self.slot_trials.size)
+
+    @property
+    def trial_count(self) -> int:
+        """How many trials the sweep may try in all."""
+        return self.config.trials or self.config.population
+
+    def slot_statuses(self) -> np.ndarray:
+        """The status of each slot's trial (`idle` where it holds none)."""
+        return np.asarray(
+            [self.table.rows[t].status if t >= 0 else "idle" for t in self.slot_trials], object
+        )
+
+    def running_slots(self) -> np.ndarray:
+        """The slots whose trial is running, as a boolean mask."""
+        return self.slot_statuses() == "running"
+
+    @property
+    def done(self) -> bool:
+        return not self.running_slots().any()
+
+    def next_length(self, step: int) -> int:
+        """The next chunk's steps: to the next eval, and no running trial past its budget."""
+        config = self.config
+        left = [
+            config.steps - self.trial_steps(s, step) for s in np.flatnonzero(self.running_slots())
+        ]
+        return max(1, min(config.eval_every - step % config.eval_every, *left))
+
+    def member_steps_left(self, step: int) -> int:
+        """The member-steps the sweep may still train after global `step`: each running trial
+        to its budget on its own clock, and each trial yet to start a whole budget (a bound
+        where a scheduler stops some early)."""
+        running = np.flatnonzero(self.running_slots())
+        left = sum(self.config.steps - self.trial_steps(s, step) for s in running)
+        return left + (self.trial_count - len(self.table)) * self.config.steps
+
+    def trial_steps(self, slot: int, step: int) -> int:
+        return int(step - int(self.hparams[START][slot]))
+
+    def observe(self, chunk: Chunk) -> list[Observation]:
+        """Record a chunk: curves, trial steps, divergence and finished budgets; return the
+        observations of the trials still running for the scheduler."""
+        self.curves.append(chunk.step, chunk.losses, chunk.val, self.slot_trials, len(self.table))
+        observations = []
+        for slot in np.flatnonzero(self.running_slots()):
+            trial = self.table.rows[self.slot_trials[slot]]
+            trial.steps = self.trial_steps(slot, chunk.step)
+            if not chunk.alive[slot]:
+                trial.diverged_at = int(chunk.diverged_at[slot]) - int(self.hparams[START][slot])
+                trial.status = "diverged"
+                continue
+            value = float(chunk.val[self.rank_by][slot])
+            observations.append(Observation(trial.id, int(slot), trial.steps, value, trial.hparams))
+            if trial.steps >= self.config.steps:
+                trial.status = "finished"
+        return observations
+
+    def apply_decisions(self, observations: list[Observation], step: int) -> list[Exploit]:
+        """The scheduler's actions on the trials still running; returns the exploits to apply."""
+        if not observations:
+            return []
+        exploits = []
+        for action in self.scheduler.decide(observations, step):
+            trial = self.table.rows[action.trial]
+            if trial.status != "running":
+                continue  # finished or diverged in this chunk: the action is moot
+            if isinstance(action, Stop):
+                trial.status, trial.reason = "stopped", action.reason
+            else:
+                exploits.append(action)
+        rung_of = getattr(self.scheduler, "rung_of", None)
+        for obs in observations:
+            if rung_of is not None:
+                self.table.rows[obs.trial].rung = int(rung_of(obs.trial))
+        return exploits
+
+    def leaving(self) -> np.ndarray:
+        """The slots whose trial ended in this chunk (they are measured on the test split
+        before `reassign` hands them on; `plan` then clears them)."""
+        return ~np.isin(self.slot_statuses(), ("running", "idle"))
+
+    def end_trials(self, chunk: Chunk, test: Mapping[str, np.ndarray] | None) -> None:
+        """Trials that ended in this chunk leave their slots with their final metrics (the
+        validation metrics of this chunk, `test` of the slots) and are told to the searcher."""
+        for slot in np.flatnonzero(self.leaving()):
+            trial = self.table.rows[self.slot_trials[slot]]
+            trial.metrics = {
+                **{f"final_val_{m}": float(v[slot]) for m, v in chunk.val.items()},
+                **{f"test_{m}": float(v[slot]) for m, v in (test or {}).items()},
+            }
+            value = (
+                math.nan
+                if trial.status == "diverged"
+                else trial.metrics[f"final_val_{self.rank_by}"]
+            )
+            if not trial.told:  # a finished trial extended by a larger `steps` was told once
+                self.searcher.tell(trial.id, value, trial.steps, trial.status)
+                trial.told = True
+
+    def to_keep(self, leaving: np.ndarray) -> int | None:
+        """The slot of the best trial that finished in this chunk, if it beats the kept one:
+        an adaptive sweep hands slots on, so its best trial's variables are kept for export."""
+        if not is_adaptive(self.config):
+            return None  # every trial keeps its slot to the end
+        column = f"final_val_{self.rank_by}"
+        best = self.table.rows[self.kept_trial].metrics[column] if self.kept_trial >= 0 else None
+        chosen = None
+        for slot in np.flatnonzero(leaving):
+            trial = self.table.rows[self.slot_trials[slot]]
+            value = trial.metrics[column]
+            finished = trial.status == "finished" and math.isfinite(value)
+            if finished and (best is None or better(value, best, self.direction)):
+                chosen, best = int(slot), value
+        return chosen
+
+    def plan(
+        self, step: int, exploits: list[Exploit], devices: int, narrow_pays: Any = None
+    ) -> Reassignment | None:
+        """The next population: running slots kept (exploited ones copying their source), free
+        slots filled from the searcher, its size fitted to what runs (`slots_for`); a narrower
+        one only when `narrow_pays(size, narrower, steps_left)` (the loop's estimate of whether
+        the compute saved outweighs compiling the narrower programs), if given."""
+        statuses = self.slot_statuses()
+        running = statuses == "running"
+        ended_alive = np.isin(statuses, ("stopped", "finished"))  # still alive on the device
+        columns = {k: np.asarray(v).copy() for k, v in self.hparams.values.items()}
+        source = np.arange(self.size)
+        for action in exploits:
+            source[action.slot] = action.source_slot
+            self._exploit(action, step, columns)
+        free = self.config.population - int(running.sum())
+        budget = self.trial_count - len(self.table)
+        rows = self.searcher.ask(min(free, budget)) if free > 0 and budget > 0 else []
+        if not running.any() and not rows:
+            return None  # the sweep is over: the state stays as the last chunk left it
+        size = slots_for(int(running.sum()) + len(rows), self.size, self.config.population, devices)
+        if size < self.size and narrow_pays is not None and not rows:
+            left = max(
+                self.config.steps - self.trial_steps(s, step) for s in np.flatnonzero(running)
+            )
+            size = size if narrow_pays(self.size, size, left) else self.size
+        if size == self.size and rows:
+            order = np.arange(size)
+            new_slots = np.flatnonzero(~running)[: len(rows)]
+        elif not rows:  # running slots packed into each device's first groups: idle groups
+            order = packed(running, devices, size)  # are skipped, or the population narrows
+            new_slots = np.zeros(0, int)
+        else:  # running slots packed first, then the new trials, then idle padding
+            kept = np.flatnonzero(running)
+            order = np.concatenate([kept, np.zeros(size - kept.size, int)])
+            new_slots = np.arange(kept.size, kept.size + len(rows))
+        trials = np.where(running, self.slot_trials, -1)[order]
+        active = trials >= 0
+        fresh = np.zeros(size, bool)
+        fresh[new_slots] = True
+        hparams = HParams({k: v[order] for k, v in columns.items()})
+        if rows:
+            trials[new_slots], new = self.admit(rows, step)
+            for k in hparams.names:
+                hparams.values[k][new_slots] = new[k]
+        freezes = bool((ended_alive[order] & ~fresh).any()) if size == self.size else True
+        self.slot_trials, self.hparams = trials, hparams
+        return Reassignment(source[order], fresh, active | fresh, hparams, freezes)
+
+    def admit(self, rows: list[Mapping[str, Any]], step: int) -> tuple[list[int], HParams]:
+        """Add the searcher's `rows` to the trial table as trials starting at `step`; their ids
+        and device columns. A row's `seed` is its trial's id unless the space fixes it."""
+        first = len(self.table)
+        rows = [{**row, "seed": row.get("seed", first + i)} for i, row in enumerate(rows)]
+        ids = [self.table.add(row, start=step).id for row in rows]
+        return ids, trial_columns(self.config, rows, [step] * len(rows))
+
+    def _exploit(self, action: Exploit, step: int, columns: dict[str, np.ndarray]) -> None:
+        """PBT: `action.slot` continues from `action.source_slot` with new values (its own
+        seed kept); recorded in the trial's lineage."""
+        trial = self.table.rows[action.trial]
+        source = self.table.rows[action.source_trial]
+        new = {**source.hparams, **action.hparams, "seed": trial.hparams["seed"]}
+        trial.history.append(
+            {"step": step, "source_trial": source.id, "old": trial.hparams, "new": new}
+        )
+        trial.hparams, trial.parent, trial.steps = new, source.id, source.steps
+        start = int(columns[START][action.source_slot])
+        row = trial_columns(self.config, [new], [start])
+        for k, column in columns.items():
+            column[action.slot] = row[k][0]
+
+
+def is_adaptive(config: Config) -> bool:
+    """Whether trials may stop early or outnumber the slots (the bar then counts trials)."""
+    scheduler = policy_of(config.scheduler, "scheduler")[0]
+    return scheduler != "none" or (config.trials or config.population) != config.population
+
+
+def packed(running: np.ndarray, devices: int, size: int) -> np.ndarray:
+    """An order of `size` slots taken from the current ones that puts the running slots first
+    in each of `devices`' shares (each device holds a contiguous share of the slots): a
+    device keeps its own running slots, in order, as far as its new share holds them; the
+    rest move to devices with room; idle slots (slot 0 again where there are too few) follow.
+
+    >>> running = np.array([False, True, False, False, True, True, False, True])
+    >>> packed(running, 2, 8).tolist(), packed(running, 2, 4).tolist()
+    ([1, 0, 2, 3, 4, 5, 7, 6], [1, 7, 4, 5])
+    """
+    old, new = running.size // devices, size // devices
+    own = [list(np.flatnonzero(running[d * old : (d + 1) * old]) + d * old) for d in range(devices)]
+    overflow = [slot for slots in own for slot in slots[new:]]
+    idle = list(np.flatnonzero(~running)) + [0] * size
+    order = []
+    for slots in own:
+        room = new - len(slots[:new])
+        mine, overflow = slots[:new] + overflow[:room], overflow[room:]
+        pad = new - len(mine)
+        order += mine + idle[:pad]
+        idle = idle[pad:]
+    return np.asarray(order, int)
+
+
+def slots_for(needed: int, size: int, population: int, devices: int) -> int:
+    """The population size for `needed` running slots: the full `population` when it grows,
+    a narrower one (a power of two, a multiple of `devices`) when at most half is needed.
+
+    >>> slots_for(3, 16, 16, 2), slots_for(9, 16, 16, 2), slots_for(12, 4, 16, 2)
+    (4, 16, 16)
+    """
+    if needed > size:
+        return population
+    if needed * 2 > size:
+        return size
+    narrow = max(MIN_WIDTH, devices, 1 << max(needed - 1, 0).bit_length())
+    narrow = -(-narrow // devices) * devices
+    return min(narrow, size)
+
+
+def trial_columns(config: Config, rows: list[Mapping[str, Any]], starts: list[int]) -> HParams:
+    """Device columns of trials' hyperparameter rows, with their `START` steps."""
+    names = list(rows[0])
+    values = {k: np.asarray([row[k] for row in rows]) for k in names}
+    columns = complete_hparams(config, values).values
+    columns[START] = np.asarray(starts, np.int32)
+    return HParams(columns)
