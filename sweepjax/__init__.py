@@ -73,7 +73,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {  # public name: (module, attribute 
     "StorageError": ("sweepjax.errors", "StorageError"),
     "sweep_status": ("sweepjax.report", "sweep_status"),
     "Uniform": ("sweepjax.search.space", "Uniform"),
-    "validate": ("sweepjax.sweep.config", "validate"),
+    "validate": ("sweepjax.sweep.validation", "validate"),
     "write_report": ("sweepjax.report", "write_report"),
 }
 
@@ -126,11 +126,11 @@ if TYPE_CHECKING:
     from sweepjax.sweep.checkpoint import CheckpointWarning as CheckpointWarning
     from sweepjax.sweep.config import Config as Config
     from sweepjax.sweep.config import apply_overrides as apply_overrides
-    from sweepjax.sweep.config import validate as validate
     from sweepjax.sweep.export import export_member as export_member
     from sweepjax.sweep.lock import FolderBusy as FolderBusy
     from sweepjax.sweep.read_results import read_result as read_result
     from sweepjax.sweep.results import Result as Result
+    from sweepjax.sweep.validation import validate as validate
 
 __all__ = sorted(_LAZY)
 

@@ -23,9 +23,10 @@ from typing import Any
 import numpy as np
 
 from sweepjax.engine.data import Dataset
+from sweepjax.files import atomic_write
 from sweepjax.runner.run import run
 from sweepjax.sweep.config import Config, families
-from sweepjax.sweep.results import Result, atomic_write
+from sweepjax.sweep.results import Result
 
 
 @dataclasses.dataclass

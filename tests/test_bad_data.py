@@ -15,7 +15,8 @@ from flax import nnx
 import sweepjax
 from sweepjax import cli, errors
 from sweepjax.sweep.checkpoint import CHECKPOINT_DIR
-from sweepjax.sweep.config import Config, validate
+from sweepjax.sweep.config import Config
+from sweepjax.sweep.validation import validate
 
 
 def examples(count: int, features: int = 8, seed: int = 0) -> dict[str, np.ndarray]:

@@ -10,7 +10,8 @@ from conftest import count_compiles
 import sweepjax
 from sweepjax import cli
 from sweepjax.runner.run import sample_hparams
-from sweepjax.sweep.config import Config, apply_overrides, parse_value, validate
+from sweepjax.sweep.config import Config, apply_overrides, parse_value
+from sweepjax.sweep.validation import validate
 
 
 @pytest.mark.parametrize(

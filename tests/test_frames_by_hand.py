@@ -10,7 +10,6 @@ import pytest
 from conftest import same
 
 from sweepjax.sweep.frames import curves_frame, results_frame, summarize_by
-from sweepjax.sweep.results import Result
 
 NAN = math.nan
 
@@ -54,23 +53,23 @@ def reference_summary(keys):
 @pytest.mark.parametrize("by", [None, "lr", ["opt", "lr"], "seed", []])
 def test_summarize_by_matches_groups_summed_by_hand(by):
     keys = ["lr", "opt"] if by is None else [by] if isinstance(by, str) else by
-    got = summarize_by(Result(ROWS, {}, {}), by).to_dict("records")
+    got = summarize_by(ROWS, by).to_dict("records")
     expected = reference_summary(keys)
     assert [list(g) for g in got] == [list(e) for e in expected]
     for g, e in zip(got, expected, strict=True):
         assert all(same(g[k], e[k]) for k in e), (g, e)
     with pytest.raises(ValueError, match="by: 'test_mse'"):
-        summarize_by(Result(ROWS, {}, {}), "test_mse")
+        summarize_by(ROWS, "test_mse")
     with pytest.raises(ValueError, match="by: 'nope'"):
-        summarize_by(Result(ROWS, {}, {}), ["lr", "nope"])
+        summarize_by(ROWS, ["lr", "nope"])
 
 
 def test_results_and_curves_frames_hold_the_rows_and_the_defined_curve_points():
-    frame = results_frame(Result(ROWS, {}, {}))
+    frame = results_frame(ROWS)
     assert list(frame.columns) == list(ROWS[0]) and list(frame.index) == list(range(len(ROWS)))
     assert all(same(frame[c][i], r[c]) for i, r in enumerate(ROWS) for c in r)
-    assert results_frame(Result([], {}, {})).empty
-    assert results_frame(Result(ROWS[:1], {}, {}))["test_mse"].tolist() == [1.5]
+    assert results_frame([]).empty
+    assert results_frame(ROWS[:1])["test_mse"].tolist() == [1.5]
     curves = {
         "steps": np.array([10, 20, 30]),
         "train_loss": np.array([[0.5, NAN], [0.4, 0.9], [NAN, 0.8]]),
@@ -84,13 +83,13 @@ def test_results_and_curves_frames_hold_the_rows_and_the_defined_curve_points():
         for c, step in enumerate(curves["steps"])
         if not math.isnan(curves[name][c, member])
     ]
-    long = curves_frame(Result([], curves, {}))
+    long = curves_frame(curves)
     got = list(zip(long["metric"], long["member"], long["step"], long["value"], strict=True))
     assert got == expected and list(long.index) == list(range(len(expected)))
-    only = curves_frame(Result([], curves, {}), ["val_mse"])
+    only = curves_frame(curves, ["val_mse"])
     assert only["metric"].tolist() == ["val_mse"] * 4 and only["value"].tolist() == [1, 4, 2, 3]
     with pytest.raises(ValueError, match="'val_acc' is not a curve"):
-        curves_frame(Result([], curves, {}), ["val_acc"])
-    empty = curves_frame(Result([], {"steps": np.zeros(0)}, {}))
+        curves_frame(curves, ["val_acc"])
+    empty = curves_frame({"steps": np.zeros(0)})
     dtypes = [str(frame[c].dtype) for frame in (empty, long) for c in ("member", "step", "value")]
     assert empty.empty and dtypes == ["int64", "int64", "float64"] * 2

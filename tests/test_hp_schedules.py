@@ -16,8 +16,9 @@ import sweepjax
 from sweepjax.engine.data import batch_indices
 from sweepjax.engine.population import init_population, make_train_chunk
 from sweepjax.runner.run import program_of, sample_hparams
-from sweepjax.sweep.config import apply_overrides, validate
+from sweepjax.sweep.config import apply_overrides
 from sweepjax.sweep.same_sweep import differences
+from sweepjax.sweep.validation import validate
 
 STEPS = 12
 DECAY_STEPS = (5.0, 10.0)  # member 0's momentum reaches 0 at step 5, member 1's at step 10

@@ -8,7 +8,8 @@ import pytest
 
 import sweepjax
 from sweepjax.engine.models import build_model, model_of
-from sweepjax.sweep.config import Config, validate
+from sweepjax.sweep.config import Config
+from sweepjax.sweep.validation import validate
 
 SPEC = {"name": "transformer", "vocab_size": 13, "max_len": 8, "width": 16, "heads": 2, "layers": 1}
 

@@ -44,13 +44,13 @@ TARGETS = [
     ("engine/population.py", ["_eval_batches", "_evaluate_members"], [*READ_BY_USERS, "tests/test_layout.py"]),
     (
         "sweep/results.py",
-        ["Result.ranked", "Result.best", "rank_rows", "finished_rows", "member_rows", "summarize", "leaderboard"],
+        ["Result.ranked", "Result.best", "hyperparameter_columns", "rank_rows", "finished_rows", "member_rows", "summarize", "leaderboard"],
         [*READ_BY_USERS, "tests/test_report.py", "tests/test_cli.py", "tests/test_tasks.py"],
     ),
     (
         "report/analysis.py",
         [
-            "hyperparameter_columns", "varying_dimensions", "is_log_scale",
+            "varying_dimensions", "is_log_scale",
             "rank_correlation", "important_pair", "divergence_boundary", "member_schedules",
             "best_index", "is_categorical", "categories",
         ],

@@ -17,8 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from sweepjax.engine.data import SPLIT_SEED, Dataset, from_arrays, normalize, read_examples
-from sweepjax.sweep.read_results import load_npz
-from sweepjax.sweep.results import atomic_write
+from sweepjax.files import atomic_write, load_npz
 
 EMBEDDED = ("mnist1d",)
 MNIST1D_ARRAYS = ("x", "y", "x_test", "y_test")

@@ -19,46 +19,15 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from sweepjax.integrations.trial_log import TrialRuns, hyperparameters, run_name, sweep_name
 from sweepjax.sweep.config import Config
 from sweepjax.sweep.sweep_state import SweepState
+from sweepjax.sweep.tracker_options import FOLDER, tracking_uri
 from sweepjax.sweep.trials import Trial
-
-FOLDER = "mlflow"  # in out_dir: the local store and the book of runs
-DATABASES = ("sqlite", "postgresql", "mysql", "mssql")  # stores that need SQLAlchemy
-
-
-def tracking_uri(value: bool | str, out_dir: str, environ: Mapping[str, str]) -> str:
-    """Where `mlflow=value` logs: the value if a string, else `$MLFLOW_TRACKING_URI`, else
-    the SQLite store in `out_dir/mlflow`.
-
-    >>> tracking_uri("http://localhost:5000", "/runs/a", {"MLFLOW_TRACKING_URI": "databricks"})
-    'http://localhost:5000'
-    >>> tracking_uri(True, "/runs/a", {"MLFLOW_TRACKING_URI": "databricks"})
-    'databricks'
-    >>> tracking_uri(True, "/runs/a", {})
-    'sqlite:////runs/a/mlflow/mlflow.db'
-    """
-    if isinstance(value, str):
-        return value
-    if environ.get("MLFLOW_TRACKING_URI"):
-        return environ["MLFLOW_TRACKING_URI"]
-    return "sqlite:///" + str(Path(out_dir).resolve() / FOLDER / "mlflow.db")
-
-
-def required_modules(uri: str) -> tuple[str, ...]:
-    """The modules that logging to `uri` imports: MLflow's, and for a database SQLAlchemy's
-    and Alembic's (which `mlflow-skinny` leaves out).
-
-    >>> required_modules("http://localhost:5000"), required_modules("sqlite:///mlflow.db")
-    (('mlflow',), ('mlflow', 'sqlalchemy', 'alembic'))
-    """
-    scheme = uri.partition(":")[0].partition("+")[0]
-    return ("mlflow", "sqlalchemy", "alembic") if scheme in DATABASES else ("mlflow",)
 
 
 class MlflowLog(TrialRuns):

@@ -21,8 +21,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from sweepjax.files import atomic_write
 from sweepjax.sweep.config import Config
-from sweepjax.sweep.results import atomic_write
 from sweepjax.sweep.sweep_state import SweepState
 from sweepjax.sweep.trial_results import hyperparameter_columns
 from sweepjax.sweep.trials import RESULT_STATUS, Trial

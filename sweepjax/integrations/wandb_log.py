@@ -26,7 +26,6 @@ from sweepjax.sweep.sweep_state import SweepState
 from sweepjax.sweep.trials import Trial
 
 PROJECT = "sweepjax"  # the project when neither the config nor $WANDB_PROJECT names one
-PROJECT_FORBIDS = "/\\#?%:"  # characters a W&B project name cannot hold
 QUIET = {  # wandb.Settings: no terminal output and nothing captured but the logged values
     "silent": True,
     "console": "off",
@@ -36,15 +35,6 @@ QUIET = {  # wandb.Settings: no terminal output and nothing captured but the log
     "x_disable_meta": True,
     "x_save_requirements": False,
 }
-
-
-def is_project_name(name: str) -> bool:
-    """Whether W&B takes `name` as a project: 1 to 128 characters, none of `PROJECT_FORBIDS`.
-
-    >>> is_project_name("mnist-sweeps"), is_project_name("team/mnist"), is_project_name(" ")
-    (True, False, False)
-    """
-    return bool(name.strip()) and len(name) <= 128 and not set(name) & set(PROJECT_FORBIDS)
 
 
 def run_options(config: Config, environ: Mapping[str, str]) -> dict[str, Any]:

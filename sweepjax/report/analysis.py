@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 from scipy.stats import rankdata
 
-from sweepjax.sweep.results import RANK_BY, STATUS, Result, rank_rows
+from sweepjax.sweep.columns import hyperparameter_columns
+from sweepjax.sweep.results import RANK_BY, Result, rank_rows
 
 _DEFAULT_PAIR = ("learning_rate", "weight_decay")
-METRIC_PREFIXES = ("final_", "best_", "test_")  # the metric columns of results.csv
 
 
 def config_of(summary: Mapping[str, Any]) -> dict[str, Any]:
@@ -53,31 +53,6 @@ def better(direction: str) -> str:
     ('higher', 'lower')
     """
     return "higher" if direction == "max" else "lower"
-
-
-def hyperparameter_columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The hyperparameter columns of a results table: those between `member` and `status` (the
-    metric columns after `status` depend on the task).
-
-    >>> hyperparameter_columns([{"member": 0, "learning_rate": 0.1, "seed": 0, "status": "ok",
-    ...                          "final_val_mse": 0.2}])
-    ['learning_rate', 'seed']
-    """
-    if not rows:
-        return []
-    columns = list(rows[0])
-    end = columns.index(STATUS[0]) if STATUS[0] in columns else len(columns)
-    return [c for c in columns[:end] if c != "member"]
-
-
-def metric_columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The metric columns of a results table: its `final_`, `best_` and `test_` columns.
-
-    >>> metric_columns([{"member": 0, "lr": 0.1, "status": "ok", "final_val_mse": 0.2,
-    ...                  "test_mse": 0.3}])
-    ['final_val_mse', 'test_mse']
-    """
-    return [c for c in (rows[0] if rows else ()) if c.startswith(METRIC_PREFIXES)]
 
 
 def is_numeric(rows: Sequence[Mapping[str, Any]], name: str) -> bool:

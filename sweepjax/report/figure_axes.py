@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from sweepjax.files import atomic_write
 from sweepjax.report.analysis import (
     as_number,
     better,
@@ -27,7 +28,7 @@ from sweepjax.report.analysis import (
     is_numeric,
     varying_dimensions,
 )
-from sweepjax.sweep.results import Result, atomic_write, metric_of, ranking
+from sweepjax.sweep.results import Result, metric_of, ranking
 
 _WORDS = (  # name prefixes of results.csv columns and curves.npz arrays, and what they say
     ("final_val_", "final validation "),

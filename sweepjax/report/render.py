@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from sweepjax.files import atomic_write
 from sweepjax.report.analysis import (
     as_number,
     config_of,
@@ -41,14 +42,7 @@ from sweepjax.report.read import (
     status_line,
     written_while,
 )
-from sweepjax.sweep.results import (
-    RANK_BY,
-    Result,
-    atomic_write,
-    metric_of,
-    rank_rows,
-    ranking,
-)
+from sweepjax.sweep.results import RANK_BY, Result, metric_of, rank_rows, ranking
 
 
 def leaderboard_rows(

@@ -29,6 +29,7 @@ from sweepjax.engine.placement import check_fits
 from sweepjax.engine.population import Program
 from sweepjax.engine.tasks import task_of
 from sweepjax.errors import Interrupted
+from sweepjax.files import atomic_write
 from sweepjax.runner.training import stopped_before_training, train_population
 from sweepjax.search.space import HParams, SearchSpace
 from sweepjax.sweep import checkpoint, same_sweep
@@ -40,12 +41,13 @@ from sweepjax.sweep.buckets import (
     plan_buckets,
     structural_keys,
 )
-from sweepjax.sweep.config import Config, apply_overrides, effective_space, families, validate
+from sweepjax.sweep.config import Config, apply_overrides, effective_space, families
 from sweepjax.sweep.data_checks import check_model_and_task, check_splits, dataset_of
 from sweepjax.sweep.lock import FolderLock
 from sweepjax.sweep.out_dir import check_results, discard, hold, keep_advice
-from sweepjax.sweep.results import Result, atomic_write, write_result
+from sweepjax.sweep.results import Result, write_result
 from sweepjax.sweep.signals import StopOnSignal
+from sweepjax.sweep.validation import validate
 
 
 def sample_hparams(config: Config) -> HParams:

@@ -1,6 +1,6 @@
 """The sweep configuration: one frozen dataclass and overrides by dotted keys.
 
-`validate` checks a config at the edge, before anything compiles (`sweepjax.sweep.validation`).
+`sweepjax.sweep.validation.validate` checks a config at the edge, before anything compiles.
 
 >>> cfg = apply_overrides(Config(), ["model.hidden=[32, 32]", "space.momentum=0.9", "steps=50"])
 >>> cfg.model["hidden"], cfg.space["momentum"], cfg.steps
@@ -21,7 +21,6 @@ from sweepjax.engine.schedules import SCHEDULES, schedule_parameters
 from sweepjax.search import distributions
 from sweepjax.search import space as space_lib
 
-PLACEMENTS = ("auto", "device", "stream")  # values of `data_placement` (see sweepjax.engine.stream)
 PRECISIONS = ("float32", "bfloat16")  # values of `precision`
 
 # Space entries that pick a family per member; on the device they are int32 indices.
@@ -374,13 +373,3 @@ def allowed_hyperparameters(config: Config) -> dict[str, float]:
         out.update({f"{name}.{parameter}": v for parameter, v in defaults.items()})
     model = {"dropout": 0.0} if model_of(config.model).takes_dropout else {}
     return {**out, **model, "seed": 0, "batch_size": config.batch_size}
-
-
-def validate(config: Config) -> Config:
-    """Check every key of `config`; raise `ValueError` naming the key, value and what is allowed.
-
-    Runs before anything compiles. Returns the config unchanged. See `sweepjax.sweep.validation`.
-    """
-    from sweepjax.sweep.validation import validate_config  # here: validation imports this module
-
-    return validate_config(config)

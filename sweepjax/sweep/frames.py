@@ -6,13 +6,12 @@ pandas is optional (`pip install 'sweepjax[pandas]'`); it is imported when a fra
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sweepjax.report.analysis import METRIC_PREFIXES, hyperparameter_columns
-from sweepjax.sweep.results import STATUS, Result
+from sweepjax.sweep.columns import METRIC_PREFIXES, STATUS, hyperparameter_columns
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -31,40 +30,41 @@ def _pandas() -> Any:
     return pd
 
 
-def results_frame(result: Result) -> pd.DataFrame:
+def results_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """The trial table: one row per trial, the columns of `results.csv` in its order.
 
     Numbers are numeric columns (`member` and `seed` integers, metrics floats), `status`
     strings; the index is a plain range (the trial's number is the `member` column).
 
     >>> row = {"member": 0, "lr": 0.1, "seed": 0, "status": "ok", "final_val_mse": 0.25}
-    >>> frame = results_frame(Result([row], {}, {}))
+    >>> frame = results_frame([row])
     >>> list(frame.columns), frame["seed"].dtype, frame["final_val_mse"].dtype
     (['member', 'lr', 'seed', 'status', 'final_val_mse'], dtype('int64'), dtype('float64'))
     """
     pd = _pandas()
-    return pd.DataFrame(result.rows, columns=list(result.rows[0]) if result.rows else None)
+    return pd.DataFrame(rows, columns=list(rows[0]) if rows else None)
 
 
-def curves_frame(result: Result, metrics: Sequence[str] | None = None) -> pd.DataFrame:
+def curves_frame(
+    curves: Mapping[str, np.ndarray], metrics: Sequence[str] | None = None
+) -> pd.DataFrame:
     """The curves in long format: columns `member`, `step`, `metric`, `value`.
 
     Rows go by metric (in the order of `curves.npz`), then member, then step; a step at which a
     trial held no slot (NaN) has no row. Column t of a curve is member t of `results.csv`.
 
     Args:
-      result: the sweep's `Result`.
+      curves: the sweep's curves (`Result.curves`, `curves.npz`).
       metrics: the curves to include (`train_loss`, `val_<metric>`, ...); None: all.
 
     Raises:
       ValueError: a name in `metrics` is not a curve of the sweep.
 
     >>> curves = {"steps": np.array([10, 20]), "train_loss": np.array([[0.5, 0.9], [0.4, np.nan]])}
-    >>> curves_frame(Result([], curves, {})).values.tolist()
+    >>> curves_frame(curves).values.tolist()
     [[0, 10, 'train_loss', 0.5], [0, 20, 'train_loss', 0.4], [1, 10, 'train_loss', 0.9]]
     """
     pd = _pandas()
-    curves = result.curves
     available = [k for k, v in curves.items() if k != "steps" and np.ndim(v) == 2]
     for name in metrics or ():
         if name not in available:
@@ -102,7 +102,9 @@ def _metric_columns(frame: pd.DataFrame) -> list[str]:
     ]
 
 
-def summarize_by(result: Result, by: str | Sequence[str] | None = None) -> pd.DataFrame:
+def summarize_by(
+    rows: Sequence[Mapping[str, Any]], by: str | Sequence[str] | None = None
+) -> pd.DataFrame:
     """Trials grouped by the columns `by`, each metric's mean and standard deviation over them.
 
     One row per distinct combination of `by` (in order of first appearance): the `by` columns,
@@ -114,7 +116,7 @@ def summarize_by(result: Result, by: str | Sequence[str] | None = None) -> pd.Da
     skipped. The deviation is the sample one (ddof=1): NaN for a single trial.
 
     Args:
-      result: the sweep's `Result`.
+      rows: the trial table (`Result.rows`, `results.csv`).
       by: the column or columns to group by; None: every hyperparameter column but `seed`,
         so the seeds of each configuration are aggregated. `[]` makes one group of all trials.
 
@@ -124,16 +126,16 @@ def summarize_by(result: Result, by: str | Sequence[str] | None = None) -> pd.Da
     >>> rows = [{"member": i, "lr": lr, "seed": i % 2, "status": s, "final_val_mse": v}
     ...         for i, (lr, s, v) in enumerate([(0.1, "ok", 1.0), (0.1, "ok", 3.0),
     ...                                         (9.0, "ok", 2.0), (9.0, "diverged", np.inf)])]
-    >>> for group in summarize_by(Result(rows, {}, {})).to_dict("records"):
+    >>> for group in summarize_by(rows).to_dict("records"):
     ...     print(group)
     {'lr': 0.1, 'n': 2, 'n_diverged': 0, 'final_val_mse_mean': 2.0, 'final_val_mse_std': 1.4142135623730951}
     {'lr': 9.0, 'n': 2, 'n_diverged': 1, 'final_val_mse_mean': 2.0, 'final_val_mse_std': nan}
     """
-    frame = results_frame(result)
+    frame = results_frame(rows)
     metrics = _metric_columns(frame)
     allowed = [c for c in frame.columns if c not in metrics]
     if by is None:
-        keys = [c for c in hyperparameter_columns(result.rows) if c != "seed"]
+        keys = [c for c in hyperparameter_columns(rows) if c != "seed"]
     else:
         keys = [by] if isinstance(by, str) else list(by)
     for name in keys:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from sweepjax.errors import StorageError, describe_os_error
+from sweepjax.files import load_npz
 from sweepjax.sweep.results import Result
 
 # What a damaged result file raises when parsed (UnicodeDecodeError and JSONDecodeError are
@@ -87,22 +88,6 @@ def read_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
       StorageError: the file is damaged (not a results table) or cannot be read.
     """
     return _load(Path(path), _parse_rows)
-
-
-def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """The arrays of an `.npz` file.
-
-    Raises:
-      FileNotFoundError: there is no such file.
-      zipfile.BadZipFile, ValueError, EOFError: it is damaged. (Unlike `np.load`, a file that
-        is not a zip archive is not taken for a pickle, whose error suggests unpickling it.)
-    """
-    with open(path, "rb") as file:
-        if not zipfile.is_zipfile(file):
-            raise zipfile.BadZipFile("File is not a zip file")
-        file.seek(0)
-        with np.load(file) as arrays:
-            return {k: np.asarray(arrays[k]) for k in arrays.files}
 
 
 def _parse_summary(path: Path) -> dict[str, Any]:

@@ -9,27 +9,24 @@ Files in `out_dir` (each written atomically: a temporary file, then a rename):
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
-import io
 import json
 import math
 import numbers
 import os
-import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from sweepjax.errors import StorageError, describe_os_error
+from sweepjax.files import atomic_write
 
 if TYPE_CHECKING:
     import pandas as pd
 
-STATUS = ("status", "diverged_at_step")  # the columns every row has after its hyperparameters
 RANK_BY = "final_val_accuracy"  # what results without a recorded ranking (classification) rank by
 
 
@@ -144,20 +141,20 @@ class Result:
         """
         from sweepjax.sweep.frames import results_frame
 
-        return results_frame(self)
+        return results_frame(self.rows)
 
     def curves_frame(self, metrics: Sequence[str] | None = None) -> pd.DataFrame:
         """The curves in long format: `member`, `step`, `metric`, `value`, no NaN rows."""
         from sweepjax.sweep.frames import curves_frame
 
-        return curves_frame(self, metrics)
+        return curves_frame(self.curves, metrics)
 
     def summarize_by(self, by: str | Sequence[str] | None = None) -> pd.DataFrame:
         """Trials grouped by `by` (default: the hyperparameters but `seed`): `n`,
         `n_diverged`, and each metric's `_mean` and `_std` over the trials that finished."""
         from sweepjax.sweep.frames import summarize_by
 
-        return summarize_by(self, by)
+        return summarize_by(self.rows, by)
 
 
 def member_rows(hparams: dict[str, Any], metrics: dict[str, np.ndarray]) -> list[dict[str, Any]]:
@@ -236,50 +233,6 @@ def _table(cells: list[list[str]], header: list[str]) -> str:
     return "\n".join(
         "  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in [header, *cells]
     )
-
-
-def atomic_write(path: Path, write: Callable[[io.IOBase], None], binary: bool = False) -> None:
-    """Write `path` through a temporary file in the same folder and an atomic rename.
-
-    The file gets the mode a plain `open()` gives a new file (0o666 less the umask, so shared
-    folders stay shared). A crash or a full disk leaves the previous file intact and no
-    temporary file behind.
-
-    Raises:
-      OSError: the folder or the file could not be written; it names `path`, not the
-        temporary file.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    created = False
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # as open() does
-        created = True
-        _write_and_close(
-            os.fdopen(fd, "wb" if binary else "w", newline=None if binary else ""), write
-        )
-        os.replace(tmp, path)
-    except BaseException as err:
-        if created:
-            tmp.unlink(missing_ok=True)
-        if isinstance(err, OSError) and err.errno is not None:
-            raise OSError(err.errno, err.strerror, os.fspath(path)) from err
-        raise
-
-
-def _write_and_close(f: io.IOBase, write: Callable[[io.IOBase], None]) -> None:
-    """`write(f)`, then flush it to the disk and close it; a failed write closes it quietly
-    (closing flushes again, and on a full disk that would only fail again)."""
-    try:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    except BaseException:
-        with contextlib.suppress(OSError):
-            f.close()
-        raise
-    f.close()
 
 
 def write_result(result: Result, out_dir: str | os.PathLike) -> Path:

@@ -1,9 +1,9 @@
 """Validation at the edge: every key of a `Config`, checked before anything compiles.
 
 Each refusal is a `ValueError` naming the key, the value and what is allowed (invariant 7 of
-`docs/architecture.md`). `sweepjax.sweep.config.validate` is the entry point.
+`docs/architecture.md`). `validate` is the entry point (`sweepjax.validate`).
 
->>> validate_config(Config(seed=-1))
+>>> validate(Config(seed=-1))
 Traceback (most recent call last):
 ...
 ValueError: seed: -1 is out of range; allowed: integers from 0 to 4294967295 (2**32 - 1).
@@ -11,9 +11,7 @@ ValueError: seed: -1 is out of range; allowed: integers from 0 to 4294967295 (2*
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,15 +21,13 @@ from sweepjax.engine.data import NORMALIZATIONS, augmentation_of
 from sweepjax.engine.models import MODELS, build_model, model_of, model_options
 from sweepjax.engine.optim import check_schedules
 from sweepjax.engine.schedules import PIECES
+from sweepjax.engine.stream import PLACEMENTS
 from sweepjax.engine.tasks import task_of
-from sweepjax.integrations.mlflow_log import required_modules, tracking_uri
-from sweepjax.integrations.wandb_log import PROJECT_FORBIDS, is_project_name
 from sweepjax.search import distributions
 from sweepjax.search import space as space_lib
 from sweepjax.sweep.config import (
     FAMILY_KEYS,
     FIELD_TYPES,
-    PLACEMENTS,
     PRECISIONS,
     Config,
     allowed_hyperparameters,
@@ -41,6 +37,7 @@ from sweepjax.sweep.config import (
 )
 from sweepjax.sweep.policies import check_policies
 from sweepjax.sweep.sweep_state import is_adaptive
+from sweepjax.sweep.tracker_options import check_trackers
 
 # Per-member hyperparameters with a bounded range: name -> (low, high, low_inclusive, high_inclusive).
 RANGES: dict[str, tuple[float, float, bool, bool]] = {
@@ -109,7 +106,7 @@ SPACE_ALLOWED = (
 )
 
 
-def validate_config(config: Config) -> Config:
+def validate(config: Config) -> Config:
     """Check every key of `config`; raise `ValueError` naming the key, value and what is allowed.
 
     Runs before anything compiles or allocates. Returns the config unchanged.
@@ -186,41 +183,7 @@ def _check_options(config: Config) -> None:
             f"out_dir: {config.out_dir!r} names no folder; allowed: a folder path, or None to "
             "write nothing."
         )
-    _check_trackers(config)
-
-
-def _check_trackers(config: Config) -> None:
-    """`tensorboard`, `mlflow` and `wandb`: the value each takes, an out_dir, their packages."""
-    if isinstance(config.mlflow, str) and not config.mlflow.strip():
-        raise ValueError(
-            f"mlflow: {config.mlflow!r} names no tracking URI; allowed: True (the local store "
-            "in out_dir/mlflow), a tracking URI such as 'http://localhost:5000', or False."
-        )
-    if isinstance(config.wandb, str) and not is_project_name(config.wandb):
-        raise ValueError(
-            f"wandb: {config.wandb!r} is not a W&B project name; allowed: True (the project "
-            "$WANDB_PROJECT, else 'sweepjax'), a name of 1 to 128 characters without any of "
-            f"{PROJECT_FORBIDS!r}, or False."
-        )
-    for key in ("tensorboard", "mlflow", "wandb"):
-        value = getattr(config, key)
-        if not value:
-            continue
-        if config.out_dir is None:
-            raise ValueError(
-                f"{key}: {value!r} needs an out_dir to write the logs into; set out_dir, or "
-                f"set {key}=False."
-            )
-        if key == "mlflow":
-            modules = required_modules(tracking_uri(value, config.out_dir, os.environ))
-        else:
-            modules = {"tensorboard": ("tensorboardX",), "wandb": ("wandb",)}[key]
-        missing = [m for m in modules if importlib.util.find_spec(m) is None]
-        if missing:
-            raise ValueError(
-                f"{key}: {value!r} needs {', '.join(missing)} (not installed); install with "
-                f"`pip install 'sweepjax[{key}]'`, or set {key}=False."
-            )
+    check_trackers(config)
 
 
 def _check_policies(config: Config) -> None:
