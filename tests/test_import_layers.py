@@ -14,8 +14,9 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "sweepjax"
 
 # Lowest first. A module's layer is its package; the modules at the top level sit on top, but
-# for `errors`, the failure kinds every layer raises.
-LAYERS = ["errors", "search", "engine", "sweep", "integrations", "report", "runner", "command"]
+# for the common ones every layer uses: the failure kinds and files written whole.
+LAYERS = ["common", "search", "engine", "sweep", "integrations", "report", "runner", "command"]
+COMMON = ("sweepjax.errors", "sweepjax.files")
 
 
 def module_name(path: Path) -> str:
@@ -30,7 +31,7 @@ def layer_of(module: str) -> str:
     parts = module.split(".")
     if len(parts) > 2 or (len(parts) == 2 and parts[1] in LAYERS[1:-1]):
         return parts[1]
-    return "errors" if module == "sweepjax.errors" else "command"
+    return "common" if module in COMMON else "command"
 
 
 def imported_modules(module: str) -> set[str]:
@@ -85,6 +86,7 @@ def test_the_graph_sees_lazy_and_type_checking_imports():
     assert found == {
         "sweepjax.sweep.config",
         "sweepjax.report.read",
+        "sweepjax.runner",
         "sweepjax.runner.training",
         "sweepjax.engine.data",
     }

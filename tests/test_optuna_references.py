@@ -57,7 +57,7 @@ def test_optuna_default_options_follow_the_samplers_own_rules():
 
 
 def test_optuna_searcher_checks_its_own_arguments_and_keeps_optuna_quiet():
-    with pytest.raises(ValueError, match="direction: unknown direction 'up'"):
+    with pytest.raises(ValueError, match="direction: 'up' is not a direction"):
         OptunaSearcher(SPACE, "tpe", "up", seed=0)
     with pytest.raises(ValueError, match="hidden: Choice.*not numbers or strings"):
         OptunaSearcher({"hidden": Choice([64, [64, 64]])}, "tpe", "max", seed=0)

@@ -398,7 +398,7 @@ BAD = [
     (lambda: PBT("max", SPACE, ready=0), "scheduler.ready"),
     (lambda: PBT("max", SPACE, ready=10, perturb=[]), "scheduler.perturb"),
     (lambda: PBT("min", SPACE, ready=10, perturb=[0.8, -1]), "scheduler.perturb"),
-    (lambda: ASHA("max", 27.5, 1), "scheduler.max_steps: 27.5 must be >= 1; allowed: an integer"),
+    (lambda: ASHA("max", 27.5, 1), "scheduler.max_steps: 27.5 is not an integer >= 1; allowed: an integer"),
     (lambda: ASHA("max", 1, 1), "scheduler.min_steps: 1 is not below max_steps 1"),
     # 4 * 5**b for b = 0, 1, 2: 4, 20, 100; bracket 2's 100 is not below max_steps 100.
     (lambda: ASHA("max", 100, 4, eta=5, brackets=3), "a min budget of 100 >= max_steps 100; allowed: 1 to 2."),

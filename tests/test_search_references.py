@@ -17,8 +17,9 @@ from sweepjax.engine.tasks import task_of
 from sweepjax.search.distributions import Choice, IntUniform, LogUniform, Uniform
 from sweepjax.search.optuna_search import OptunaSearcher
 from sweepjax.search.protocol import DIRECTIONS
-from sweepjax.search.searchers import CoarseToFine, Sampled, usable_warm_rows, warm_start_rows
+from sweepjax.search.searchers import CoarseToFine, Sampled, usable_warm_rows
 from sweepjax.sweep.policies import check_policies, make_policies, make_scheduler, make_searcher
+from sweepjax.sweep.warm_start import warm_start_rows
 
 SPACE = {
     "learning_rate": LogUniform(1e-4, 1e-1),
@@ -183,7 +184,7 @@ def test_coarse_to_fine_settings_at_their_bounds():
     for key, value in [("keep", 0.0), ("keep", math.nan), ("margin", -0.1), ("margin", math.inf)]:
         with pytest.raises(ValueError, match=rf"searcher\.{key}: {value!r} is not allowed"):
             CoarseToFine(SPACE, "max", **{key: value}, **args)
-    with pytest.raises(ValueError, match="direction: unknown direction 'up'"):
+    with pytest.raises(ValueError, match="direction: 'up' is not a direction"):
         CoarseToFine(SPACE, "up", **args)
     with pytest.raises(ValueError, match="hidden: Choice.*not numbers or strings"):
         CoarseToFine({"hidden": Choice([64, [64, 64]])}, "max", **args)
@@ -292,7 +293,7 @@ def test_factory_checks_its_arguments_and_hands_fixed_rows_in_order():
     with pytest.raises(ValueError, match=r"searcher\.keep: 2 is not allowed"):
         check_policies(sweepjax.Config(space=space, searcher={"name": "coarse_to_fine", "keep": 2}))
     args = dict(space=SPACE, trials=4, population=2, seed=0)
-    with pytest.raises(ValueError, match="direction: unknown direction 'up'"):
+    with pytest.raises(ValueError, match="direction: 'up' is not a direction"):
         make_searcher("random", {}, direction="up", **args)
     with pytest.raises(
         ValueError, match=r"searcher: options \[\('keep', 0\.5\)\] are not a mapping"
@@ -333,7 +334,7 @@ def test_factory_scheduler_defaults_and_checks_at_their_edges():
     assert scheduler("hyperband", {"min_steps": 10}, max_steps=70).brackets == 2  # 10, 30
     assert scheduler("median", {}, max_steps=1, eval_every=1).name == "median"
     for key, value in [("max_steps", 0), ("eval_every", 0)]:
-        with pytest.raises(ValueError, match=rf"scheduler\.{key}: 0 must be >= 1"):
+        with pytest.raises(ValueError, match=rf"scheduler\.{key}: 0 is not an integer >= 1"):
             scheduler("median", {}, **{key: value})
     with pytest.raises(ValueError, match=r"scheduler\.eta: 1 must be > 1"):
         scheduler("asha", {"eta": 1})

@@ -19,12 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from sweepjax.search.checks import check_count, check_direction
 from sweepjax.search.distributions import Choice, IntUniform, is_distribution
 from sweepjax.search.searchers import (
     OPTUNA_SEARCHERS,
     SEARCHERS,
-    check_count,
-    check_direction,
     check_scalar_choices,
     check_state,
     check_tell,
@@ -157,7 +156,7 @@ class OptunaSearcher:
     out); a diverged one (or one without a finite value) FAIL. `nsga2` is multi-objective:
     the ranking metric in `direction` and the steps the trial trained, minimized, so it looks
     for the cheapest good trials; a stopped trial is a COMPLETE point (value, steps) there.
-    `warm_start` rows (of `searchers.warm_start_rows`) are added as COMPLETE trials first.
+    `warm_start` rows (of `sweepjax.sweep.warm_start.warm_start_rows`) are added as COMPLETE trials first.
     Each row's `seed` is its trial number unless the space fixes it; after `trials` trials
     (None: no limit) `ask` returns [].
 

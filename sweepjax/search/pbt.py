@@ -1,5 +1,5 @@
 """Population-based training (Jaderberg et al. 2017) with truncation selection, as Ray Tune's
-`PopulationBasedTraining` does it, and the checks the schedulers share.
+`PopulationBasedTraining` does it.
 
 Every `ready` steps of its own, a trial is *ready*. Among the trials ready in one `decide`, the
 bottom `quantile` (by the ranking metric: `floor(n * quantile)` of the n finite values, at least
@@ -21,60 +21,10 @@ from typing import Any
 
 import numpy as np
 
+from sweepjax.search.checks import check, check_direction, check_int, finite, is_int
 from sweepjax.search.distributions import Choice, IntUniform, is_distribution, is_number
-from sweepjax.search.protocol import DIRECTIONS, Exploit, Observation
-
-
-def check(key: str, value: Any, ok: bool, why: str, allowed: str) -> None:
-    """A `ValueError` naming `scheduler.<key>`, the value, why and what is allowed, unless `ok`.
-
-    >>> check("eta", 1, False, "must be > 1", "a number above 1")
-    Traceback (most recent call last):
-    ...
-    ValueError: scheduler.eta: 1 must be > 1; allowed: a number above 1.
-    """
-    if not ok:
-        raise ValueError(f"scheduler.{key}: {value!r} {why}; allowed: {allowed}.")
-
-
-def is_int(value: Any) -> bool:
-    """An integer, Python's or NumPy's, not a boolean.
-
-    >>> is_int(3), is_int(3.0), is_int(True)
-    (True, False, False)
-    """
-    return isinstance(value, int | np.integer) and not isinstance(value, bool)
-
-
-def check_int(key: str, value: Any, low: int) -> None:
-    """Refuse anything but an integer of at least `low`.
-
-    >>> check_int("ready", 0, 1)
-    Traceback (most recent call last):
-    ...
-    ValueError: scheduler.ready: 0 must be >= 1; allowed: an integer >= 1.
-    """
-    check(key, value, is_int(value) and value >= low, f"must be >= {low}", f"an integer >= {low}")
-
-
-def check_direction(direction: Any) -> None:
-    """Refuse a direction other than `max` or `min`.
-
-    >>> check_direction("up")
-    Traceback (most recent call last):
-    ...
-    ValueError: scheduler.direction: 'up' is not a direction; allowed: ('max', 'min').
-    """
-    check("direction", direction, direction in DIRECTIONS, "is not a direction", str(DIRECTIONS))
-
-
-def finite(value: Any) -> bool:
-    """Whether a metric value counts (NaN and infinities are a diverged trial's).
-
-    >>> finite(0.5), finite(float("nan")), finite(float("inf")), finite(None)
-    (True, False, False, False)
-    """
-    return is_number(value) and math.isfinite(value)
+from sweepjax.search.protocol import Exploit, Observation
+from sweepjax.search.stateful import Stateful, builtin
 
 
 def ranked(pairs: Sequence[Sequence], direction: str) -> list[list]:
@@ -90,49 +40,6 @@ def ranked(pairs: Sequence[Sequence], direction: str) -> list[list]:
         return (not good, sign * pair[1] if good else 0.0, pair[0])
 
     return [list(pair) for pair in sorted(pairs, key=key)]
-
-
-def builtin(value: Any) -> Any:
-    """A Python number, string or bool for a NumPy (or JAX) scalar; others unchanged.
-
-    >>> type(builtin(np.float32(0.5))), builtin("relu")
-    (<class 'float'>, 'relu')
-    """
-    return value.item() if hasattr(value, "item") else value
-
-
-class Stateful:
-    """Holds a scheduler's state as JSON-native attributes (`_<key>` for each of `STATE`:
-    str keys, lists, numbers), so `state_dict` and `load_state_dict` are copies; the state
-    names the scheduler and its `CONFIG` attributes, and loading refuses another's.
-
-    >>> class Counter(Stateful):
-    ...     name, CONFIG, STATE = "counter", (), ("seen",)
-    ...     _seen = 0
-    >>> Counter().state_dict()
-    {'name': 'counter', 'config': {}, 'seen': 0}
-    """
-
-    name: str
-    CONFIG: tuple[str, ...] = ()
-    STATE: tuple[str, ...] = ()
-
-    def config(self) -> dict[str, Any]:
-        return {k: builtin(getattr(self, k)) for k in self.CONFIG}
-
-    def state_dict(self) -> dict[str, Any]:
-        """JSON-able state; a scheduler loading it decides exactly as this one."""
-        state = {k: copy.deepcopy(getattr(self, f"_{k}")) for k in self.STATE}
-        return {"name": self.name, "config": self.config(), **state}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Continue from `state_dict()` (or its JSON round trip) of the same scheduler."""
-        want = {"name": self.name, "config": self.config()}
-        got = {"name": state.get("name"), "config": state.get("config")}
-        if got != want:
-            raise ValueError(f"scheduler state: saved by {got}; allowed: the state of {want}.")
-        for key in self.STATE:
-            setattr(self, f"_{key}", copy.deepcopy(state[key]))
 
 
 class PBT(Stateful):
@@ -164,7 +71,7 @@ class PBT(Stateful):
         perturb: Sequence[float] = (0.8, 1.2),
         seed: int = 0,
     ):
-        check_direction(direction)
+        check_direction(direction, "scheduler.direction")
         check_int("ready", ready, 1)
         q, p = quantile, resample_probability
         check(

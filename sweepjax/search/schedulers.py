@@ -16,9 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from sweepjax.search.checks import check, check_direction, check_int, finite
 from sweepjax.search.distributions import is_number
-from sweepjax.search.pbt import Stateful, check, check_direction, check_int, finite, ranked
+from sweepjax.search.pbt import ranked
 from sweepjax.search.protocol import Observation, Stop, better
+from sweepjax.search.stateful import Stateful
 
 
 class FIFO(Stateful):
@@ -97,7 +99,7 @@ class ASHA(Stateful):
     def __init__(
         self, direction: str, max_steps: int, min_steps: int, eta: float = 3, brackets: int = 1
     ):
-        check_direction(direction)
+        check_direction(direction, "scheduler.direction")
         _check_budgets(max_steps, min_steps, eta)
         check_int("brackets", brackets, 1)
         low = min_steps * eta ** (brackets - 1)
@@ -166,7 +168,7 @@ class SuccessiveHalving(Stateful):
     def __init__(
         self, direction: str, max_steps: int, min_steps: int, eta: float = 3, *, cohort_size: int
     ):
-        check_direction(direction)
+        check_direction(direction, "scheduler.direction")
         _check_budgets(max_steps, min_steps, eta)
         check_int("cohort_size", cohort_size, 1)
         self.direction, self.max_steps, self.min_steps = direction, int(max_steps), int(min_steps)
@@ -250,7 +252,7 @@ class MedianStopping(Stateful):
     STATE = ("curves",)
 
     def __init__(self, direction: str, grace_steps: int = 0, min_trials: int = 3):
-        check_direction(direction)
+        check_direction(direction, "scheduler.direction")
         check_int("grace_steps", grace_steps, 0)
         check_int("min_trials", min_trials, 1)
         self.direction, self.grace_steps = direction, int(grace_steps)
@@ -302,7 +304,7 @@ class Patience(Stateful):
     STATE = ("best",)
 
     def __init__(self, direction: str, patience: int, min_delta: float = 0.0):
-        check_direction(direction)
+        check_direction(direction, "scheduler.direction")
         check_int("patience", patience, 1)
         ok = finite(min_delta) and min_delta >= 0
         check("min_delta", min_delta, ok, "is not allowed", "a finite number >= 0")

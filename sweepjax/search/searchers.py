@@ -7,26 +7,21 @@
 * `OptunaSearcher` (`tpe`, `gp`, `cmaes`, `nsga2`, in `optuna_search.py`) asks Optuna's samplers.
 
 `factory.make_searcher` builds one by name and checks its options before any training;
-`warm_start_rows` reads an earlier sweep's results for a searcher to start from.
+An earlier sweep's results reach a searcher as rows (`sweepjax.sweep.warm_start`).
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Container, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy.stats import qmc
 
-from sweepjax.report.analysis import hyperparameter_columns
+from sweepjax.search.checks import check_count, check_direction, finite
 from sweepjax.search.distributions import Choice, IntUniform, is_distribution, is_number
-from sweepjax.search.protocol import DIRECTIONS
 from sweepjax.search.space import METHODS, SearchSpace
-from sweepjax.sweep.read_results import read_rows, read_summary
-from sweepjax.sweep.results import ranking
 
 OPTUNA_SEARCHERS = ("tpe", "gp", "cmaes", "nsga2")
 SEARCHERS = (*METHODS, "coarse_to_fine", *OPTUNA_SEARCHERS)
@@ -58,20 +53,6 @@ def check_scalar_choices(dims: Mapping[str, Any], searcher: str) -> None:
             )
 
 
-def check_direction(direction: Any) -> None:
-    if direction not in DIRECTIONS:
-        raise ValueError(
-            f"direction: unknown direction {direction!r}; allowed: {list(DIRECTIONS)}."
-        )
-
-
-def check_count(key: str, value: Any, least: int = 1) -> int:
-    """`value` as an int if it is an integer >= `least`, else a `ValueError` naming `key`."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < least:
-        raise ValueError(f"{key}: {value!r} is not allowed; allowed: an integer >= {least}.")
-    return int(value)
-
-
 def check_tell(trial: Any, status: Any, asked: int, told: Container[int] = ()) -> None:
     """Refuse a `tell` of a trial never asked or told already, or with an unknown status."""
     if status not in STATUSES:
@@ -90,60 +71,11 @@ def check_state(name: str, state: Mapping[str, Any]) -> None:
         )
 
 
-def _finite(value: Any) -> bool:
-    return is_number(value) and math.isfinite(value)
-
-
 def _same(a: Any, b: Any) -> bool:
     """Equal, numbers up to float32 rounding (values come back from float32 columns)."""
     if is_number(a) and is_number(b):
         return bool(np.float32(a) == np.float32(b))
     return type(a) is type(b) and a == b
-
-
-def warm_start_rows(
-    out_dir: str | os.PathLike, *, rank_by: str | None = None, direction: str | None = None
-) -> list[dict[str, Any]]:
-    """An earlier sweep's healthy members as `{"params", "value", "steps"}` rows.
-
-    `params` holds the hyperparameter columns of `results.csv` (those between `member` and
-    `status`), `value` the sweep's ranking column and `steps` the steps the trial trained: its
-    `steps_trained` (an adaptive sweep, whose global `steps_done` may run past a trial's
-    budget), else the sweep's `steps_done`. Rows that are not `ok` or have no finite value
-    are left out. Given `rank_by` or `direction`, an earlier
-    sweep that ranks otherwise is a `ValueError` naming `warm_start`.
-
-    >>> import tempfile; tmp = tempfile.TemporaryDirectory(); out = Path(tmp.name)
-    >>> _ = (out / "results.csv").write_text(
-    ...     "member,lr,seed,status,final_val_accuracy\\n0,0.1,0,ok,0.9\\n1,1.0,1,diverged,nan\\n")
-    >>> warm_start_rows(out)
-    [{'params': {'lr': 0.1, 'seed': 0}, 'value': 0.9, 'steps': 0}]
-    >>> tmp.cleanup()
-    """
-    summary = read_summary(out_dir)
-    column, order = ranking(summary)
-    if rank_by not in (None, column) or direction not in (None, order):
-        raise ValueError(
-            f"warm_start: {out_dir} ranks by {column} ({order}), this sweep by {rank_by} "
-            f"({direction}); allowed: an earlier sweep of the same task and ranking."
-        )
-    try:
-        rows = read_rows(Path(out_dir) / "results.csv")
-    except FileNotFoundError:
-        raise ValueError(
-            f"warm_start: {out_dir} holds no results.csv; allowed: the out_dir of a sweep."
-        ) from None
-    steps = summary.get("steps_done", summary.get("config", {}).get("steps", 0))
-    names = hyperparameter_columns(rows)
-    return [
-        {
-            "params": {k: r[k] for k in names},
-            "value": float(r[column]),
-            "steps": int(r.get("steps_trained", steps) or 0),
-        }
-        for r in rows
-        if r.get("status") == "ok" and _finite(r.get(column))
-    ]
 
 
 def usable_warm_rows(
@@ -166,7 +98,7 @@ def usable_warm_rows(
             )
         params = row.get("params", {})
         kept = {k: _in_space(v, params.get(k)) for k, v in dims.items() if is_distribution(v)}
-        if None not in kept.values() and _finite(row.get("value")):
+        if None not in kept.values() and finite(row.get("value")):
             steps = int(row.get("steps", 0) or 0)
             usable.append({"params": kept, "value": float(row["value"]), "steps": steps})
     return usable
@@ -179,7 +111,7 @@ def _in_space(dim: Any, value: Any) -> Any:
             (c.item() if isinstance(c, np.generic) else c for c in dim.values if _same(c, value)),
             None,
         )
-    if not _finite(value):
+    if not finite(value):
         return None
     if isinstance(dim, IntUniform):
         return int(value) if value == int(value) and dim.low <= value <= dim.high else None
@@ -267,9 +199,9 @@ class CoarseToFine:
         self.dims = space_dimensions(space)
         check_scalar_choices(self.dims, self.name)
         check_direction(direction)
-        if not (_finite(keep) and 0 < keep <= 1):
+        if not (finite(keep) and 0 < keep <= 1):
             raise ValueError(f"searcher.keep: {keep!r} is not allowed; allowed: 0 < keep <= 1.")
-        if not (_finite(margin) and margin >= 0):
+        if not (finite(margin) and margin >= 0):
             raise ValueError(f"searcher.margin: {margin!r} is not allowed; allowed: a number >= 0.")
         self.direction, self.keep, self.margin = direction, float(keep), float(margin)
         self.round_size = check_count("searcher.round_size", round_size)

@@ -8,8 +8,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sweepjax.engine.tasks import Task, task_of
+from sweepjax.search.checks import check, check_count, check_direction, check_int
 from sweepjax.search.distributions import is_number
-from sweepjax.search.pbt import PBT, check, check_int
+from sweepjax.search.pbt import PBT
 from sweepjax.search.protocol import Scheduler
 from sweepjax.search.schedulers import (
     ASHA,
@@ -26,12 +27,10 @@ from sweepjax.search.searchers import (
     CoarseToFine,
     Sampled,
     SearchSpace,
-    check_count,
-    check_direction,
     space_dimensions,
-    warm_start_rows,
 )
 from sweepjax.sweep.config import Config, effective_space, policy_of
+from sweepjax.sweep.warm_start import warm_start_rows
 
 
 class FixedRows:
