@@ -132,3 +132,13 @@ def test_the_layer_map_in_the_docs_matches_the_packages():
     text = (PACKAGE.parent / "docs" / "architecture.md").read_text()
     positions = [text.find(f"`sweepjax/{layer}/`") for layer in LAYERS[1:-1]]
     assert -1 not in positions and positions == sorted(positions), positions
+
+
+def test_the_map_names_every_module():
+    """A reader finds any concept from the map: every module file is named in it."""
+    text = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    text = text[: text.index("## Invariants")]
+    missing = [
+        m for m, p in MODULES.items() if p.name != "__init__.py" and f"`{p.name}`" not in text
+    ]
+    assert not missing, missing
