@@ -66,6 +66,7 @@ def test_a_bad_compile_cache_value_is_refused_before_compiling(value, message):
     assert compiles[0] == 0
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_a_second_process_loads_every_program_from_the_cache(tmp_path):
     experiment = tmp_path / "tiny.py"

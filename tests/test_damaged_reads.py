@@ -131,6 +131,7 @@ def test_whole_result_files_read_back(sweep):
     assert len(result.rows) == MEMBERS and result.curves["val_accuracy"].shape[1] == MEMBERS
 
 
+@pytest.mark.subprocess
 def test_export_to_a_folder_it_cannot_create_exits_at_once(sweep, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
@@ -158,6 +159,7 @@ def test_a_save_that_fails_in_orbax_leaves_no_thread_behind(sweep, tmp_path, mon
     assert [t.name for t in started if t.is_alive()] == []
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_report_and_show_on_a_running_sweep_without_results(tmp_path, capsys):
     experiment = tmp_path / "long.py"
@@ -204,6 +206,7 @@ def test_report_and_show_on_a_running_sweep_with_earlier_results(copy, capsys):
     ), shown
 
 
+@pytest.mark.subprocess
 def test_a_damaged_newest_checkpoint_is_one_warning_line(sweep, tmp_path):
     copy = Path(shutil.copytree(sweep, tmp_path / "sweep"))
     # the newest checkpoint's array data gone: TensorStore's message spans several lines
@@ -217,6 +220,7 @@ def test_a_damaged_newest_checkpoint_is_one_warning_line(sweep, tmp_path):
     assert resuming == f"sweepjax: resuming {copy} from the checkpoint at step 10 of 20"
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_a_damaged_compile_cache_entry_is_replaced(sweep, tmp_path):
     cache = sweep.parent / "cache"

@@ -16,6 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 import kill_matrix  # noqa: E402
 from command import environment  # noqa: E402
 
+pytestmark = pytest.mark.subprocess
+
 # A refill sweep's global step past `steps`, by which its checkpoint past `steps` is committed
 # (a save waits for the one before it).
 TAIL = kill_matrix.STEPS + 2 * kill_matrix.EVAL_EVERY

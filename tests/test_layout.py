@@ -74,6 +74,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_four_devices_give_the_same_member_as_two():
     _, split = reference("mlp")

@@ -55,6 +55,7 @@ def test_a_folder_the_lock_created_goes_when_nothing_was_written(tmp_path):
     assert (tmp_path / "kept" / "results.csv").exists()
 
 
+@pytest.mark.subprocess
 def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
     code = (
         "import sys, time; from sweepjax.sweep.lock import FolderLock\n"
@@ -105,6 +106,7 @@ def test_results_without_checkpoints_are_not_replaced_by_another_sweep(
     assert json.loads((tmp_path / "sweep.json").read_text())["config"]["seed"] == 1
 
 
+@pytest.mark.subprocess
 def test_two_commands_into_one_folder_the_second_refused_the_first_intact(tmp_path, capsys):
     experiment = tmp_path / "long.py"
     experiment.write_text(LONG_EXPERIMENT)

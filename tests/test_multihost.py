@@ -196,6 +196,7 @@ def test_a_two_process_sweep_resumes_in_one_process(sweeps, tmp_path):
     _close(multi.curves["val_loss"], single.curves["val_loss"])
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_a_signal_to_one_process_stops_every_process_after_the_chunk(tmp_path):
     (tmp_path / "experiment.py").write_text(EXPERIMENT)

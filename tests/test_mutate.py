@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 import mutate  # noqa: E402
 
@@ -67,6 +69,7 @@ print(sorted((k, o["returncode"]) for k, o in (forks.next_done() for _ in range(
 """
 
 
+@pytest.mark.subprocess
 def test_forked_sessions_report_pass_fail_and_timeout(tmp_path):
     (tmp_path / "test_passes.py").write_text("def test_it():\n    assert True\n")
     (tmp_path / "test_fails.py").write_text("def test_it():\n    assert False\n")

@@ -221,6 +221,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_several_devices_split_the_population_and_match_one_device():
     tiny_data, tiny_config = tiny()
@@ -257,6 +258,7 @@ print(json.dumps([before, jax.device_count(), os.environ["XLA_FLAGS"]]))
 """
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize(("xla_flags", "expected"), [("", [3, 3]), ("2", [2, 2])])
 def test_use_cpu_cores_makes_devices_before_jax_starts_and_respects_xla_flags(xla_flags, expected):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}

@@ -40,6 +40,8 @@ from orbax.checkpoint._src.path import atomicity
 import sweepjax.sweep.loop as training
 from sweepjax.cli import main
 
+pytestmark = pytest.mark.subprocess
+
 marker = Path(os.environ["MARKER"])
 pause_train = int(os.environ.get("PAUSE_TRAIN_AT", -1))
 pause_save = os.environ.get("PAUSE_SAVE_AT", "")

@@ -21,6 +21,7 @@ def test_the_readme_has_examples():
     assert len(BLOCKS) >= 4  # the basic sweep, schedules, adaptive, a user's own model
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
 def test_readme_example_runs(index, tmp_path):

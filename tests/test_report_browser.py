@@ -24,9 +24,12 @@ BROWSER = next(
     ),
     None,
 )
-pytestmark = pytest.mark.skipif(
-    BROWSER is None, reason="no Chromium or Chrome on PATH (Debian: apt-get install chromium)"
-)
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        BROWSER is None, reason="no Chromium or Chrome on PATH (Debian: apt-get install chromium)"
+    ),
+]
 
 HEIGHT = 8000  # of the window, in pixels: the whole page in one screenshot
 

@@ -183,6 +183,7 @@ sys.exit(code)
 @pytest.mark.parametrize(
     "names", [("SIGINT", "SIGTERM", "SIGINT"), ("SIGTERM", "SIGINT", "SIGTERM")]
 )
+@pytest.mark.subprocess
 def test_signals_after_the_sweep_finished_are_answered_and_the_exit_code_is_0(tmp_path, names):
     (tmp_path / "driver.py").write_text(LATE_DRIVER)
     (tmp_path / "tiny.py").write_text(tiny_experiment(10))

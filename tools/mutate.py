@@ -38,7 +38,7 @@ from pytest_forks import PYTEST_ARGS, Forks
 
 ROOT = Path(__file__).resolve().parent.parent
 
-READ_BY_USERS = ["tests/test_reported_numbers.py"]
+READ_BY_USERS = ["tests/test_metrics_recomputed_apart.py"]
 # (module, functions or methods, the tests that should notice a change in them)
 TARGETS = [
     ("engine/population.py", ["_eval_batches", "_evaluate_members"], [*READ_BY_USERS, "tests/test_layout.py"]),
@@ -54,7 +54,7 @@ TARGETS = [
             "rank_correlation", "important_pair", "divergence_boundary", "member_schedules",
             "best_index", "is_categorical", "categories",
         ],
-        ["tests/test_report_numbers.py", "tests/test_report.py", "tests/test_cli.py",
+        ["tests/test_report_analysis_by_hand.py", "tests/test_report.py", "tests/test_cli.py",
          "tests/test_report_tasks.py"],
     ),
     (
@@ -66,23 +66,23 @@ TARGETS = [
     (
         "report/figure_groups.py",
         ["group_stats"],
-        ["tests/test_report_numbers.py"],
+        ["tests/test_report_analysis_by_hand.py"],
     ),
     (
         "report/figure_history.py",
         ["best_so_far", "member_steps", "seconds_at", "optimization_history"],
-        ["tests/test_report_numbers.py", "tests/test_report_tasks.py"],
+        ["tests/test_report_analysis_by_hand.py", "tests/test_report_tasks.py"],
     ),
     (
         "report/read.py",
         ["sweep_status", "status_line"],
-        ["tests/test_report_numbers.py", "tests/test_report.py", "tests/test_cli.py",
+        ["tests/test_report_analysis_by_hand.py", "tests/test_report.py", "tests/test_cli.py",
          "tests/test_report_tasks.py"],
     ),
     (
         "report/render.py",
         ["leaderboard_rows", "_facts"],
-        ["tests/test_report_numbers.py", "tests/test_report.py", "tests/test_cli.py",
+        ["tests/test_report_analysis_by_hand.py", "tests/test_report.py", "tests/test_cli.py",
          "tests/test_report_tasks.py"],
     ),
     (

@@ -35,7 +35,7 @@ class Planted:
 
 POP, NUM, KEYS = (
     "tests/test_population.py::test_",
-    "tests/test_reported_numbers.py::test_",
+    "tests/test_metrics_recomputed_apart.py::test_",
     ("tests/test_keys_matter.py::test_"),
 )
 SCHED = "tests/test_scheduler_references.py::test_"
@@ -76,7 +76,7 @@ BUGS = [
          POP + "the_nesterov_key_reaches_the_optimizer"),
     Planted("one-dropout-key", "engine/population.py", 'fold_in(_member_key(hp["seed"]), own_step)',
          "fold_in(jax.random.key(0), own_step)",
-         "tests/test_structural.py::test_each_member_draws_its_own_dropout_masks"),
+         "tests/test_per_member_data.py::test_each_member_draws_its_own_dropout_masks"),
     Planted("chunk-loss-over-all-steps", "sweep/trials.py", "total / np.maximum(alive_steps, 1)",
          "total / losses.shape[0]",
          NUM + "a_chunks_train_loss_averages_only_the_steps_a_member_was_alive"),
