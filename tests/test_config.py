@@ -13,6 +13,8 @@ from sweepjax.runner.run import sample_hparams
 from sweepjax.sweep.config import Config, apply_overrides, parse_value
 from sweepjax.sweep.validation import validate
 
+pytestmark = pytest.mark.quick
+
 
 @pytest.mark.parametrize(
     ("changes", "message"),

@@ -11,6 +11,8 @@ from conftest import same
 
 from sweepjax.sweep.frames import curves_frame, results_frame, summarize_by
 
+pytestmark = pytest.mark.quick
+
 NAN = math.nan
 
 

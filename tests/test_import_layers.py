@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.quick
+
 PACKAGE = Path(__file__).resolve().parents[1] / "sweepjax"
 
 # Lowest first. A module's layer is its package; the modules at the top level sit on top, but

@@ -22,6 +22,8 @@ from sweepjax.search.optuna_search import OptunaSearcher, default_options, quiet
 from sweepjax.sweep.policies import make_searcher
 from sweepjax.sweep.trial_results import pareto_front
 
+pytestmark = pytest.mark.quick
+
 optuna = pytest.importorskip("optuna", reason="Optuna comes with the optuna and dev extras")
 
 OPTUNA_DIRECTION = {"max": "MAXIMIZE", "min": "MINIMIZE"}

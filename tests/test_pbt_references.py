@@ -16,6 +16,8 @@ from sweepjax.search.distributions import Choice, IntUniform, LogUniform, Unifor
 from sweepjax.search.pbt import PBT, ranked
 from sweepjax.search.protocol import DIRECTIONS, Observation
 
+pytestmark = pytest.mark.quick
+
 
 def closeness(lr: float, direction: str) -> float:
     """A ranking metric of the learning rate alone: an accuracy (`max`) or a loss (`min`)

@@ -16,7 +16,7 @@ from conftest import assert_same, count_compiles, make_tiny_data, xla_flags
 
 import sweepjax
 from sweepjax import cli
-from sweepjax.engine import placement
+from sweepjax.engine import placement, widths
 from sweepjax.engine.layout import CPU_ISA_FLAG
 from sweepjax.engine.population import init_population, make_train_chunk
 from sweepjax.runner.run import program_of, sample_hparams
@@ -65,20 +65,27 @@ def _tiny_sweep(config, data):
     return program, init_population(program, hp, train["inputs"][: config.batch_size]), hp, train
 
 
+@pytest.fixture
+def chosen_widths():
+    """The width search's memory, empty: nothing remembered from other tests, nothing left
+    for them."""
+    with widths.CHOSEN_WIDTHS.scoped() as chosen:
+        yield chosen
+
+
 def test_a_fixed_width_is_kept_and_auto_tries_widths_widest_first(
-    tiny_config, tiny_data, monkeypatch
+    tiny_config, tiny_data, chosen_widths
 ):
-    monkeypatch.setattr(placement, "_widths", {})  # no choice remembered from other tests
     args = _tiny_sweep(tiny_config, tiny_data)
     for setting, width in ((3, 3), (100, 8)):
-        search = placement.width_search(setting, *args)
+        search = widths.width_search(setting, *args)
         assert (search.width, search.searching) == (width, False)
-    search = placement.width_search("auto", *args, member_steps=100)
+    search = widths.width_search("auto", *args, member_steps=100)
     assert (search.width, search.searching) == (8, True)
 
 
 def test_the_search_keeps_the_fastest_width():
-    search = placement.WidthSearch([8, 2, 1], member_steps=10**9)
+    search = widths.WidthSearch([8, 2, 1], member_steps=10**9)
     for width, seconds in ((8, 3.0), (2, 1.0), (1, 2.5)):  # per 1000 member-steps; 2 is best
         assert search.width == width and search.searching
         search.record(seconds, compile_seconds=1.0, member_steps=1000)
@@ -89,7 +96,7 @@ def test_the_search_keeps_the_fastest_width():
 
 
 def test_the_search_stops_at_a_width_twice_as_slow():
-    search = placement.WidthSearch([8, 2, 1], member_steps=10**9)
+    search = widths.WidthSearch([8, 2, 1], member_steps=10**9)
     search.record(1.0, 1.0, 1000)
     search.record(2.5, 1.0, 1000)  # 2 is over twice as slow as 8: 1 is not tried
     assert (search.width, search.searching, list(search.rates)) == (8, False, [8, 2])
@@ -98,21 +105,30 @@ def test_the_search_stops_at_a_width_twice_as_slow():
 def test_the_search_tries_a_width_only_when_the_rest_of_the_sweep_pays_for_it():
     # 1000 member-steps per second: 10,000 left take 9 s after the first chunk; trying a
     # width that took 1 s of compilation and 1 s of training is over TRY_BUDGET of that.
-    short = placement.WidthSearch([8, 2, 1], member_steps=10_000)
+    short = widths.WidthSearch([8, 2, 1], member_steps=10_000)
     short.record(1.0, compile_seconds=1.0, member_steps=1000)
     assert (short.width, short.searching) == (8, False)
-    long = placement.WidthSearch([8, 2, 1], member_steps=100_000)
+    long = widths.WidthSearch([8, 2, 1], member_steps=100_000)
     long.record(1.0, compile_seconds=1.0, member_steps=1000)
     assert (long.width, long.searching) == (2, True)
-    assert placement._candidates(128, 128) == [128, 32, 8, 2]  # 2: the narrowest group
-    assert placement._candidates(32, 5) == [5, 2]
+    assert widths._candidates(128, 128) == [128, 32, 8, 2]  # 2: the narrowest group
+    assert widths._candidates(32, 5) == [5, 2]
+
+
+def test_chosen_widths_keep_the_latest_and_a_scope_keeps_its_own(chosen_widths):
+    for program in range(widths.REMEMBERED + 1):
+        chosen_widths.remember((program, 8), 2)
+    assert chosen_widths.get((0, 8)) is None and chosen_widths.get((1, 8)) == 2
+    with chosen_widths.scoped():
+        assert chosen_widths.get((1, 8)) is None
+        chosen_widths.remember((1, 8), 4)
+    assert chosen_widths.get((1, 8)) == 2
 
 
 def test_a_sweep_tries_widths_on_its_own_chunks_and_reports_them(
-    tiny_config, tiny_data, monkeypatch
+    tiny_config, tiny_data, monkeypatch, chosen_widths
 ):
-    monkeypatch.setattr(placement, "TRY_BUDGET", 1e9)  # the tiny sweep pays for any trial
-    monkeypatch.setattr(placement, "_widths", {})
+    monkeypatch.setattr(widths, "TRY_BUDGET", 1e9)  # the tiny sweep pays for any trial
     config = tiny_config.replace(steps=400, eval_every=100)
     result = sweepjax.run(config, dataset=tiny_data, quiet=True)
     rates = result.summary["population_width_rates"]
@@ -142,7 +158,7 @@ def test_memory_plan_and_a_member_that_cannot_fit(tiny_config, tiny_data, monkey
     assert small.max_width(8) == 2  # a population larger than the memory runs in groups
     monkeypatch.setattr(placement, "device_memory", lambda device=None: 1000)
     with pytest.raises(placement.DoesNotFit, match="a group of 2 members needs about"):
-        placement.width_search("auto", program, pop, hp, train)
+        widths.width_search("auto", program, pop, hp, train)
 
 
 def test_a_population_whose_state_cannot_fit_is_refused_from_shapes(
@@ -190,7 +206,7 @@ sys.path.insert(0, "tests")
 import sweepjax
 from conftest import assert_same, count_compiles, make_tiny_data
 from sweepjax import cli
-from sweepjax.engine import placement
+from sweepjax.engine import placement, widths
 from sweepjax.engine.population import init_population, make_train_chunk
 from sweepjax.runner.run import program_of, sample_hparams
 from test_placement import _train, tiny
@@ -207,13 +223,13 @@ program = program_of(wide)
 hp = placement.place(jax.device_put(sample_hparams(wide)), mesh)
 train = placement.replicate(jax.device_put(data.train), mesh)
 pop = placement.place(init_population(program, hp, data.train["inputs"][:16]), mesh)
-search = placement.width_search("auto", program, pop, hp, train, mesh=mesh, member_steps=10**9)
-widths = []
+search = widths.width_search("auto", program, pop, hp, train, mesh=mesh, member_steps=10**9)
+tried = []
 while search.searching:
-    widths.append(search.width)
+    tried.append(search.width)
     pop, _ = make_train_chunk(program, 2, search.width, mesh)(pop, hp, train, jax.random.key(0))
     search.record(1.0, 0.0, 64)
-out["tried"] = widths
+out["tried"] = tried
 result = sweepjax.run(config.replace(population=6, steps=20), dataset=data, quiet=True)
 out["devices"] = result.summary["population_devices"]
 out["run"] = [r["final_val_accuracy"] for r in result.rows]
@@ -289,16 +305,15 @@ def test_the_command_line_uses_every_cpu_core(monkeypatch):
 
 
 def test_a_resumed_sweep_keeps_the_width_its_search_chose(
-    tiny_config, tiny_data, tmp_path, monkeypatch
+    tiny_config, tiny_data, tmp_path, monkeypatch, chosen_widths
 ):
-    monkeypatch.setattr(placement, "TRY_BUDGET", 1e9)
-    monkeypatch.setattr(placement, "_widths", {})
+    monkeypatch.setattr(widths, "TRY_BUDGET", 1e9)
     config = tiny_config.replace(steps=400, eval_every=100, out_dir=str(tmp_path / "sweep"))
     first = sweepjax.run(config, dataset=tiny_data, quiet=True)
     chosen = first.summary["population_width"]
     assert 4 in first.summary["population_width_rates"]  # searched (stops are timing's)
-    monkeypatch.setattr(placement, "_widths", {})  # a new process: nothing remembered
-    monkeypatch.setattr(placement, "_candidates", lambda share, fits: [5, 3])
+    chosen_widths.clear()  # a new process: nothing remembered
+    monkeypatch.setattr(widths, "_candidates", lambda share, fits: [5, 3])
     resumed = sweepjax.resume(
         config.out_dir, overrides=["steps=500"], config=config, dataset=tiny_data, quiet=True
     )

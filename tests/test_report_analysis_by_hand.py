@@ -13,6 +13,9 @@ from conftest import result_row
 import sweepjax
 from sweepjax.report import analysis, figure_groups, figure_history, read, render
 from sweepjax.report.figure_axes import by_hyperparameter
+from sweepjax.sweep.columns import hyperparameter_columns
+
+pytestmark = pytest.mark.quick
 
 NAN = float("nan")
 
@@ -48,8 +51,8 @@ def test_the_status_line_names_progress_size_and_best():
 
 def test_columns_that_vary_are_the_hyperparameters_with_two_values_or_more():
     rows = [result_row(i, 0.5, learning_rate=0.1 * (i + 1), momentum=0.9, seed=i) for i in range(3)]
-    assert analysis.hyperparameter_columns(rows) == ["learning_rate", "momentum", "seed"]
-    assert analysis.hyperparameter_columns(rows[:1]) == ["learning_rate", "momentum", "seed"]
+    assert hyperparameter_columns(rows) == ["learning_rate", "momentum", "seed"]
+    assert hyperparameter_columns(rows[:1]) == ["learning_rate", "momentum", "seed"]
     assert analysis.varying_dimensions(rows) == ["learning_rate"]  # not the seed, not a constant
 
 

@@ -19,6 +19,7 @@ from sweepjax.report.figure_axes import by_ranking
 from sweepjax.report.figure_history import optimization_history
 from sweepjax.report.figures import FIGURES, figure_curves, figure_heatmap, figure_parallel
 from sweepjax.sweep import results
+from sweepjax.sweep.columns import hyperparameter_columns
 
 MIN = ("final_val_mse", "min")
 NAN = float("nan")
@@ -148,7 +149,7 @@ def test_a_min_metric_ranks_the_lowest_first():
     assert [r["member"] for r in best] == [1, 3] and [r["member"] for r in diverged] == [2]
     line = read.status_line(sweepjax.Result(rows, {}, summary))
     assert line == "unknown, 4 members, 1 diverged, best #1 at final_val_mse 0.1"
-    assert analysis.hyperparameter_columns(rows) == ["learning_rate", "seed"]
+    assert hyperparameter_columns(rows) == ["learning_rate", "seed"]
 
 
 def test_the_rank_correlation_is_positive_when_higher_values_rank_better():

@@ -17,6 +17,8 @@ import pytest
 from sweepjax.search.protocol import DIRECTIONS, Observation
 from sweepjax.search.schedulers import ASHA, MedianStopping, SuccessiveHalving, budgets
 
+pytestmark = pytest.mark.quick
+
 optuna = pytest.importorskip("optuna")
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

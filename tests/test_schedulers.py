@@ -19,6 +19,8 @@ from sweepjax.search.schedulers import (
 )
 from sweepjax.sweep.policies import SCHEDULERS, make_scheduler
 
+pytestmark = pytest.mark.quick
+
 NAN = float("nan")
 SPACE = {
     "lr": LogUniform(1e-4, 1e-1),

@@ -21,6 +21,8 @@ from sweepjax.search.searchers import CoarseToFine, Sampled, usable_warm_rows
 from sweepjax.sweep.policies import check_policies, make_policies, make_scheduler, make_searcher
 from sweepjax.sweep.warm_start import warm_start_rows
 
+pytestmark = pytest.mark.quick
+
 SPACE = {
     "learning_rate": LogUniform(1e-4, 1e-1),
     "width": IntUniform(8, 64),

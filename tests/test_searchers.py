@@ -16,6 +16,8 @@ from sweepjax.search.space import SearchSpace
 from sweepjax.sweep.policies import make_searcher
 from sweepjax.sweep.warm_start import warm_start_rows
 
+pytestmark = pytest.mark.quick
+
 SPACE = {
     "learning_rate": LogUniform(1e-4, 1e-1),
     "width": IntUniform(8, 64),

@@ -13,6 +13,8 @@ from sweepjax.search.space import (
     to_json,
 )
 
+pytestmark = pytest.mark.quick
+
 
 def test_random_is_reproducible_and_in_bounds():
     space = SearchSpace(lr=LogUniform(1e-4, 1e-1), m=Uniform(0.0, 0.9), n=IntUniform(1, 4))

@@ -30,6 +30,8 @@ from sweepjax.engine.tasks import (
     task_of,
 )
 
+pytestmark = pytest.mark.quick
+
 RTOL = 2e-6  # a mean of a few float32 values: a few ulps
 COUNT = 7  # pieces of 3: the last piece holds 1 example and 2 of padding
 PIECE = 3

@@ -25,6 +25,8 @@ from sweepjax.sweep.sweep_state import Chunk, Reassignment, SweepState, packed, 
 from sweepjax.sweep.trial_results import pareto_front, trial_result
 from sweepjax.sweep.trials import Curves, TrialTable, _chunk_mean, last_finite
 
+pytestmark = pytest.mark.quick
+
 TASKS = {"max": ("classification", "accuracy"), "min": ("regression", "mse")}
 DIRECTIONS = pytest.mark.parametrize("direction", ["max", "min"])
 SPACE = {"learning_rate": LogUniform(1e-3, 1.0)}

@@ -31,13 +31,13 @@ import numpy as np
 
 from sweepjax.report.analysis import (
     categories,
-    hyperparameter_columns,
     is_categorical,
     is_diverged,
     is_log_scale,
     is_stopped,
 )
 from sweepjax.report.figure_axes import label, sweep_title
+from sweepjax.sweep.columns import hyperparameter_columns
 from sweepjax.sweep.results import Result, finished_rows, ranking
 
 MIN_FINISHED = 5  # fewer members than this say nothing a forest could fit

@@ -25,15 +25,14 @@ from sweepjax.report.analysis import (
     categorical_dimensions,
     categories,
     format_value,
-    hyperparameter_columns,
     important_pair,
     is_categorical,
     is_diverged,
     is_log_scale,
-    metric_columns,
     varying_dimensions,
 )
 from sweepjax.report.figure_axes import label
+from sweepjax.sweep.columns import hyperparameter_columns, metric_columns
 from sweepjax.sweep.results import Result, ranking
 
 GRID_SIZE = 80  # cells a side of an interpolated surface

@@ -28,7 +28,6 @@ from sweepjax.report.analysis import (
     config_of,
     divergence_boundary,
     format_value,
-    hyperparameter_columns,
     is_diverged,
 )
 from sweepjax.report.figure_axes import sweep_title, write_png
@@ -42,6 +41,7 @@ from sweepjax.report.read import (
     status_line,
     written_while,
 )
+from sweepjax.sweep.columns import hyperparameter_columns
 from sweepjax.sweep.results import RANK_BY, Result, metric_of, rank_rows, ranking
 
 
