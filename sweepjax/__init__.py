@@ -55,7 +55,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {  # public name: (module, attribute 
     "make_stream_chunk": ("sweepjax.engine.population", "make_stream_chunk"),
     "make_train_chunk": ("sweepjax.engine.population", "make_train_chunk"),
     "MLP": ("sweepjax.engine.models", "MLP"),
-    "Model": ("sweepjax.engine.models", "Model"),
+    "Model": ("sweepjax.engine.adapters", "Model"),
     "Optimizer": ("sweepjax.engine.optim", "Optimizer"),
     "Population": ("sweepjax.engine.population", "Population"),
     "Program": ("sweepjax.engine.population", "Program"),
@@ -80,6 +80,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {  # public name: (module, attribute 
 if TYPE_CHECKING:
     from sweepjax.benchmark import bench_schedules as bench_schedules
     from sweepjax.engine import data as datasets  # noqa: F401
+    from sweepjax.engine.adapters import Model as Model
     from sweepjax.engine.data import Augment as Augment
     from sweepjax.engine.data import Dataset as Dataset
     from sweepjax.engine.data import from_arrays as from_arrays
@@ -88,7 +89,6 @@ if TYPE_CHECKING:
     from sweepjax.engine.models import CNN1D as CNN1D
     from sweepjax.engine.models import CNN2D as CNN2D
     from sweepjax.engine.models import MLP as MLP
-    from sweepjax.engine.models import Model as Model
     from sweepjax.engine.models import ResNet as ResNet
     from sweepjax.engine.models import as_model as as_model
     from sweepjax.engine.models import build_model as build_model

@@ -152,9 +152,25 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _ResumeKeysFormatter(argparse.HelpFormatter):
+    """Fills `{keys}` in a help text with the keys a resume may change, once help is shown:
+    reading them imports JAX, which the command defers until its signal handlers are in place."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = super()._get_help_string(action)
+        if text is None or "{keys}" not in text:
+            return text
+        from sweepjax.sweep.same_sweep import RESUME_OVERRIDES
+
+        *others, last = RESUME_OVERRIDES
+        return text.format(keys=f"{', '.join(others)} or {last}")
+
+
 def _add_checkpoint_commands(commands) -> None:
     resume = commands.add_parser(
-        "resume", help="continue a sweep from its latest good checkpoint (raise steps to extend)"
+        "resume",
+        help="continue a sweep from its latest good checkpoint (raise steps to extend)",
+        formatter_class=_ResumeKeysFormatter,
     )
     resume.add_argument("out_dir")
     resume.add_argument(
@@ -163,8 +179,7 @@ def _add_checkpoint_commands(commands) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="change steps, eval_every, eval_batch, checkpoint_every, keep_checkpoints, "
-        "data_placement or population_width",
+        help="change {keys}",
     )
     resume.add_argument("--quiet", action="store_true", help="no progress bar or leaderboard")
     _add_distributed_arguments(resume)

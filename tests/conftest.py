@@ -46,9 +46,6 @@ def xla_flags(devices: int) -> str:
     return " ".join([*own, f"--xla_force_host_platform_device_count={devices}"])
 
 
-COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
-
-
 def same(a, b):
     """Equal strings, or numbers equal to float32 rounding (NaN equal to NaN)."""
     if isinstance(b, str):
@@ -65,24 +62,13 @@ def assert_same(actual, desired) -> None:
         np.testing.assert_allclose(actual, desired, rtol=1e-5, atol=1e-6)
 
 
-_compiles = [0]
-
-
-def _count(event: str, duration: float, **_) -> None:
-    if event == COMPILE_EVENT:
-        _compiles[0] += 1
-
-
-jax.monitoring.register_event_duration_secs_listener(_count)
-
-
 @contextlib.contextmanager
 def count_compiles():
     """Yields a list whose single item is, after the block, the number of XLA compilations in it."""
     counter = [0]
-    before = _compiles[0]
-    yield counter
-    counter[0] = _compiles[0] - before
+    with compiling.counting_compiles() as compiled:
+        yield counter
+    counter[0] = compiled().programs
 
 
 def make_tiny_data(

@@ -265,7 +265,7 @@ def test_the_best_trial_exports_after_its_slot_was_handed_on(asha_config, tiny_d
     result = sweepjax.run(config, quiet=True, dataset=tiny_data)
     best = result.best["member"]
     meta = checkpoint.read_meta(config.out_dir)
-    assert meta["kept_trial"] == best
+    assert meta.kept_trial == best
     to = sweepjax.export_member(config.out_dir, best, tmp_path / "best")
     variables = ocp.StandardCheckpointer().restore(to / "checkpoint")
     model = program_of(config).model
@@ -273,7 +273,7 @@ def test_the_best_trial_exports_after_its_slot_was_handed_on(asha_config, tiny_d
     accuracy = float(np.mean(np.argmax(logits, -1) == tiny_data.val["targets"]))
     assert accuracy == pytest.approx(result.best["final_val_accuracy"], abs=1e-6)
     stopped = next(r["member"] for r in result.rows if r["status"] == "stopped")
-    if stopped not in meta["slots"]:
+    if stopped not in meta.slots:
         with pytest.raises(ValueError, match=f"trial {stopped} left its slot"):
             sweepjax.export_member(config.out_dir, stopped, tmp_path / "gone")
 

@@ -28,6 +28,7 @@ from sweepjax.runner.training import MEASURED_KEYS, restore_target
 from sweepjax.sweep import checkpoint
 from sweepjax.sweep import loop as training
 from sweepjax.sweep.lock import LOCK_FILE
+from sweepjax.sweep.metadata import CheckpointMeta
 from sweepjax.sweep.read_results import read_rows
 
 
@@ -316,7 +317,7 @@ def test_the_last_step_is_checkpointed_whatever_checkpoint_every_is(
     config = _config(tiny_config, tmp_path, steps=50, checkpoint_every=20)
     sweepjax.run(config, quiet=True, dataset=tiny_data)
     assert checkpoint.saved_steps(tmp_path) == [20, 40, 50]
-    assert checkpoint.read_meta(tmp_path)["step"] == 50
+    assert checkpoint.read_meta(tmp_path).step == 50
 
 
 def test_checkpoint_keys_are_validated(tiny_config):
@@ -381,7 +382,18 @@ def test_cli_refuses_another_sweep_overwrites_and_extends(tmp_path, capsys):
 def test_checkpoints_of_the_first_format_still_restore(tmp_path):
     """Format 1 digested whole arrays; format 2 digests rows (layout-free across processes)."""
     state = {"w": np.arange(6, dtype=np.float32).reshape(3, 2), "step": np.int32(4)}
-    meta = {"data_stream": {"seed": 0, "step": 4}}
+    meta = CheckpointMeta.from_json(
+        {
+            "config": {"population": 3, "steps": 4},
+            "data": {},
+            "data_stream": {"seed": 0, "step": 4},
+            "hparams": {},
+            "curve_points": 0,
+            "format": 2,
+            "step": 4,
+            "checksum": "",
+        }
+    )
     with checkpoint.open_manager(tmp_path, 2) as manager:
         checkpoint.save(manager, 4, state, meta)
         checkpoint.wait(manager)

@@ -8,6 +8,7 @@ seconds, and writes the same results (a loaded program is the compiled one).
 import json
 from pathlib import Path
 
+import jax
 import pytest
 from command import finish, start, tiny_experiment
 from conftest import count_compiles
@@ -64,6 +65,17 @@ def test_a_bad_compile_cache_value_is_refused_before_compiling(value, message):
     ):
         sweepjax.run(config, quiet=True)
     assert compiles[0] == 0
+
+
+def test_a_counted_block_counts_its_own_compilation_only():
+    with compiling.counting_compiles() as outer:
+        jax.jit(lambda x: x + 7).lower(1.0).compile()
+        with compiling.counting_compiles() as inner:
+            jax.jit(lambda x: x - 7).lower(1.0).compile()
+        assert (inner().programs, outer().programs) == (1, 2)
+    jax.jit(lambda x: x * 7).lower(1.0).compile()  # after both blocks: neither counts it
+    assert (inner().programs, outer().programs) == (1, 2)
+    assert outer().seconds >= inner().seconds > 0
 
 
 @pytest.mark.subprocess

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import assert_same, xla_flags
+
+from sweepjax.engine.layout import CPU_ISA_FLAG, cap_cpu_isa
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
@@ -47,6 +50,25 @@ def test_a_member_is_bitwise_the_same_in_every_layout_on_one_device_or_on_severa
     got = follow(model, size, width, devices)
     for name, value in expected.items():
         assert_same(got[name], value)
+
+
+def test_the_cpu_cap_is_added_once_and_a_users_own_cap_wins(monkeypatch):
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+    cap_cpu_isa()
+    cap_cpu_isa()
+    expected = f"--xla_force_host_platform_device_count=2 {CPU_ISA_FLAG}"
+    assert os.environ["XLA_FLAGS"] == expected
+    monkeypatch.delenv("XLA_FLAGS")
+    cap_cpu_isa()
+    assert os.environ["XLA_FLAGS"] == CPU_ISA_FLAG
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_max_isa=SSE4_2")
+    cap_cpu_isa()
+    assert os.environ["XLA_FLAGS"] == "--xla_cpu_max_isa=SSE4_2"
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    monkeypatch.delenv("XLA_FLAGS")
+    cap_cpu_isa()
+    assert "XLA_FLAGS" not in os.environ
 
 
 @pytest.mark.parametrize("model", ["mlp", "user_conv"])

@@ -1,12 +1,15 @@
 """Built-in models and the Flax adapter."""
 
+import gc
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sweepjax.engine.models import CNN1D, PatchConv, as_model, build_model
+from sweepjax.engine import adapters
+from sweepjax.engine.models import CNN1D, MLP, PatchConv, as_model, build_model
 
 
 @pytest.mark.parametrize(
@@ -37,3 +40,20 @@ def test_cnn1d_has_the_paper_shape():
 def test_build_model_rejects_unknown_options():
     with pytest.raises(ValueError, match=r"model.activation: unknown 'swishy'; allowed: \["):
         build_model({"name": "mlp", "activation": "swishy"})
+
+
+def test_a_new_module_never_gets_the_adapter_of_a_dead_one():
+    """Unhashable modules are adapted by identity; an id freed by the collector and given to a
+    new module must not find the old module's adapter."""
+    for _ in range(2 * adapters.CACHED_ADAPTERS):
+        module = MLP(hidden=[8])  # a list: unhashable
+        model = as_model(module)
+        assert model.module is module and as_model(module) is model
+        del module, model
+        gc.collect()
+    assert adapters._cached.cache_info().currsize <= adapters.CACHED_ADAPTERS
+
+
+def test_equal_modules_share_one_adapter():
+    assert as_model(MLP(hidden=(8,))) is as_model(MLP(hidden=(8,)))
+    assert as_model(MLP(hidden=(8,))) is not as_model(MLP(hidden=(9,)))

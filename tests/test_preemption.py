@@ -23,6 +23,8 @@ from test_checkpoint import assert_same_results
 import sweepjax
 from sweepjax.sweep import checkpoint
 
+pytestmark = pytest.mark.subprocess
+
 STEPS = 60
 
 EXPERIMENT = tiny_experiment(STEPS)
@@ -39,8 +41,6 @@ from orbax.checkpoint._src.path import atomicity
 
 import sweepjax.sweep.loop as training
 from sweepjax.cli import main
-
-pytestmark = pytest.mark.subprocess
 
 marker = Path(os.environ["MARKER"])
 pause_train = int(os.environ.get("PAUSE_TRAIN_AT", -1))

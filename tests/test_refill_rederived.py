@@ -269,7 +269,7 @@ def test_the_best_trial_and_its_kept_variables_follow_the_direction(sweep, tmp_p
         assert result.best["member"] == result.summary["best_member"] == best
         assert np.float32(result.summary[f"best_val_{sweep.metric}"]) == value
     out = sweep.config.out_dir
-    assert checkpoint.read_meta(out)["kept_trial"] == best
+    assert checkpoint.read_meta(out).kept_trial == best
     variables = ocp.StandardCheckpointer().restore(
         sweepjax.export_member(out, best, tmp_path / "best") / "checkpoint"
     )

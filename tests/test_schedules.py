@@ -12,9 +12,12 @@ import pytest
 
 from sweepjax.engine.schedules import (
     BUILTIN_SCHEDULES,
+    SCHEDULES,
     learning_rate_at,
+    register_schedule,
     schedule_noise,
     schedule_parameters,
+    unregister_schedule,
 )
 
 STEPS = np.arange(0, 200, dtype=np.float32)
@@ -284,3 +287,15 @@ def test_every_schedule_parameter_changes_the_rate(family, name):
     base, changed = curve(family, hp), curve(family, {**hp, name: value})
     assert np.isfinite(changed).all()
     assert not np.array_equal(base, changed), f"{family}: {name} changed nothing"
+
+
+def test_a_registered_family_is_removed_and_a_built_in_one_is_not():
+    before = dict(SCHEDULES)
+    register_schedule("halved", lambda step, hp: hp["learning_rate"] / 2)
+    assert float(learning_rate_at("halved", 0, {"learning_rate": 1.0})) == 0.5
+    unregister_schedule("halved")
+    assert before == SCHEDULES
+    with pytest.raises(ValueError, match="'halved' is not a registered family"):
+        unregister_schedule("halved")
+    with pytest.raises(ValueError, match="'cosine' is a built-in family; it cannot be removed"):
+        unregister_schedule("cosine")

@@ -524,7 +524,7 @@ def test_a_reassignment_changes_the_population_only_when_it_moves_starts_or_free
 def test_the_checkpoint_metadata_records_slots_trials_and_policies():
     state, _ = flow("max")
     state.slot_steps = 18
-    meta = json.loads(json.dumps(state.meta()))
+    meta = json.loads(json.dumps(state.checkpoint_meta(6, {}, None).to_json()))
     assert (meta["budget_steps"], meta["slots"], meta["slot_steps"]) == (6, [0, 3, -1], 18)
     assert meta["kept_trial"] == 0 and meta["searcher"] == {"name": "random", "handed": 4}
     assert TrialTable.from_json(meta["trials"]).rows[3].diverged_at == 3

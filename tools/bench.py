@@ -64,7 +64,7 @@ import optax
 import roofline
 
 from sweepjax import Config, LogUniform, Uniform
-from sweepjax.engine import placement
+from sweepjax.engine import placement, widths
 from sweepjax.engine.data import Dataset, batch_indices
 from sweepjax.engine.loaders import load_dataset
 from sweepjax.engine.models import build_model
@@ -174,7 +174,7 @@ def run_engine(
     pop = fresh()
     start = time.perf_counter()
     if width is not None:
-        search = placement.width_search(
+        search = widths.width_search(
             width, program, pop, hparams, train, mesh=mesh,
             member_steps=row.population * (row.sweep_steps or row.steps),
         )  # fmt: skip

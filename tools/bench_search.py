@@ -158,7 +158,7 @@ def cold_start() -> None:
     """Forget compiled programs, as a fresh process would: JAX's caches and sweepjax's."""
     import jax
 
-    from sweepjax.engine import population, reassign, stream
+    from sweepjax.engine import population, reassign, stream, widths
 
     jax.clear_caches()
     for module, names in (
@@ -168,7 +168,7 @@ def cold_start() -> None:
     ):
         for name in names:
             getattr(module, name).cache_clear()
-    placement._widths.clear()  # the width search's remembered choices
+    widths.CHOSEN_WIDTHS.clear()  # the width search's remembered choices
 
 
 def _trained_steps(row: dict[str, Any]) -> float | None:

@@ -18,9 +18,11 @@ users you do not trust. JAX's own settings for these (`JAX_PERSISTENT_CACHE_*`,
 `JAX_COMPILATION_CACHE_MAX_SIZE`) win when set. An entry that fails to load (a torn file) is
 removed, with one `CompileCacheWarning`, and its program compiled and written again.
 
-**The count.** `compile_count()` is what this process has spent compiling so far (seconds,
-programs, and how many of them came from the cache); a sweep reports the difference in its
-summary (`compile_seconds`; `programs_compiled` by XLA and `programs_from_cache`).
+**The count.** `compile_count()` reads what this process has spent compiling (seconds,
+programs, and how many of them came from the cache) since its first reading; a span is the
+difference of two readings, or the count of a `counting_compiles()` block. A sweep reports its
+own span in its summary (`compile_seconds`; `programs_compiled` by XLA and
+`programs_from_cache`).
 
 >>> cache_folder("off") is None
 True
@@ -39,7 +41,9 @@ import functools
 import glob
 import os
 import sys
+import threading
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import jax
@@ -188,25 +192,62 @@ _COMPILE_EVENTS = (
 )
 _PROGRAM_EVENT = "/jax/core/compile/backend_compile_duration"  # once per program, cached or not
 _CACHE_HIT_EVENT = "/jax/compilation_cache/cache_hits"
-_totals = {"seconds": 0.0, "programs": 0, "from_cache": 0}  # process-wide, never reset
 
 
-def _count_duration(event: str, duration: float, **_: object) -> None:
-    if event in _COMPILE_EVENTS:
-        _totals["seconds"] += duration
-    if event == _PROGRAM_EVENT:
-        _totals["programs"] += 1
+class _Tally:
+    """Compilation since the first reading. JAX's event listeners are process-wide and cannot
+    be removed, so one tally listens, from its first reading on, and a span is the difference
+    of two readings."""
+
+    def __init__(self) -> None:
+        self.seconds, self.programs, self.from_cache = 0.0, 0, 0
+        self._listening = False
+        self._lock = threading.Lock()
+
+    def reading(self) -> CompileCount:
+        with self._lock:
+            if not self._listening:
+                jax.monitoring.register_event_duration_secs_listener(self._duration)
+                jax.monitoring.register_event_listener(self._event)
+                self._listening = True
+        return CompileCount(self.seconds, self.programs, self.from_cache)
+
+    def _duration(self, event: str, duration: float, **_: object) -> None:
+        if event in _COMPILE_EVENTS:
+            self.seconds += duration
+        if event == _PROGRAM_EVENT:
+            self.programs += 1
+
+    def _event(self, event: str, **_: object) -> None:
+        if event == _CACHE_HIT_EVENT:
+            self.from_cache += 1
 
 
-def _count_event(event: str, **_: object) -> None:
-    if event == _CACHE_HIT_EVENT:
-        _totals["from_cache"] += 1
-
-
-jax.monitoring.register_event_duration_secs_listener(_count_duration)
-jax.monitoring.register_event_listener(_count_event)
+_TALLY = _Tally()
 
 
 def compile_count() -> CompileCount:
-    """What this process has spent compiling so far; subtract an earlier count for a span."""
-    return CompileCount(**_totals)
+    """A reading of this process's compilation; subtract an earlier reading for a span."""
+    return _TALLY.reading()
+
+
+@contextlib.contextmanager
+def counting_compiles() -> Iterator[Callable[[], CompileCount]]:
+    """Count a block's compilation: the function it yields gives the count so far, and after
+    the block the block's whole.
+
+    >>> with counting_compiles() as compiled:
+    ...     _ = jax.jit(lambda x: x * 3).lower(1.0).compile()
+    >>> compiled().programs, compiled().programs
+    (1, 1)
+    """
+    before = compile_count()
+    after: list[CompileCount] = []
+
+    def count() -> CompileCount:
+        return (after[0] if after else compile_count()) - before
+
+    try:
+        yield count
+    finally:
+        after.append(compile_count())

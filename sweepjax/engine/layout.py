@@ -48,10 +48,17 @@ CPU_ISA_FLAG = "--xla_cpu_max_isa=AVX2"  # see the module docstring
 def cap_cpu_isa() -> None:
     """Cap XLA's CPU code at AVX2 on x86-64 (`CPU_ISA_FLAG`), for JAX's CPU backend to come.
 
-    It sets `XLA_FLAGS`, which XLA reads once, so it acts only before JAX's first computation
-    (`sweepjax.engine.placement.use_cpu_cores` calls it); a user's own `--xla_cpu_max_isa` wins.
+    The one environment variable sweepjax sets, on purpose for the whole process: XLA reads
+    `XLA_FLAGS` once, when JAX starts its backend, so the flag is added in this process before
+    JAX's first computation (`sweepjax.engine.placement.use_cpu_cores` calls it); later it
+    changes nothing XLA does. Calling it again leaves the flags as they are, and a user's own
+    `--xla_cpu_max_isa` wins. Other machines' CPUs are left alone.
 
     >>> cap_cpu_isa()  # at the top of a script, before JAX computes anything
+    >>> flags = os.environ.get("XLA_FLAGS")
+    >>> cap_cpu_isa()
+    >>> os.environ.get("XLA_FLAGS") == flags
+    True
     """
     if platform.machine().lower() not in ("x86_64", "amd64"):
         return

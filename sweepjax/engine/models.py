@@ -1,18 +1,13 @@
-"""Built-in Flax models, and the adapter that reduces any Flax module to two pure functions.
+"""Built-in Flax models, and `as_model`, which reduces any Flax module to a `Model`.
 
 `as_model(module)` accepts a `flax.linen.Module`, a `flax.nnx.Module` subclass (or any callable
-taking `rngs=` and returning one) and returns a `Model(init, apply)`:
-
-    init(key, x) -> variables            # {"params": ..., plus mutable collections}
-    apply(variables, x, train, rng) -> (logits, updated non-parameter collections)
-
-Both are pure, so the population engine can `vmap` them over members.
+taking `rngs=` and returning one) and returns a `Model(init, apply)` of two pure functions
+(`sweepjax.engine.adapters`), so the population engine can `vmap` them over members.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import itertools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -20,11 +15,10 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from flax import nnx
 
+from sweepjax.engine.adapters import Model, adapt
 from sweepjax.engine.dropout import Dropout
 from sweepjax.engine.transformer import Transformer
-from sweepjax.engine.user_code import describe_failure
 
 ACTIVATIONS: dict[str, Callable] = {
     "relu": nn.relu,
@@ -290,27 +284,6 @@ def build_model(spec: Mapping[str, Any]) -> nn.Module:
     return MODELS[name](**{**RESNETS.get(name, {}), **options})
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
-class Model:
-    """A Flax model as two pure functions (see the module docstring).
-
-    Compared and hashed by identity: one `Model` keys one compiled program.
-    """
-
-    init: Callable[[jax.Array, jax.Array], dict[str, Any]]
-    apply: Callable[..., tuple[jax.Array, dict[str, Any]]]
-    module: Any = None
-    takes_dropout: bool = False  # `apply(..., dropout_rate=r)` reaches the module's dropout
-
-    def apply_fresh(self, x: jax.Array, seed: int = 0) -> tuple[jax.Array, dict[str, Any]]:
-        """Initialise from `seed` and apply to x in eval mode (for quick checks)."""
-        variables = self.init(jax.random.key(seed), x)
-        return self.apply(variables, x, train=False, rng=jax.random.key(seed))
-
-
-_ADAPTERS: dict[Any, Model] = {}
-
-
 def model_of(spec: Any) -> Model:
     """The `Model` of a config's `model` value: a built-in spec dict or a Flax module.
 
@@ -337,92 +310,10 @@ def as_model(module: Any) -> Model:
             f"model: {module.__name__} is a flax.linen.Module class; allowed: an instance of it "
             f"(model={module.__name__}()), a flax.nnx.Module class, or a built-in model name."
         )
-    try:
-        key = ("module", module)
-        hash(key)
-    except TypeError:
-        key = ("id", id(module))
-    if key not in _ADAPTERS:
-        if isinstance(module, nn.Module):
-            _ADAPTERS[key] = _from_linen(module)
-        elif isinstance(module, nnx.Module):
-            _ADAPTERS[key] = _from_nnx_instance(module)
-        elif callable(module):
-            _ADAPTERS[key] = _from_nnx_constructor(module)
-        else:
-            raise ValueError(
-                f"model: {module!r} is not a Flax module; allowed: a built-in model name "
-                f"{sorted(MODELS)}, a flax.linen.Module, or a flax.nnx.Module class or constructor."
-            )
-    return _ADAPTERS[key]
-
-
-def _takes(fn: Callable, name: str) -> bool:
-    try:
-        return name in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-def _from_linen(module: nn.Module) -> Model:
-    takes_train = _takes(module.__call__, "train")
-    takes_dropout = _takes(module.__call__, "dropout_rate")
-
-    def call_kwargs(train: bool, dropout_rate=None) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"train": train} if takes_train else {}
-        if dropout_rate is not None and takes_dropout:
-            kwargs["dropout_rate"] = dropout_rate
-        return kwargs
-
-    def init(key: jax.Array, x: jax.Array) -> dict[str, Any]:
-        params_key, dropout_key = jax.random.split(key)
-        variables = module.init(
-            {"params": params_key, "dropout": dropout_key}, x, **call_kwargs(False)
+    model = adapt(module)
+    if model is None:
+        raise ValueError(
+            f"model: {module!r} is not a Flax module; allowed: a built-in model name "
+            f"{sorted(MODELS)}, a flax.linen.Module, or a flax.nnx.Module class or constructor."
         )
-        return dict(variables)
-
-    def apply(variables, x, train: bool, rng: jax.Array, dropout_rate=None):
-        rngs = {"dropout": rng}
-        if not train:
-            return module.apply(variables, x, rngs=rngs, **call_kwargs(False)), {}
-        mutable = [k for k in variables if k != "params"]
-        logits, updates = module.apply(
-            variables, x, rngs=rngs, mutable=mutable, **call_kwargs(True, dropout_rate)
-        )
-        return logits, dict(updates)
-
-    return Model(init=init, apply=apply, module=module, takes_dropout=takes_dropout)
-
-
-def _nnx_model(graphdef: Any, make_state: Callable[[jax.Array], Any], module: Any) -> Model:
-    def init(key: jax.Array, x: jax.Array) -> dict[str, Any]:
-        params, rest = make_state(key)
-        return {"params": params, "state": rest}
-
-    def apply(variables, x, train: bool, rng: jax.Array, dropout_rate=None):
-        net = nnx.merge(graphdef, variables["params"], variables["state"])
-        logits = net(x)
-        _, _, rest = nnx.split(net, nnx.Param, ...)
-        return logits, ({"state": rest} if train else {})
-
-    return Model(init=init, apply=apply, module=module)
-
-
-def _from_nnx_constructor(constructor: Callable[..., nnx.Module]) -> Model:
-    try:
-        abstract = nnx.eval_shape(lambda: constructor(rngs=nnx.Rngs(0)))
-    except Exception as err:  # the user's __init__ failing is the user's error
-        raise ValueError(f"model: {describe_failure(constructor, err)}") from err
-    graphdef, _, _ = nnx.split(abstract, nnx.Param, ...)
-
-    def make_state(key: jax.Array):
-        _, params, rest = nnx.split(constructor(rngs=nnx.Rngs(key)), nnx.Param, ...)
-        return params, rest
-
-    return _nnx_model(graphdef, make_state, constructor)
-
-
-def _from_nnx_instance(module: nnx.Module) -> Model:
-    """Every member starts from the instance's own parameters (its seed does not re-initialise)."""
-    graphdef, params, rest = nnx.split(module, nnx.Param, ...)
-    return _nnx_model(graphdef, lambda key: (params, rest), module)
+    return model

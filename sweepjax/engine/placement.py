@@ -1,22 +1,15 @@
-"""Where and how wide the population runs: devices, vectorization width, memory planning.
+"""Where the population runs: devices, meshes, memory planning.
 
 A population of P members runs on D devices (the population axis split across a one-axis mesh,
 each device training P / D members with no cross-device traffic inside a chunk), and on each
-device as groups of W members: `vmap` inside a group, `lax.map` over the groups
-(`population.train_members`). On the CPU a member's numbers are bitwise the same for every W and
-P, and for every D >= 2 (one device and several agree to float32 rounding; `sweepjax.engine.layout`).
+device as groups of W members (`sweepjax.engine.widths`): `vmap` inside a group, `lax.map` over
+the groups (`population.train_members`). On the CPU a member's numbers are bitwise the same for
+every W and P, and for every D >= 2 (one device and several agree to float32 rounding;
+`sweepjax.engine.layout`).
 
-`width_search` picks W:
-  * memory first: the largest W whose compiled step fits the device with headroom
-    (`plan_memory`, from XLA's `memory_analysis` of small compiled chunks);
-  * then speed, on the CPU, where every width gives the same numbers: with
-    `population_width="auto"`, the sweep's first chunks try the candidate widths (P, P/4,
-    P/16, ..., 2 per device) on the actual model, each timed, and the fastest trains the rest
-    (`WidthSearch`). Trying a width costs its compilation and what its chunk loses if it is
-    slower, so the search goes on only while the remaining sweep pays for it. Choices are
-    cached per program, population and device in the process. On a GPU or TPU, whose kernels
-    may round differently at another width, `"auto"` is the widest width that fits, so the
-    same command gives the same numbers whatever the machine's load.
+Memory is planned before W is chosen: `check_fits` refuses a population whose state alone does
+not fit, from shapes, and `widest_fitting` gives the largest W whose compiled step fits the
+device with headroom (`plan_memory`, from XLA's `memory_analysis` of small compiled chunks).
 """
 
 from __future__ import annotations
@@ -25,14 +18,12 @@ import contextlib
 import dataclasses
 import math
 import os
-import sys
 from typing import Any
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P  # noqa: N817
-from tqdm.auto import tqdm
 
 from sweepjax.engine import distributed
 from sweepjax.engine.layout import MIN_WIDTH, cap_cpu_isa
@@ -41,10 +32,7 @@ from sweepjax.search.space import HParams
 
 AXIS = "population"
 HEADROOM = 0.75  # plan to use at most this fraction of a device's memory
-TRY_BUDGET = 0.2  # try another width only if its trial costs at most this of the remaining time
-TRIAL_COMPILE_SECONDS = 1.0  # a trial's least compilation (the last may have been compiled before)
 PLAN_MIN_MEMBER_STEPS = 200_000  # shorter sweeps plan memory only when their state is large
-_widths: dict[tuple, int] = {}
 
 
 class DoesNotFit(ValueError):
@@ -289,128 +277,33 @@ def _nbytes(tree: Any) -> int:
     return sum(math.prod(x.shape) * np.dtype(x.dtype).itemsize for x in leaves)
 
 
-def _candidates(share: int, fits: int) -> list[int]:
-    """Widths to try, widest first: the widest that fits, then a quarter each time, then the
-    narrowest group (`MIN_WIDTH`).
-
-    >>> _candidates(64, 64), _candidates(64, 20), _candidates(2, 2)
-    ([64, 16, 4, 2], [20, 5, 2], [2])
-    """
-    widths = [max(min(share, fits), MIN_WIDTH)]
-    while widths[-1] > MIN_WIDTH:
-        widths.append(max(-(-widths[-1] // 4), MIN_WIDTH))
-    return widths
-
-
-class WidthSearch:
-    """The vectorization width of a sweep, chosen while it trains.
-
-    The sweep's first chunks run at the candidate widths, widest first, each timed (compilation
-    excluded); the fastest is kept for the rest of the sweep. Members do not depend on the
-    width, so no step is wasted: trying a width costs its compilation and the time the chunk
-    loses if that width is slower. The search stops at a width twice as slow as the best (the
-    narrower ones only got slower in every measurement), and does not try another width unless
-    the sweep's remaining time at the best rate is at least `1 / TRY_BUDGET` times the last
-    trial (its chunk, and its compilation or `TRIAL_COMPILE_SECONDS` if more). With several
-    processes, process 0's timings decide.
-
-    Args:
-      widths: the candidates, widest first (None: every member at once, not searched).
-      member_steps: the member-steps the sweep still has to train.
-      key: where `_widths` remembers the choice for later sweeps of the same program.
-
-    >>> search = WidthSearch([32, 8], member_steps=10**6)
-    >>> search.width, search.searching
-    (32, True)
-    >>> search.record(seconds=1.0, compile_seconds=1.0, member_steps=10_000)
-    >>> search.width  # the remaining 990,000 member-steps pay for trying 8
-    8
-    >>> search.record(seconds=0.5, compile_seconds=1.0, member_steps=10_000)
-    >>> search.width, search.searching, search.rates
-    (8, False, {32: 10000.0, 8: 20000.0})
-    """
-
-    def __init__(
-        self, widths: list[int | None], member_steps: int, key: tuple | None = None
-    ) -> None:
-        self.width = widths[0]
-        self.searching = len(widths) > 1
-        self._untried = list(widths[1:])
-        self._seconds: dict[int, float] = {}  # per member-step
-        self._left = member_steps
-        self._key = key
-
-    @property
-    def rates(self) -> dict[int, float]:
-        """Member-steps per second of each width tried."""
-        return {w: round(1 / s, 1) for w, s in self._seconds.items()}
-
-    def record(self, seconds: float, compile_seconds: float, member_steps: int) -> None:
-        """A chunk of `member_steps` at `self.width` trained in `seconds`, after compiling in
-        `compile_seconds` (0 when it was compiled before)."""
-        self._left -= member_steps
-        if not self.searching:
-            return
-        self._seconds[self.width] = distributed.from_primary(seconds / member_steps)
-        best = min(self._seconds, key=self._seconds.get)
-        go_on = (
-            bool(self._untried)
-            and self._seconds[self.width] <= 2 * self._seconds[best]
-            and TRY_BUDGET * self._left * self._seconds[best]
-            >= max(compile_seconds, TRIAL_COMPILE_SECONDS) + seconds
-        )
-        if distributed.from_primary(go_on):
-            self.width = self._untried.pop(0)
-            return
-        self.width, self.searching = best, False
-        if self._key is not None:
-            _widths[self._key] = best
-
-
-def width_search(
-    setting: int | str,
+def widest_fitting(
     program: Program,
     pop: Population,
     hparams: HParams,
     train: Any,
     *,
-    mesh: Mesh | None = None,
-    member_steps: int = 0,
-    chosen: int | None = None,
-    quiet: bool = True,
-) -> WidthSearch:
-    """The vectorization width W for each device: `setting` if an int, else searched (module).
+    devices: int,
+    member_steps: int,
+) -> int:
+    """The widest group of each device's `P / devices` members that fits with headroom.
 
-    Args:
-      setting: `config.population_width`: a positive int (members per group, capped at each
-        device's share) or `"auto"`.
-      program, pop, hparams, train: the sweep's, placed as it trains.
-      mesh: the population mesh, or None for one device.
-      member_steps: the member-steps still to train (whether trying widths and planning memory
-        pay).
-      chosen: the width an `"auto"` search chose earlier in this sweep (a resumed sweep keeps
-        it, so it trains as it would have without the stop).
-      quiet: no note on stderr about the memory.
-
-    Returns:
-      A `WidthSearch`: train each chunk at its `width` and `record` the chunk's time.
+    Memory is planned (`plan_memory`) when the sweep is long (`PLAN_MIN_MEMBER_STEPS`) or its
+    state large; otherwise every member of the share fits at once. Hosts may differ in memory;
+    every process takes process 0's answer, so all of them compile the same programs.
 
     Raises:
       DoesNotFit: not even the narrowest group fits the device, with the estimate.
 
-    >>> import sweepjax
     >>> from sweepjax.runner.run import program_of, sample_hparams
-    >>> config = sweepjax.Config(population=4, steps=10, batch_size=8)
+    >>> from sweepjax.sweep.config import Config
+    >>> config = Config(population=4, steps=10, batch_size=8)
     >>> program, hp = program_of(config), sample_hparams(config)
-    >>> train = {"inputs": np.zeros((8, 40), np.float32), "targets": np.zeros(8, np.int32)}
-    >>> pop = init_population(program, hp, train["inputs"])
-    >>> width_search(2, program, pop, hp, train).width
-    2
+    >>> pop = init_population(program, hp, np.zeros((8, 40), np.float32))
+    >>> widest_fitting(program, pop, hp, {}, devices=1, member_steps=40)
+    4
     """
-    devices = 1 if mesh is None else mesh.size
     share = pop.size // devices
-    # Hosts may differ in memory and timing; every process takes process 0's choices, so all
-    # of them compile and run the same programs.
     plan = None
     if distributed.from_primary(member_steps >= PLAN_MIN_MEMBER_STEPS or _may_not_fit(pop, share)):
         plan = plan_memory(program, pop, hparams, train, devices=devices)
@@ -424,20 +317,7 @@ def width_search(
             f"{_mib(plan.limit)}; use a smaller model or batch, fewer members per device, "
             "or more devices."
         )
-    if setting != "auto":
-        width = min(int(setting), share)
-        if width > fits:
-            _note(quiet, f"population_width={width} does not fit; using {fits}")
-            width = fits
-        return WidthSearch([width], member_steps)
-    if chosen is not None:
-        return WidthSearch([min(chosen, fits)], member_steps)
-    if jax.devices()[0].platform != "cpu":  # kernels follow the width: the widest, every time
-        return WidthSearch([fits], member_steps)
-    key = (program, pop.size, devices, jax.devices()[0].device_kind, fits)
-    if key in _widths:
-        return WidthSearch([_widths[key]], member_steps)
-    return WidthSearch(_candidates(share, fits), member_steps, key)
+    return fits
 
 
 def _may_not_fit(pop: Population, share: int) -> bool:
@@ -448,8 +328,3 @@ def _may_not_fit(pop: Population, share: int) -> bool:
 
 def _mib(n: int) -> str:
     return f"{n / 2**20:,.1f} MiB"
-
-
-def _note(quiet: bool, message: str) -> None:
-    if not quiet:  # through tqdm, so a progress bar on the same terminal is redrawn below it
-        tqdm.write(f"sweepjax: {message}", file=sys.stderr)

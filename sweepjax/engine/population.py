@@ -15,16 +15,16 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.struct
 import jax
 import jax.numpy as jnp
 import optax
 
+from sweepjax.engine.adapters import Model
 from sweepjax.engine.data import Augment, augment_batch, augment_key, chunk_indices
 from sweepjax.engine.layout import group_layout, jit, map_groups, on_mesh, per_member
-from sweepjax.engine.models import Model
 from sweepjax.engine.optim import Optimizer
 from sweepjax.engine.schedules import hyperparameters_at, learning_rate_at
 from sweepjax.engine.tasks import TASKS, Task, check_task, reported, split_sums
@@ -45,6 +45,17 @@ class Population:
     @property
     def size(self) -> int:
         return self.alive.shape[0]
+
+
+class Members(NamedTuple):
+    """The members' part of a `Population` (all of it but the shared `step`), as the compiled
+    chunk carries it: every leaf has the population axis, so it splits across devices."""
+
+    params: Any
+    model_state: Any
+    opt_state: Any
+    alive: jax.Array
+    diverged_at: jax.Array
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,7 +182,7 @@ def trial_step(step: jax.Array, hp: Mapping[str, jax.Array]) -> jax.Array:
     return step - hp[START] if START in hp else step
 
 
-def _member_step(program: Program, state: tuple, hp: Mapping[str, jax.Array], batch, step):
+def _member_step(program: Program, state: Members, hp: Mapping[str, jax.Array], batch, step):
     """One member's step; a member that is or turns non-finite keeps its last finite state."""
     params, model_state, opt_state, alive, diverged_at = state
     own_step = trial_step(step, hp)
@@ -202,12 +213,12 @@ def _member_step(program: Program, state: tuple, hp: Mapping[str, jax.Array], ba
     def keep(new, old):
         return jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
 
-    new_state = (
-        keep(candidate, params),
-        keep({**model_state, **new_model_state}, model_state),
-        keep(new_opt_state, opt_state),
-        ok,
-        jnp.where(alive & ~ok, step, diverged_at),
+    new_state = Members(
+        params=keep(candidate, params),
+        model_state=keep({**model_state, **new_model_state}, model_state),
+        opt_state=keep(new_opt_state, opt_state),
+        alive=ok,
+        diverged_at=jnp.where(alive & ~ok, step, diverged_at),
     )
     return new_state, jnp.where(alive, loss, jnp.nan)
 
@@ -230,13 +241,13 @@ def _augmented(program: Program, batch: Any, data_key: jax.Array, step: jax.Arra
     return {**batch, "inputs": inputs}
 
 
-def _train_steps(program: Program, state: tuple, hp, data_key, data, xs, batch_of, step):
+def _train_steps(program: Program, state: Members, hp, data_key, data, xs, batch_of, step):
     """`len(xs)` steps of a vmapped group of members: `(state, step) -> (state, losses)`.
 
     `batch_of(data, x)` gives each step's shared batch (a pytree) from the scanned item `x`.
     """
     vmapped = jax.vmap(functools.partial(_member_step, program), in_axes=(0, 0, 0, None))
-    width = state[3].shape[0]  # the `alive` mask
+    width = state.alive.shape[0]
 
     def one_step(carry, item):
         state, step = carry
@@ -252,13 +263,13 @@ def train_members(
     program: Program,
     width: int | None,
     batch_of: Any,
-    state: tuple,
+    state: Members,
     hp: Mapping[str, jax.Array],
     data_key: jax.Array,
     data: tuple,
     xs: Any,
     step: jax.Array,
-) -> tuple[tuple, jax.Array, jax.Array]:
+) -> tuple[Members, jax.Array, jax.Array]:
     """Train the members in `state` (leading axis P) for `len(xs)` steps, `width` at a time.
 
     With `width` None or >= P every member is in one `vmap`. Otherwise the population runs as
@@ -271,7 +282,7 @@ def train_members(
       `(state, step, losses)`, `losses` of shape `[len(xs), P]`.
     """
     steps = jax.tree.leaves(xs)[0].shape[0]
-    groups, _ = group_layout(state[3].shape[0], width)
+    groups, _ = group_layout(state.alive.shape[0], width)
 
     def one_group(group):
         group_state, group_hp = group
@@ -283,8 +294,9 @@ def train_members(
     def one_group_unless_frozen(group):
         # A group with no member alive (slots an adaptive sweep left idle) keeps its state
         # and costs nothing; the others train exactly as without the test.
-        frozen = group[0], jnp.full((group[0][3].shape[0], steps), jnp.nan, jnp.float32)
-        return jax.lax.cond(group[0][3].any(), one_group, lambda _: frozen, group)
+        alive = group[0].alive
+        frozen = group[0], jnp.full((alive.shape[0], steps), jnp.nan, jnp.float32)
+        return jax.lax.cond(alive.any(), one_group, lambda _: frozen, group)
 
     train = one_group if groups == 1 else one_group_unless_frozen
     state, losses = map_groups(train, (state, dict(hp)), width)
@@ -295,16 +307,15 @@ def _run_chunk(
     program, width, mesh, batch_of, pop: Population, hparams: HParams, data_key, data, xs
 ):
     """One chunk of every member, on one device or split across `mesh` (`shard_map`)."""
-    state = (pop.params, pop.model_state, pop.opt_state, pop.alive, pop.diverged_at)
     run = on_mesh(
         functools.partial(train_members, program, width, batch_of),
         mesh,
         in_specs=("split", "split", "shared", "shared", "shared", "shared"),
         out_specs=("split", "shared", "split_1"),
     )
-    state, step, losses = run(state, dict(hparams.values), data_key, data, xs, pop.step)
-    params, model_state, opt_state, alive, diverged_at = state
-    return Population(step, params, model_state, opt_state, alive, diverged_at), losses
+    members = Members(pop.params, pop.model_state, pop.opt_state, pop.alive, pop.diverged_at)
+    members, step, losses = run(members, dict(hparams.values), data_key, data, xs, pop.step)
+    return Population(step=step, **members._asdict()), losses
 
 
 @functools.lru_cache(maxsize=64)

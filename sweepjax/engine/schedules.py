@@ -19,7 +19,8 @@ Every family also takes `warmup_steps` (default 0): a linear ramp from 0 to the 
 at its start, put in front of the schedule (the schedule starts after the warmup). The families
 with a warmup of their own (`warmup_cosine`) count it inside `decay_steps`, as Optax does.
 
-Users add a family (the "lambda" schedule) with `register_schedule(name, fn, defaults)`.
+Users add a family (the "lambda" schedule) with `register_schedule(name, fn, defaults)` to the
+process's registry `SCHEDULES`, and remove it with `unregister_schedule(name)`.
 """
 
 from __future__ import annotations
@@ -292,6 +293,7 @@ def register_schedule(
     ...                   {"half_life": 100.0})
     >>> float(learning_rate_at("halving", 200, {"learning_rate": 1.0, "half_life": 100.0}))
     0.25
+    >>> unregister_schedule("halving")
     """
     if name in SCHEDULES:
         raise ValueError(f"schedule: {name!r} is already a family; choose another name.")
@@ -299,6 +301,24 @@ def register_schedule(
         raise ValueError(f"schedule: {name!r} needs a function fn(step, hp); got {fn!r}.")
     table = defaults if callable(defaults) else (lambda steps, d=dict(defaults or {}): dict(d))
     SCHEDULES[name] = Schedule(fn, table)
+
+
+def unregister_schedule(name: str) -> None:
+    """Remove a family `register_schedule` added, leaving the process's registry as it was.
+
+    Programs compiled with the family stay cached under its name: a changed function takes a
+    new name.
+
+    >>> register_schedule("flat", lambda step, hp: hp["learning_rate"])
+    >>> unregister_schedule("flat")
+    >>> "flat" in SCHEDULES
+    False
+    """
+    if name in BUILTIN_SCHEDULES:
+        raise ValueError(f"schedule: {name!r} is a built-in family; it cannot be removed.")
+    if name not in SCHEDULES:
+        raise ValueError(f"schedule: {name!r} is not a registered family.")
+    del SCHEDULES[name]
 
 
 def schedule_parameters(family: str, steps: int) -> dict[str, float]:

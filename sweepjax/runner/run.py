@@ -274,8 +274,8 @@ def resume(
     Args:
       out_dir: the sweep's output directory.
       overrides: `key=value` changes to the saved config; only keys that leave the sweep the
-        same may change (`same_sweep.RESUMABLE_KEYS`: `steps`, `eval_every`, `eval_batch`,
-        `checkpoint_every`, `keep_checkpoints`, `data_placement`, `population_width`).
+        same may change: those marked resumable in `sweepjax.sweep.keys`, but `out_dir`
+        (`same_sweep.RESUME_OVERRIDES`).
       config: the config to continue with instead of the saved one (needed when the model is
         a user module, which a checkpoint records only by its repr).
       quiet: no progress bar and no leaderboard on the terminal.
@@ -332,9 +332,9 @@ def _saved_config(out_dir: str, config: Config | None) -> Config:
         raise ValueError(
             f"resume: {out_dir} holds no checkpoint to resume; start the sweep with `sweepjax run`."
         )
-    if not isinstance(meta["config"]["model"], Mapping):
+    if not isinstance(meta.config["model"], Mapping):
         raise ValueError(
-            f"resume: the checkpoint's model is a user module ({meta['config']['model']}); "
+            f"resume: the checkpoint's model is a user module ({meta.config['model']}); "
             "pass its config: sweepjax.resume(out_dir, config=...)."
         )
-    return Config.from_json(meta["config"])
+    return Config.from_json(meta.config)

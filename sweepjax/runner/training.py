@@ -19,7 +19,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from sweepjax.engine import distributed, placement, stream
+from sweepjax.engine import distributed, placement, stream, widths
 from sweepjax.engine.compiling import CompileCount, compile_count
 from sweepjax.engine.data import Dataset, first
 from sweepjax.engine.population import Population, Program, program_metrics
@@ -188,9 +188,9 @@ def _width_search(ctx: _Context, data_placement: str, pop, state, devices, train
     config = ctx.config
     if data_placement != "device":  # streamed blocks: a fixed width, or every member at once
         width = config.population_width
-        return placement.WidthSearch([width if isinstance(width, int) else None], 0)
+        return widths.WidthSearch([width if isinstance(width, int) else None], 0)
     step = int(pop.step)
-    return placement.width_search(
+    return widths.width_search(
         config.population_width,
         ctx.program,
         placement.place(pop, devices.mesh),
@@ -207,7 +207,7 @@ class Checkpointer:
     """Saves the whole sweep state every `checkpoint_every` steps, at the end and when stopping
     (a `sweepjax.sweep.loop.Callback`)."""
 
-    def __init__(self, ctx: _Context, search: placement.WidthSearch):
+    def __init__(self, ctx: _Context, search: widths.WidthSearch):
         self.ctx, self.search = ctx, search
 
     def after_chunk(self, state: SweepState, pop: Population, chunk, final: bool) -> None:
@@ -216,16 +216,7 @@ class Checkpointer:
         if ctx.manager is None or not (chunk.step % every == 0 or final):
             return
         width = None if self.search.searching else self.search.width  # a resumed sweep keeps it
-        meta = {
-            "config": config.to_json(),
-            "data": ctx.data,
-            "data_stream": {"seed": config.seed, "step": chunk.step},
-            "hparams": {k: str(np.asarray(v).dtype) for k, v in state.hparams.values.items()},
-            "curve_points": len(state.curves.steps),
-            "curve_trials": len(state.table),
-            "population_width": width,
-            **state.meta(),
-        }
+        meta = state.checkpoint_meta(chunk.step, ctx.data, width)
         curves = state.curves.arrays(len(state.table))
         saved = {"population": pop, "hparams": dict(state.hparams.values), "curves": curves}
         if state.kept_trial >= 0:

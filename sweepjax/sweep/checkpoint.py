@@ -10,8 +10,8 @@ A sweep's checkpoints live in `out_dir/checkpoints/<step>/`, written by an Orbax
     multi-host saving; the primary process writes the metadata). Either way a checkpoint
     restores onto whatever devices the restoring run has (`restore_latest`'s target);
   * `meta` (`ocp.args.JsonSave`): the step, the config, the data set's identity, the data
-    stream's state (seed and step), the shapes needed to restore, and a `checksum` of every
-    saved array.
+    stream's state (seed and step), the shapes needed to restore, the sweep state beside the
+    arrays, and a `checksum` of every saved array (`sweepjax.sweep.metadata.CheckpointMeta`).
 
 Orbax commits a step atomically (a temporary directory, then a rename), so a save torn by a
 kill never replaces a good one. A finalized step whose bytes were damaged later (a bad disk, a
@@ -39,8 +39,8 @@ import orbax.checkpoint as ocp
 from sweepjax.engine import distributed
 from sweepjax.errors import StorageError
 from sweepjax.sweep.library_logs import drop_failed_restore_noise
+from sweepjax.sweep.metadata import FORMAT, CheckpointMeta
 
-FORMAT = 2  # 2: the checksum digests each row's CRC-32 (1: each whole array's)
 _TMP_MARK = ".orbax-checkpoint-tmp"  # Orbax's suffix of a step folder not yet committed
 CHECKPOINT_DIR = "checkpoints"
 
@@ -64,12 +64,12 @@ class Snapshot:
     Attributes:
       step: the step of the checkpoint.
       state: `{"population": ..., "hparams": {...}, "curves": {...}}`.
-      meta: the JSON metadata (config, data identity, data stream, checksum).
+      meta: its metadata (config, data identity, data stream, sweep state, checksum).
     """
 
     step: int
     state: dict[str, Any]
-    meta: dict[str, Any]
+    meta: CheckpointMeta
 
 
 def checkpoint_dir(out_dir: str | os.PathLike) -> Path:
@@ -232,9 +232,10 @@ def save(
     manager: ocp.CheckpointManager,
     step: int,
     state: Mapping[str, Any],
-    meta: Mapping[str, Any],
+    meta: CheckpointMeta,
 ) -> None:
-    """Save `state` (a pytree of arrays) and `meta` (JSON) at `step`, asynchronously.
+    """Save `state` (a pytree of arrays) and `meta` at `step`, asynchronously; `meta` is
+    saved with this format, `step` and the checksum of `state`.
 
     The arrays are copied to the host first (by Orbax, for arrays spread over several
     processes), so the caller may donate its device buffers right away; the files are written
@@ -245,12 +246,12 @@ def save(
         the last committed step.
     """
     host = jax.tree.map(lambda x: x if _spread(x) else np.asarray(x), dict(state))
-    meta = {**meta, "format": FORMAT, "step": step, "checksum": checksum(host)}
+    meta = dataclasses.replace(meta, format=FORMAT, step=step, checksum=checksum(host))
     try:
         manager.save(
             step,
             args=ocp.args.Composite(
-                state=ocp.args.StandardSave(host), meta=ocp.args.JsonSave(meta)
+                state=ocp.args.StandardSave(host), meta=ocp.args.JsonSave(meta.to_json())
             ),
             force=True,
         )
@@ -287,22 +288,22 @@ def save_error(manager: ocp.CheckpointManager, err: BaseException) -> Checkpoint
     )
 
 
-def read_meta(out_dir: str | os.PathLike) -> dict[str, Any] | None:
+def read_meta(out_dir: str | os.PathLike) -> CheckpointMeta | None:
     """The metadata of the latest checkpoint whose metadata reads, or None; reads only."""
     if not checkpoint_dir(out_dir).is_dir():
         return None
     with _manager(out_dir, read_only=True) as manager:
         for step in sorted(manager.all_steps(), reverse=True):
             try:
-                meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
-                return dict(meta["meta"])
+                read = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+                return CheckpointMeta.from_json(read["meta"])
             except Exception:  # a damaged step: try the one before
                 continue
     return None
 
 
 def restore_latest(
-    manager: ocp.CheckpointManager, target: Callable[[dict[str, Any]], Any] | None = None
+    manager: ocp.CheckpointManager, target: Callable[[CheckpointMeta], Any] | None = None
 ) -> tuple[Snapshot, list[int]]:
     """Restore the newest checkpoint that reads and passes its checksum.
 
@@ -344,19 +345,25 @@ def restore_latest(
 
 
 def _restore_step(manager: ocp.CheckpointManager, step: int, target) -> Snapshot:
-    meta = dict(manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"])
-    if meta.get("format") not in (1, FORMAT) or meta.get("step") != step:
-        raise CheckpointError(f"metadata of step {step} is not a sweepjax checkpoint: {meta}")
+    read = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+    saved = dict(read["meta"])
+    refused = CheckpointError(f"metadata of step {step} is not a sweepjax checkpoint: {saved}")
+    try:
+        meta = CheckpointMeta.from_json(saved)
+    except ValueError as err:
+        raise refused from err
+    if meta.step != step:
+        raise refused
     restore = ocp.args.StandardRestore(
         target(meta) if target is not None else None,
         fallback_sharding=jax.sharding.SingleDeviceSharding(jax.local_devices()[0]),
     )
     state = manager.restore(step, args=ocp.args.Composite(state=restore))["state"]
-    found = (checksum if meta["format"] == FORMAT else _whole_checksum)(state)
-    if found != meta["checksum"]:
-        raise CheckpointError(f"checksum mismatch ({found[:12]} != {meta['checksum'][:12]})")
-    if meta["data_stream"]["step"] != step:
-        raise CheckpointError(f"data stream at step {meta['data_stream']['step']}, not {step}")
+    found = (checksum if meta.format == FORMAT else _whole_checksum)(state)
+    if found != meta.checksum:
+        raise CheckpointError(f"checksum mismatch ({found[:12]} != {meta.checksum[:12]})")
+    if meta.data_stream.step != step:
+        raise CheckpointError(f"data stream at step {meta.data_stream.step}, not {step}")
     return Snapshot(step, dict(state), meta)
 
 

@@ -20,12 +20,13 @@ from sweepjax.engine.optim import FAMILIES, hyperparameter_names
 from sweepjax.engine.schedules import SCHEDULES, schedule_parameters
 from sweepjax.search import distributions
 from sweepjax.search import space as space_lib
-
-PRECISIONS = ("float32", "bfloat16")  # values of `precision`
+from sweepjax.sweep.keys import KEYS
 
 # Space entries that pick a family per member; on the device they are int32 indices.
 FAMILY_KEYS = ("schedule", "optimizer")
 RENAMED_KEYS = {"search": "searcher"}  # old name -> new name, for configs saved before
+# The keys an override sets whole: all but the space, set entry by entry (`space.<name>`).
+SETTABLE_KEYS = tuple(name for name in KEYS if name != "space")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,36 +149,6 @@ class Config:
         return cls(**data)
 
 
-FIELD_TYPES = {
-    "dataset": str,
-    "val_size": int,
-    "normalize": str,
-    "optimizer": (str, tuple),
-    "nesterov": bool,
-    "schedule": (str, tuple),
-    "schedules": Mapping,
-    "searcher": (str, Mapping),
-    "scheduler": (str, Mapping),
-    "trials": (int, type(None)),
-    "population": int,
-    "steps": int,
-    "batch_size": int,
-    "eval_every": int,
-    "eval_batch": int,
-    "seed": int,
-    "out_dir": (str, type(None)),
-    "tensorboard": bool,
-    "mlflow": (bool, str),
-    "wandb": (bool, str),
-    "checkpoint_every": (int, type(None)),
-    "keep_checkpoints": int,
-    "data_placement": str,
-    "population_width": (int, str),
-    "precision": str,
-    "compile_cache": (str, type(None)),
-}
-
-
 def parse_value(text: str, key: str = "--set") -> Any:
     """Parse an override value: JSON, a Python literal, a distribution call, or a bare string.
 
@@ -237,10 +208,7 @@ def apply_overrides(config: Config, overrides: Sequence[str]) -> Config:
     }
     valid = sorted(
         [
-            *FIELD_TYPES,
-            "augment",
-            "task",
-            "model",
+            *SETTABLE_KEYS,
             "model.<option>",
             "space.<name>",
             "schedules.<name>",
@@ -275,7 +243,7 @@ def apply_overrides(config: Config, overrides: Sequence[str]) -> Config:
             model = value if isinstance(value, Mapping) else {"name": value}
         elif key == "schedules":  # the whole mapping
             nested[key] = dict(value) if isinstance(value, Mapping) else value
-        elif key in FIELD_TYPES or key in ("augment", "task"):
+        elif key in SETTABLE_KEYS:
             changes[key] = value
         else:
             raise ValueError(f"{key}: unknown key; valid keys: {valid}.")

@@ -34,25 +34,23 @@ def _variables(snapshot: Any, member: int) -> tuple[Any, dict[str, Any], bool]:
     """Trial `member`'s variables, hyperparameters and whether it is alive: from the slot
     holding it, or from the kept best trial of an adaptive sweep (before trials: slot = member)."""
     meta, state = snapshot.meta, snapshot.state
-    population = state["population"]
-    slots = list(meta.get("slots", range(len(np.asarray(population["alive"])))))
-    trials = len(meta.get("trials", slots))
+    population, slots, trials = state["population"], meta.slots, meta.trial_count
     if not 0 <= member < trials:
         raise ValueError(f"--member: {member} is out of range; allowed: 0 to {trials - 1}.")
     if member in slots:
         slot = slots.index(member)
         variables = {"params": population["params"], **(population.get("model_state") or {})}
         saved = state["hparams"]
-        hparams = {k: np.asarray(saved[k])[slot].item() for k in meta["hparams"] if k != START}
+        hparams = {k: np.asarray(saved[k])[slot].item() for k in meta.hparams if k != START}
         alive = bool(np.asarray(population["alive"])[slot])
         return jax.tree.map(lambda a: np.asarray(a)[slot], variables), hparams, alive
-    if member == meta.get("kept_trial", -1):
-        return state["kept"], dict(meta["trials"][member]["hparams"]), True
+    if member == meta.kept_trial:
+        return state["kept"], meta.trial_hparams(member), True
     held = sorted(t for t in slots if t >= 0)
     raise ValueError(
         f"--member: trial {member} left its slot before the latest checkpoint (at step "
-        f"{meta['step']}); allowed: a trial held then ({held}) or the best finished trial "
-        f"({meta.get('kept_trial', -1)})."
+        f"{meta.step}); allowed: a trial held then ({held}) or the best finished trial "
+        f"({meta.kept_trial})."
     )
 
 
@@ -263,15 +261,15 @@ def export_member(out_dir: str | os.PathLike, member: int, to: str | os.PathLike
         _save(to / "checkpoint", pure[0])
         if pure[1]:
             _save(to / "state", pure[1])
-    config = Config.from_json(snapshot.meta["config"])
+    config = Config.from_json(snapshot.meta.config)
     info = {
         "member": member,
         "step": snapshot.step,
         "alive": alive,
         "hyperparameters": member_hyperparameters(config, values),
-        "model": snapshot.meta["config"]["model"],
+        "model": snapshot.meta.config["model"],
         "api": "flax.linen" if pure is None else "flax.nnx",
-        "dataset": snapshot.meta["data"]["describe"],
+        "dataset": snapshot.meta.data["describe"],
     }
     (to / "hparams.json").write_text(json.dumps(info, indent=2) + "\n")
     return to

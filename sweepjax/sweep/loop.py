@@ -19,7 +19,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from sweepjax.engine import distributed, placement, stream
+from sweepjax.engine import distributed, placement, stream, widths
 from sweepjax.engine.compiling import compile_count
 from sweepjax.engine.population import (
     Population,
@@ -100,7 +100,7 @@ def run_chunks(
     pop: Population,
     devices: Devices,
     train_data: stream.TrainData,
-    search: placement.WidthSearch,
+    search: widths.WidthSearch,
     callbacks: list[Callback],
     stopping: Any,
     quiet: bool,
@@ -116,7 +116,7 @@ def run_chunks(
     while not state.done:
         length = state.next_length(int(pop.step))
         spent.member_steps += int(state.running_slots().sum()) * length
-        state.slot_steps += state.size * length
+        state.count_slot_steps(length)
         pop, chunk = _advance(devices, pop, device_hparams, feed, length, (pace, quiet))
         pop, device_hparams = _decide(state, pop, device_hparams, chunk, devices, pace)
         stop = distributed.any_process(stopping())
@@ -172,8 +172,7 @@ def _keep_best(state: SweepState, pop: Population, leaving: np.ndarray) -> None:
     if slot is None:
         return
     variables = {"params": pop.params, **pop.model_state}
-    state.kept = distributed.to_host(jax.tree.map(lambda leaf: leaf[slot], variables))
-    state.kept_trial = int(state.slot_trials[slot])
+    state.keep(slot, distributed.to_host(jax.tree.map(lambda leaf: leaf[slot], variables)))
 
 
 def _advance(devices: Devices, pop, device_hparams, feed, length: int, watch) -> tuple:

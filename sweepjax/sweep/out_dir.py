@@ -25,6 +25,7 @@ from sweepjax.sweep import checkpoint, same_sweep
 from sweepjax.sweep.buckets import PLAN_FILE
 from sweepjax.sweep.config import Config
 from sweepjax.sweep.lock import FolderBusy, FolderLock
+from sweepjax.sweep.metadata import CheckpointMeta
 from sweepjax.sweep.sweep_state import is_adaptive
 
 RESULT_FILES = ("results.csv", "curves.npz", "sweep.json")
@@ -97,10 +98,11 @@ def check_contents(config: Config, data: dict[str, str], *, resuming: bool) -> N
             )
         check_results(config, data, resuming=resuming)
         return
-    diffs = same_sweep.differences(meta, config.to_json(), data)
+    saved = {"config": meta.config, "data": meta.data}
+    diffs = same_sweep.differences(saved, config.to_json(), data)
     if diffs:
         raise checkpoint.CheckpointMismatch(
-            f"{config.out_dir} holds a checkpoint (step {meta['step']}) of a different sweep: "
+            f"{config.out_dir} holds a checkpoint (step {meta.step}) of a different sweep: "
             + "; ".join(diffs)
             + ". "
             + keep_advice(config.out_dir, resuming=resuming)
@@ -108,7 +110,7 @@ def check_contents(config: Config, data: dict[str, str], *, resuming: bool) -> N
     check_budget(config, meta, resuming=resuming)
 
 
-def check_budget(config: Config, meta: dict[str, Any], *, resuming: bool) -> None:
+def check_budget(config: Config, meta: CheckpointMeta, *, resuming: bool) -> None:
     """Refuse a `steps` (a trial's budget) that the checkpoint's trials cannot all train to.
 
     The budget is a trial's own clock, never the sweep's global step (which runs past `steps`
@@ -116,7 +118,7 @@ def check_budget(config: Config, meta: dict[str, Any], *, resuming: bool) -> Non
     budget is `resume --set steps=N` alone: forward only, and only where every trial still
     holds its slot (a fixed population), since a trial that has left its slot cannot go on.
     """
-    saved = same_sweep.budget_steps(meta)
+    saved = meta.budget_steps
     if config.steps == saved:
         return
     where = config.out_dir
@@ -133,7 +135,7 @@ def check_budget(config: Config, meta: dict[str, Any], *, resuming: bool) -> Non
             f"their slots could not train on to {config.steps}). Nothing was changed; resume "
             "without steps=, or run the longer sweep in another out_dir."
         )
-    trained = max((row["steps"] for row in meta.get("trials", ())), default=meta["step"])
+    trained = meta.most_trial_steps()
     if config.steps < trained:
         raise ValueError(
             f"steps: {config.steps} is below the {trained} steps its trials trained in "

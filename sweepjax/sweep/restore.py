@@ -2,8 +2,9 @@
 
 A checkpoint holds the whole sweep state: the population, the slots' hyperparameters, the
 curves by trial, and in its metadata the trial table, which trial each slot holds, and the
-scheduler's and the searcher's state (`SweepState.meta`). A checkpoint written before trials
-existed (one trial per slot, all from step 0) restores as exactly that.
+scheduler's and the searcher's state (`SweepState.checkpoint_meta`). A checkpoint written
+before trials existed (one trial per slot, all from step 0) restores as exactly that
+(`CheckpointMeta.from_json` fills in what it lacks).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sweepjax.engine.population import START, Population, Program, init_populati
 from sweepjax.search.space import HParams
 from sweepjax.sweep import checkpoint
 from sweepjax.sweep.config import FAMILY_KEYS, Config, families
+from sweepjax.sweep.metadata import CheckpointMeta
 from sweepjax.sweep.results import curve_names
 from sweepjax.sweep.sweep_state import SweepState, is_adaptive
 from sweepjax.sweep.trials import Curves, TrialTable
@@ -27,10 +29,9 @@ from sweepjax.sweep.trials import Curves, TrialTable
 def restore_target(config: Config, program: Program, example_x: Any, metrics, mesh):
     """Builds the abstract restore target from a checkpoint's metadata, placed as it trains."""
 
-    def target(meta: dict[str, Any]) -> dict[str, Any]:
-        size = len(meta["slots"]) if "slots" in meta else config.population
-        points, trials = meta["curve_points"], meta.get("curve_trials", size)
-        hparams = {k: np.zeros(size, np.dtype(d)) for k, d in meta["hparams"].items()}
+    def target(meta: CheckpointMeta) -> dict[str, Any]:
+        size, points, trials = len(meta.slots), meta.curve_points, meta.curve_trials
+        hparams = {k: np.zeros(size, np.dtype(d)) for k, d in meta.hparams.items()}
         abstract = HParams({k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in hparams.items()})
         population = jax.eval_shape(lambda hp: init_population(program, hp, example_x), abstract)
         curves = {"steps": np.zeros(points, np.int64)}
@@ -40,7 +41,7 @@ def restore_target(config: Config, program: Program, example_x: Any, metrics, me
             "hparams": hparams,
             "curves": curves,
         }
-        if meta.get("kept_trial", -1) >= 0:  # one member's variables, on the host
+        if meta.kept_trial >= 0:  # one member's variables, on the host
             variables = {"params": population.params, **population.model_state}
             one = lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype)  # noqa: E731
             target["kept"] = jax.tree.map(one, variables)
@@ -67,27 +68,24 @@ def begin(
     for step in bad:
         manager.delete(step)
     meta, saved = snapshot.meta, snapshot.state["hparams"]  # Orbax returns dicts key-sorted
-    hparams = {k: np.asarray(saved[k]) for k in meta["hparams"]}
+    hparams = {k: np.asarray(saved[k]) for k in meta.hparams}
     size = len(next(iter(hparams.values())))
     hparams.setdefault(START, np.zeros(size, np.int32))  # a checkpoint from before trials
     table = _table(config, meta, hparams, size)
-    if "searcher" in meta:
-        searcher.load_state_dict(meta["searcher"])
+    if meta.searcher is not None:
+        searcher.load_state_dict(meta.searcher)
     else:  # its population was the searcher's first `size` rows
         searcher.ask(size)
-    if "scheduler" in meta:
-        scheduler.load_state_dict(meta["scheduler"])
-    slots = np.asarray(meta.get("slots", range(size)), int)
-    curves = Curves.from_arrays(snapshot.state["curves"], metrics)
+    if meta.scheduler is not None:
+        scheduler.load_state_dict(meta.scheduler)
     state = SweepState(
-        config, rank_by, direction, HParams(hparams), slots, table, curves, scheduler, searcher
-    )
-    state.slot_steps = int(meta.get("slot_steps", config.population * snapshot.step))
-    state.kept_trial = int(meta.get("kept_trial", -1))
-    state.kept = snapshot.state.get("kept")
+        config, rank_by, direction, HParams(hparams), np.asarray(meta.slots, int), table,
+        Curves.from_arrays(snapshot.state["curves"], metrics), scheduler, searcher,
+        slot_steps=meta.slot_steps, kept_trial=meta.kept_trial, kept=snapshot.state.get("kept"),
+    )  # fmt: skip
     state.extend_budget()
     _say_where(config, snapshot.step, state)
-    return state, snapshot.state["population"], meta.get("population_width")
+    return state, snapshot.state["population"], meta.population_width
 
 
 def _fresh(state: SweepState, program: Program, example_x: Any) -> Population:
@@ -97,12 +95,7 @@ def _fresh(state: SweepState, program: Program, example_x: Any) -> Population:
     rows = state.searcher.ask(min(config.population, state.trial_count))
     if not rows:
         raise ValueError(f"searcher: {config.searcher!r} proposed no trial to start with.")
-    ids, columns = state.admit(rows, step=0)
-    idle = config.population - len(ids)
-    state.hparams = HParams(
-        {k: np.concatenate([v, v[:1].repeat(idle)]) for k, v in columns.values.items()}
-    )
-    state.slot_trials = np.asarray([*ids, *[-1] * idle], int)
+    state.start_trials(rows)
     pop = init_population(program, state.hparams, example_x)
     if len(rows) < config.population:
         pop = pop.replace(alive=jax.numpy.asarray(state.slot_trials >= 0))
@@ -110,11 +103,11 @@ def _fresh(state: SweepState, program: Program, example_x: Any) -> Population:
 
 
 def _table(
-    config: Config, meta: dict[str, Any], hparams: dict[str, np.ndarray], size: int
+    config: Config, meta: CheckpointMeta, hparams: dict[str, np.ndarray], size: int
 ) -> TrialTable:
     """The checkpoint's trial table; for a checkpoint from before trials, one per slot."""
-    if "trials" in meta:
-        return TrialTable.from_json(meta["trials"])
+    if meta.trials is not None:
+        return TrialTable.from_json(meta.trials)
     table = TrialTable()
     for slot in range(size):
         row = {k: np.asarray(v)[slot].item() for k, v in hparams.items() if k != START}

@@ -3,8 +3,9 @@ differences a checkpoint's (or `sweep.json`'s) config has with the config now.
 
 A resumed sweep must be the sweep its checkpoint holds: the same structure, space, data and
 policies. Only keys that change where or how often things are written or evaluated may differ
-(`RESUMABLE_KEYS`), and `steps`, a trial's budget, is compared with the checkpoint's budget
-(`budget_steps`), never with its global step.
+(`RESUMABLE_KEYS`: those `sweepjax.sweep.keys` marks resumable), and `steps`, a trial's
+budget, is compared with the checkpoint's budget (`CheckpointMeta.budget_steps`), never with
+its global step.
 """
 
 from __future__ import annotations
@@ -14,39 +15,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from sweepjax.sweep.config import RENAMED_KEYS
+from sweepjax.sweep.keys import KEYS
 
 # Config keys that may differ between a checkpoint and the run that resumes it: they change
 # where or how often things are written or evaluated, never what a member trains on.
-RESUMABLE_KEYS = frozenset(
-    {
-        "steps",
-        "out_dir",
-        "checkpoint_every",
-        "keep_checkpoints",
-        "eval_every",
-        "eval_batch",
-        "data_placement",  # both placements train on identical batches
-        "population_width",
-        "compile_cache",  # where programs are cached, never what they compute
-        "tensorboard",  # the trackers: where curves are logged, never what a member trains on
-        "mlflow",
-        "wandb",
-    }
-)
+RESUMABLE_KEYS = frozenset(name for name, spec in KEYS.items() if spec.resumable)
 # What `resume --set` may change: the resumable keys but the folder itself.
 RESUME_OVERRIDES = tuple(sorted(RESUMABLE_KEYS - {"out_dir"}))
-
-
-def budget_steps(meta: Mapping[str, Any]) -> int:
-    """The steps each trial trains (`steps` of the config) of a checkpoint's sweep: a trial's
-    budget, never to be compared with the checkpoint's global `step`.
-
-    >>> budget_steps({"budget_steps": 30, "step": 50, "config": {"steps": 30}})
-    30
-    >>> budget_steps({"step": 20, "config": {"steps": 60}})  # written before it was recorded
-    60
-    """
-    return int(meta.get("budget_steps", meta["config"]["steps"]))
 
 
 def _flatten(prefix: str, value: Any) -> dict[str, Any]:
@@ -60,7 +35,11 @@ def _flatten(prefix: str, value: Any) -> dict[str, Any]:
 
 # Config keys added since checkpoints were first written, with the value an older checkpoint
 # (which does not record them) meant.
-ADDED_KEYS = {"task": "classification", "scheduler": "none"}
+ADDED_KEYS = {
+    name: spec.value_before_added
+    for name, spec in KEYS.items()
+    if spec.value_before_added is not None
+}
 
 
 def differences(

@@ -28,6 +28,7 @@ from sweepjax.search.protocol import Exploit, Observation, Scheduler, Searcher, 
 from sweepjax.search.space import HParams
 from sweepjax.sweep.buckets import complete_hparams
 from sweepjax.sweep.config import Config, policy_of
+from sweepjax.sweep.metadata import CheckpointMeta, DataStream
 from sweepjax.sweep.trials import Curves, TrialTable
 
 
@@ -88,17 +89,44 @@ class SweepState:
     kept_trial: int = -1  # the best finished trial whose variables `kept` holds (adaptive)
     kept: Any = None  # its `{"params": ..., **model_state}` on the host, for export
 
-    def meta(self) -> dict[str, Any]:
-        """What a checkpoint's metadata records of the state beside its arrays."""
-        return {
-            "budget_steps": self.config.steps,  # a trial's budget; the global step is `step`
-            "slots": [int(t) for t in self.slot_trials],
-            "trials": self.table.to_json(),
-            "scheduler": self.scheduler.state_dict(),
-            "searcher": self.searcher.state_dict(),
-            "slot_steps": self.slot_steps,
-            "kept_trial": self.kept_trial,
-        }
+    def checkpoint_meta(self, step: int, data: dict[str, str], width: int | None) -> CheckpointMeta:
+        """The metadata of a checkpoint of this state at global `step`, of the data set `data`
+        (its identity) trained at population width `width` (None: not chosen yet)."""
+        return CheckpointMeta(
+            config=self.config.to_json(),
+            data=data,
+            data_stream=DataStream(self.config.seed, step),
+            hparams={k: str(np.asarray(v).dtype) for k, v in self.hparams.values.items()},
+            curve_points=len(self.curves.steps),
+            curve_trials=len(self.table),
+            population_width=width,
+            budget_steps=self.config.steps,
+            slots=[int(t) for t in self.slot_trials],
+            trials=self.table.to_json(),
+            scheduler=self.scheduler.state_dict(),
+            searcher=self.searcher.state_dict(),
+            slot_steps=self.slot_steps,
+            kept_trial=self.kept_trial,
+            step=step,
+        )
+
+    def start_trials(self, rows: list[Mapping[str, Any]]) -> None:
+        """Seat the searcher's first trials, `rows`, in slots 0, 1, ... at step 0; the slots
+        left over stay idle (copies of the first slot's hyperparameters)."""
+        ids, columns = self.admit(rows, step=0)
+        idle = self.config.population - len(ids)
+        self.hparams = HParams(
+            {k: np.concatenate([v, v[:1].repeat(idle)]) for k, v in columns.values.items()}
+        )
+        self.slot_trials = np.asarray([*ids, *[-1] * idle], int)
+
+    def count_slot_steps(self, length: int) -> None:
+        """A chunk of `length` steps trains every slot, idle ones included."""
+        self.slot_steps += self.size * length
+
+    def keep(self, slot: int, variables: Any) -> None:
+        """Keep `variables` (on the host) as those of the trial `slot` holds (see `to_keep`)."""
+        self.kept_trial, self.kept = int(self.slot_trials[slot]), variables
 
     def extend_budget(self) -> None:
         """Trials that finished their budget in the slot they still hold run on when `steps`

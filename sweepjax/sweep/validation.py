@@ -17,24 +17,22 @@ from typing import Any
 
 import numpy as np
 
-from sweepjax.engine.data import NORMALIZATIONS, augmentation_of
+from sweepjax.engine.data import augmentation_of
 from sweepjax.engine.models import MODELS, build_model, model_of, model_options
 from sweepjax.engine.optim import check_schedules
 from sweepjax.engine.schedules import PIECES
-from sweepjax.engine.stream import PLACEMENTS
 from sweepjax.engine.tasks import task_of
 from sweepjax.search import distributions
 from sweepjax.search import space as space_lib
 from sweepjax.sweep.config import (
     FAMILY_KEYS,
-    FIELD_TYPES,
-    PRECISIONS,
     Config,
     allowed_hyperparameters,
     effective_space,
     families,
     policy_of,
 )
+from sweepjax.sweep.keys import KEYS, MAX_MEMBERS
 from sweepjax.sweep.policies import check_policies
 from sweepjax.sweep.sweep_state import is_adaptive
 from sweepjax.sweep.tracker_options import check_trackers
@@ -84,22 +82,7 @@ RANGES: dict[str, tuple[float, float, bool, bool]] = {
     "dropout": (0.0, 1.0, True, False),
 }
 FLAGS = ("staircase", "cycle")  # on or off per member (0.0 or 1.0): a bool is a number there
-# Counts of steps, members, examples and checkpoints: positive, and int32 where on the device.
-MAX_COUNT = 2**31 - 1
-# Every trial's hyperparameters are sampled when a sweep starts, before the devices' memory
-# plan can refuse a population: more members or trials than this exhaust the host first.
-MAX_MEMBERS = 2**24
-COUNTS: dict[str, tuple[int, str]] = {
-    "population": (MAX_MEMBERS, "2**24"),
-    **dict.fromkeys(
-        ("steps", "batch_size", "eval_every", "eval_batch", "val_size", "keep_checkpoints"),
-        (MAX_COUNT, "2**31 - 1"),
-    ),
-}
-# The sweep's seed seeds numpy's samplers (>= 0) and `jax.random.key`, which keeps only the
-# low 32 bits (2**32 would train as 0). A member's seed is its int32 `seed` column.
-SEEDS = (0, 2**32 - 1)
-MEMBER_SEEDS = (0, 2**31 - 1)
+MEMBER_SEEDS = (0, 2**31 - 1)  # a member's seed is its int32 `seed` column
 SPACE_ALLOWED = (
     "a mapping of hyperparameter name to a distribution (Choice, IntUniform, LogUniform, "
     "Uniform) or a fixed number or string, e.g. {'learning_rate': LogUniform(1e-3, 1.0)}"
@@ -111,7 +94,8 @@ def validate(config: Config) -> Config:
 
     Runs before anything compiles or allocates. Returns the config unchanged.
     """
-    _check_types(config)
+    for spec in KEYS.values():  # each key alone: its types, range and choices
+        spec.check(getattr(config, spec.name))
     _check_numbers(config)
     _check_options(config)
     _check_model(config)
@@ -120,30 +104,8 @@ def validate(config: Config) -> Config:
     return config
 
 
-def _check_types(config: Config) -> None:
-    for name, kind in FIELD_TYPES.items():
-        value = getattr(config, name)
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        if not isinstance(value, kinds) or (bool not in kinds and isinstance(value, bool)):
-            allowed = " or ".join("None" if k is type(None) else k.__name__ for k in kinds)
-            raise ValueError(
-                f"{name}: {value!r} has type {type(value).__name__}; allowed: {allowed}."
-            )
-
-
 def _check_numbers(config: Config) -> None:
-    """Counts, the seed, and the other integer keys within what the sweep can use."""
-    for name, (most, power) in COUNTS.items():
-        value = getattr(config, name)
-        if value < 1:
-            raise ValueError(f"{name}: {value} must be a positive integer; allowed: 1 to {most}.")
-        if value > most:
-            raise ValueError(f"{name}: {value} is too large; allowed: 1 to {most} ({power}).")
-    if not SEEDS[0] <= config.seed <= SEEDS[1]:
-        raise ValueError(
-            f"seed: {config.seed} is out of range; allowed: integers from {SEEDS[0]} to "
-            f"{SEEDS[1]} (2**32 - 1)."
-        )
+    """The integer keys whose allowed values depend on another key or mix types."""
     width = config.population_width
     if (isinstance(width, str) and width != "auto") or (isinstance(width, int) and width < 1):
         raise ValueError(
@@ -160,17 +122,8 @@ def _check_numbers(config: Config) -> None:
 
 
 def _check_options(config: Config) -> None:
-    """Keys that name one of a few choices, and where the sweep writes."""
-    for name, allowed in (
-        ("data_placement", PLACEMENTS),
-        ("precision", PRECISIONS),
-        ("normalize", NORMALIZATIONS),
-    ):
-        if getattr(config, name) not in allowed:
-            raise ValueError(
-                f"{name}: unknown {getattr(config, name)!r}; allowed: {list(allowed)}."
-            )
-    cache = config.compile_cache  # a str or None: `_check_types` ran first
+    """Where the sweep writes and caches, its augmentation, task and trackers."""
+    cache = config.compile_cache  # a str or None: its type was checked first
     if cache is not None and not cache.strip():
         raise ValueError(
             f"compile_cache: {cache!r} names no folder; allowed: 'auto' ($SWEEPJAX_COMPILE_CACHE, "
