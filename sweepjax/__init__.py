@@ -51,7 +51,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {  # public name: (module, attribute 
     "learning_rate_at": ("sweepjax.engine.schedules", "learning_rate_at"),
     "load_dataset": ("sweepjax.engine.loaders", "load_dataset"),
     "LogUniform": ("sweepjax.search.space", "LogUniform"),
-    "make_evaluate": ("sweepjax.engine.population", "make_evaluate"),
+    "make_evaluate": ("sweepjax.engine.evaluation", "make_evaluate"),
     "make_stream_chunk": ("sweepjax.engine.population", "make_stream_chunk"),
     "make_train_chunk": ("sweepjax.engine.population", "make_train_chunk"),
     "MLP": ("sweepjax.engine.models", "MLP"),
@@ -85,6 +85,7 @@ if TYPE_CHECKING:
     from sweepjax.engine.data import Dataset as Dataset
     from sweepjax.engine.data import from_arrays as from_arrays
     from sweepjax.engine.data import from_examples as from_examples
+    from sweepjax.engine.evaluation import make_evaluate as make_evaluate
     from sweepjax.engine.loaders import load_dataset as load_dataset
     from sweepjax.engine.models import CNN1D as CNN1D
     from sweepjax.engine.models import CNN2D as CNN2D
@@ -97,7 +98,6 @@ if TYPE_CHECKING:
     from sweepjax.engine.population import Population as Population
     from sweepjax.engine.population import Program as Program
     from sweepjax.engine.population import init_population as init_population
-    from sweepjax.engine.population import make_evaluate as make_evaluate
     from sweepjax.engine.population import make_stream_chunk as make_stream_chunk
     from sweepjax.engine.population import make_train_chunk as make_train_chunk
     from sweepjax.engine.schedules import learning_rate_at as learning_rate_at

@@ -152,25 +152,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _ResumeKeysFormatter(argparse.HelpFormatter):
-    """Fills `{keys}` in a help text with the keys a resume may change, once help is shown:
-    reading them imports JAX, which the command defers until its signal handlers are in place."""
+def _resumable_keys() -> str:
+    """The keys `resume --set` may change, as a sentence lists them (read without JAX)."""
+    from sweepjax.sweep.keys import RESUME_OVERRIDES
 
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        text = super()._get_help_string(action)
-        if text is None or "{keys}" not in text:
-            return text
-        from sweepjax.sweep.same_sweep import RESUME_OVERRIDES
-
-        *others, last = RESUME_OVERRIDES
-        return text.format(keys=f"{', '.join(others)} or {last}")
+    *others, last = RESUME_OVERRIDES
+    return f"{', '.join(others)} or {last}"
 
 
 def _add_checkpoint_commands(commands) -> None:
     resume = commands.add_parser(
         "resume",
         help="continue a sweep from its latest good checkpoint (raise steps to extend)",
-        formatter_class=_ResumeKeysFormatter,
     )
     resume.add_argument("out_dir")
     resume.add_argument(
@@ -179,7 +172,7 @@ def _add_checkpoint_commands(commands) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="change {keys}",
+        help=f"change {_resumable_keys()}",
     )
     resume.add_argument("--quiet", action="store_true", help="no progress bar or leaderboard")
     _add_distributed_arguments(resume)

@@ -18,7 +18,8 @@ from conftest import assert_same, count_compiles
 from test_checkpoint import assert_same_results
 
 import sweepjax
-from sweepjax.engine.population import init_population, make_evaluate, make_train_chunk
+from sweepjax.engine.evaluation import make_evaluate
+from sweepjax.engine.population import init_population, make_train_chunk
 from sweepjax.engine.reassign import reassign
 from sweepjax.runner.run import program_of
 from sweepjax.sweep import checkpoint, loop

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from sweepjax.cli import main
-from sweepjax.sweep import same_sweep
+from sweepjax.sweep import keys, same_sweep
 from sweepjax.sweep.config import Config
 from sweepjax.sweep.keys import KEYS
 
@@ -83,7 +83,7 @@ def test_a_resume_may_change_exactly_the_resumable_keys(name):
 
 
 def test_a_resume_override_is_a_resumable_key_but_the_folder():
-    assert sorted(same_sweep.RESUME_OVERRIDES) == sorted(set(RESUMABLE) - {"out_dir"})
+    assert sorted(keys.RESUME_OVERRIDES) == sorted(set(RESUMABLE) - {"out_dir"})
 
 
 def test_the_resume_help_names_exactly_the_keys_a_resume_may_change(capsys):

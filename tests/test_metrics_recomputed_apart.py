@@ -18,8 +18,9 @@ from conftest import CLASSIFICATION_METRICS, make_tiny_data, result_row
 
 import sweepjax
 from sweepjax import Choice
+from sweepjax.engine.evaluation import _eval_batches
 from sweepjax.engine.models import build_model
-from sweepjax.engine.population import _eval_batches, init_population, make_train_chunk
+from sweepjax.engine.population import init_population, make_train_chunk
 from sweepjax.runner.run import program_of, sample_hparams
 from sweepjax.sweep import read_results, results
 from sweepjax.sweep.trials import Curves

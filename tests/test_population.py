@@ -16,7 +16,8 @@ from flax import nnx
 
 import sweepjax
 from sweepjax.engine.data import batch_indices
-from sweepjax.engine.population import init_population, make_evaluate, make_train_chunk
+from sweepjax.engine.evaluation import make_evaluate
+from sweepjax.engine.population import init_population, make_train_chunk
 from sweepjax.runner.run import program_of, sample_hparams
 
 

@@ -26,7 +26,8 @@ from conftest import assert_same, make_tiny_data
 from test_tasks import _regression_data
 
 import sweepjax
-from sweepjax.engine.population import init_population, make_evaluate, make_train_chunk
+from sweepjax.engine.evaluation import make_evaluate
+from sweepjax.engine.population import init_population, make_train_chunk
 from sweepjax.report.render import leaderboard_rows
 from sweepjax.runner.run import program_of
 from sweepjax.sweep import checkpoint

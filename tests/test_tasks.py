@@ -16,7 +16,8 @@ from conftest import count_compiles
 
 import sweepjax
 from sweepjax.engine.data import batch_indices, from_arrays, from_examples
-from sweepjax.engine.population import init_population, make_evaluate, make_train_chunk
+from sweepjax.engine.evaluation import make_evaluate
+from sweepjax.engine.population import init_population, make_train_chunk
 from sweepjax.engine.tasks import TASKS, Task
 from sweepjax.runner.run import program_of, sample_hparams
 

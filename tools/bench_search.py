@@ -158,11 +158,12 @@ def cold_start() -> None:
     """Forget compiled programs, as a fresh process would: JAX's caches and sweepjax's."""
     import jax
 
-    from sweepjax.engine import population, reassign, stream, widths
+    from sweepjax.engine import evaluation, population, reassign, stream, widths
 
     jax.clear_caches()
     for module, names in (
-        (population, ("make_train_chunk", "make_stream_chunk", "make_evaluate")),
+        (population, ("make_train_chunk", "make_stream_chunk")),
+        (evaluation, ("make_evaluate",)),
         (stream, ("_indices_fn",)),
         (reassign, ("_keep_or_copy", "_select")),
     ):

@@ -24,7 +24,8 @@ import numpy as np
 
 import sweepjax
 from sweepjax.engine import placement
-from sweepjax.engine.population import init_population, make_evaluate, make_train_chunk
+from sweepjax.engine.evaluation import make_evaluate
+from sweepjax.engine.population import init_population, make_train_chunk
 from sweepjax.runner.run import program_of, sample_hparams
 from sweepjax.search.space import HParams
 

@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 READ_BY_USERS = ["tests/test_metrics_recomputed_apart.py"]
 # (module, functions or methods, the tests that should notice a change in them)
 TARGETS = [
-    ("engine/population.py", ["_eval_batches", "_evaluate_members"], [*READ_BY_USERS, "tests/test_layout.py"]),
+    ("engine/evaluation.py", ["_eval_batches", "_evaluate_members"], [*READ_BY_USERS, "tests/test_layout.py"]),
     (
         "sweep/results.py",
         ["Result.ranked", "Result.best", "hyperparameter_columns", "rank_rows", "finished_rows", "member_rows", "summarize", "leaderboard"],

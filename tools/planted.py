@@ -63,7 +63,7 @@ BUGS = [
     Planted("test-on-validation", "runner/training.py", "replicate(dataset.test, mesh)",
          "replicate(dataset.val, mesh)",
          NUM + "each_members_metrics_are_its_parameters_on_the_right_split"),
-    Planted("eval-in-training-mode", "engine/population.py", "task.inputs(batch), False,",
+    Planted("eval-in-training-mode", "engine/evaluation.py", "task.inputs(batch), False,",
          "task.inputs(batch), True,", NUM + "each_members_metrics_are_its_parameters_on_the_right_split"),
     Planted("diverged-comes-back", "engine/population.py", OK, OK.replace("alive & ", ""),
          POP + "a_diverged_member_never_trains_again_even_when_its_loss_would_be_finite"),

@@ -18,6 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sweepjax.engine.settings import NORMALIZATIONS
+
 SPLIT_SEED = 0  # the validation split is carved with a fixed seed, the same for every sweep
 
 
@@ -198,9 +200,6 @@ def from_arrays(
     train = {"inputs": np.asarray(train_x, np.float32), "targets": labels["train"]}
     test = {"inputs": np.asarray(test_x, np.float32), "targets": labels["test"]}
     return from_examples(train, test, val_size=val_size, name=name, num_classes=classes)
-
-
-NORMALIZATIONS = ("standard", "scale", "none")
 
 
 def _float_inputs(split: Any) -> np.ndarray | None:

@@ -1,4 +1,4 @@
-"""The population: its state, the vmapped train step, the chunked scan, eval and quarantine.
+"""The population: its state, the vmapped train step, the chunked scan and quarantine.
 
 All members share one program. A `Program` holds the static structure (model, optimizer
 structure, schedule family, batch size); it keys the compiled functions, which are cached, so a
@@ -7,7 +7,8 @@ rides in `HParams` and in the optimizer state.
 
 A chunk is `jit(scan(K x vmap(member_step)))` with the population state donated: one device call
 trains every member for K steps on one shared minibatch stream, and the host sees nothing until
-it returns (invariant 5). A member's arithmetic does not depend on the layout (`sweepjax.engine.layout`).
+it returns (invariant 5). A member's arithmetic does not depend on the layout
+(`sweepjax.engine.layout`). `sweepjax.engine.evaluation` evaluates the members on a split.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from sweepjax.engine.data import Augment, augment_batch, augment_key, chunk_indi
 from sweepjax.engine.layout import group_layout, jit, map_groups, on_mesh, per_member
 from sweepjax.engine.optim import Optimizer
 from sweepjax.engine.schedules import hyperparameters_at, learning_rate_at
-from sweepjax.engine.tasks import TASKS, Task, check_task, reported, split_sums
+from sweepjax.engine.tasks import TASKS, Task, check_task
 from sweepjax.search.space import HParams
 
 
@@ -363,70 +364,3 @@ def make_stream_chunk(program: Program, num_steps: int, width: int | None = None
         return _run_chunk(program, width, mesh, _streamed_batch, pop, hparams, data_key, (), block)
 
     return jit(stream_chunk, mesh, donate_argnums=0)
-
-
-def _eval_batches(split: Any, eval_batch: int) -> tuple:
-    """A split as `[num_batches, eval_batch, ...]` batches, and the mask of the padding."""
-    n = jax.tree.leaves(split)[0].shape[0]
-    num_batches = -(-n // eval_batch)
-    pad = num_batches * eval_batch - n
-
-    def batched(a):
-        a = jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1))
-        return a.reshape(num_batches, eval_batch, *a.shape[1:])
-
-    return jax.tree.map(batched, split), batched(jnp.ones(n, bool))
-
-
-def _evaluate_members(program: Program, eval_batch: int, width, params, model_state, split):
-    """The task's reported metrics `{name: [P]}` of the members in `params` over `split`."""
-    task = program.task
-
-    def member_sums(params, model_state, batch, mask):
-        outputs, _ = forward(
-            program, params, model_state, task.inputs(batch), False, jax.random.key(0)
-        )
-        return split_sums(task, outputs, batch, mask)
-
-    def group_sums(group):
-        group_params, group_state = group
-        size = jax.tree.leaves(group_params)[0].shape[0]
-        vmapped = jax.vmap(member_sums)
-        batches, masks = _eval_batches(split, eval_batch)
-
-        def sums_of(item):
-            return vmapped(group_params, group_state, *per_member(item, size))
-
-        def one_batch(totals, item):
-            return jax.tree.map(jnp.add, totals, sums_of(item)), None
-
-        first = jax.tree.map(lambda a: a[0], (batches, masks))
-        zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(sums_of, first))
-        return jax.lax.scan(one_batch, zeros, (batches, masks))[0]
-
-    sums = map_groups(group_sums, (params, model_state), width)
-    count = jax.tree.leaves(split)[0].shape[0]
-    means = jax.tree.map(lambda total: total / count, sums)
-    return jax.vmap(functools.partial(reported, task))(means)
-
-
-@functools.lru_cache(maxsize=64)
-def make_evaluate(program: Program, eval_batch: int, width: int | None = None, mesh=None):
-    """The compiled eval `(population, split) -> {metric: [P]}` over a whole split.
-
-    The metrics are the task's reported ones (`sweepjax.engine.tasks.reported`). The split is
-    processed in batches of `eval_batch` examples (the last one masked), so memory stays
-    bounded for large splits; `width` and `mesh` mean what they mean in `make_train_chunk`
-    (the members are grouped and placed as they train).
-    """
-
-    def evaluate(pop: Population, split: Any):
-        run = on_mesh(
-            functools.partial(_evaluate_members, program, eval_batch, width),
-            mesh,
-            in_specs=("split", "split", "shared"),
-            out_specs="split",
-        )
-        return run(pop.params, pop.model_state, split)
-
-    return jit(evaluate, mesh)

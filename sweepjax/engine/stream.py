@@ -36,8 +36,7 @@ from sweepjax.engine import distributed
 from sweepjax.engine.data import Dataset, chunk_indices, num_examples, take
 from sweepjax.engine.placement import replicate
 from sweepjax.engine.population import Program
-
-PLACEMENTS = ("auto", "device", "stream")  # values of `data_placement`
+from sweepjax.engine.settings import PLACEMENTS
 
 FREE_FRACTION = 0.5  # `auto` streams a training set larger than this fraction of free memory
 CPU_STREAM_BYTES = 4 << 30  # `auto`'s threshold where neither device nor host report free memory

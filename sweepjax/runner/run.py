@@ -32,7 +32,7 @@ from sweepjax.errors import Interrupted
 from sweepjax.files import atomic_write
 from sweepjax.runner.training import stopped_before_training, train_population
 from sweepjax.search.space import HParams, SearchSpace
-from sweepjax.sweep import checkpoint, same_sweep
+from sweepjax.sweep import checkpoint, keys, same_sweep
 from sweepjax.sweep.buckets import (
     PLAN_FILE,
     Bucket,
@@ -275,7 +275,7 @@ def resume(
       out_dir: the sweep's output directory.
       overrides: `key=value` changes to the saved config; only keys that leave the sweep the
         same may change: those marked resumable in `sweepjax.sweep.keys`, but `out_dir`
-        (`same_sweep.RESUME_OVERRIDES`).
+        (`sweepjax.sweep.keys.RESUME_OVERRIDES`).
       config: the config to continue with instead of the saved one (needed when the model is
         a user module, which a checkpoint records only by its repr).
       quiet: no progress bar and no leaderboard on the terminal.
@@ -309,7 +309,7 @@ def resume(
 
 def _check_resume_overrides(out_dir: str, overrides: Sequence[str]) -> None:
     """Refuse an override that would make the resumed sweep another sweep."""
-    allowed = same_sweep.RESUME_OVERRIDES
+    allowed = keys.RESUME_OVERRIDES
     for item in overrides:
         key = item.partition("=")[0].strip()
         if key not in allowed:

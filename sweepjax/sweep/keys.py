@@ -18,10 +18,8 @@ import dataclasses
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from sweepjax.engine.data import NORMALIZATIONS
-from sweepjax.engine.stream import PLACEMENTS
+from sweepjax.engine.settings import NORMALIZATIONS, PLACEMENTS, PRECISIONS
 
-PRECISIONS = ("float32", "bfloat16")  # values of `precision`
 # Counts of steps, members, examples and checkpoints: positive, and int32 where on the device.
 MAX_COUNT = 2**31 - 1
 # Every trial's hyperparameters are sampled when a sweep starts, before the devices' memory
@@ -288,3 +286,10 @@ def _allowed(spec: KeySpec) -> str:
         low, high = spec.bounds
         return f"{low} to {power_of_two(high)}"
     return ", ".join(f"`{choice!r}`" for choice in spec.choices)
+
+
+# Config keys that may differ between a checkpoint and the run that resumes it: they change
+# where or how often things are written or evaluated, never what a member trains on.
+RESUMABLE_KEYS = frozenset(name for name, spec in KEYS.items() if spec.resumable)
+# What `resume --set` may change: the resumable keys but the folder itself.
+RESUME_OVERRIDES = tuple(sorted(RESUMABLE_KEYS - {"out_dir"}))

@@ -21,12 +21,8 @@ from tqdm.auto import tqdm
 
 from sweepjax.engine import distributed, placement, stream, widths
 from sweepjax.engine.compiling import compile_count
-from sweepjax.engine.population import (
-    Population,
-    make_evaluate,
-    make_stream_chunk,
-    make_train_chunk,
-)
+from sweepjax.engine.evaluation import make_evaluate
+from sweepjax.engine.population import Population, make_stream_chunk, make_train_chunk
 from sweepjax.engine.reassign import reassign
 from sweepjax.sweep.sweep_state import Chunk, SweepState
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from sweepjax.engine import distributed
 from sweepjax.errors import StorageError, describe_os_error
-from sweepjax.sweep import checkpoint, same_sweep
+from sweepjax.sweep import checkpoint, keys, same_sweep
 from sweepjax.sweep.buckets import PLAN_FILE
 from sweepjax.sweep.config import Config
 from sweepjax.sweep.lock import FolderBusy, FolderLock
@@ -75,7 +75,7 @@ def discard(out_dir: str) -> None:
 def keep_advice(out_dir: str, *, resuming: bool) -> str:
     """What to do about a folder that holds another sweep, for `run` or for `resume`."""
     if resuming:
-        allowed = ", ".join(same_sweep.RESUME_OVERRIDES)
+        allowed = ", ".join(keys.RESUME_OVERRIDES)
         return (
             f"Nothing was changed; a resume may change only {allowed}. To start the changed "
             f"sweep in this folder instead: sweepjax run EXPERIMENT --out {out_dir} --overwrite "

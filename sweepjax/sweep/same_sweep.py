@@ -15,13 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sweepjax.sweep.config import RENAMED_KEYS
-from sweepjax.sweep.keys import KEYS
-
-# Config keys that may differ between a checkpoint and the run that resumes it: they change
-# where or how often things are written or evaluated, never what a member trains on.
-RESUMABLE_KEYS = frozenset(name for name, spec in KEYS.items() if spec.resumable)
-# What `resume --set` may change: the resumable keys but the folder itself.
-RESUME_OVERRIDES = tuple(sorted(RESUMABLE_KEYS - {"out_dir"}))
+from sweepjax.sweep.keys import KEYS, RESUMABLE_KEYS
 
 
 def _flatten(prefix: str, value: Any) -> dict[str, Any]:
