@@ -44,7 +44,7 @@ TARGETS = [
     ("engine/evaluation.py", ["_eval_batches", "_evaluate_members"], [*READ_BY_USERS, "tests/test_layout.py"]),
     (
         "sweep/results.py",
-        ["Result.ranked", "Result.best", "hyperparameter_columns", "rank_rows", "finished_rows", "member_rows", "summarize", "leaderboard"],
+        ["Result.ranked", "Result.best", "rank_rows", "finished_rows", "member_rows", "summarize", "leaderboard"],
         [*READ_BY_USERS, "tests/test_report.py", "tests/test_cli.py", "tests/test_tasks.py"],
     ),
     (
@@ -107,6 +107,7 @@ TARGETS = [
     ("sweep/trial_results.py", None, ["tests/test_trial_bookkeeping.py", *READ_BY_USERS]),
     ("sweep/sweep_state.py", None, ["tests/test_trial_bookkeeping.py"]),
     ("sweep/frames.py", None, ["tests/test_frames_by_hand.py", "tests/test_frames.py"]),
+    ("sweep/columns.py", None, ["tests/test_report_analysis_by_hand.py", "tests/test_report_tasks.py"]),
 ]  # fmt: skip
 
 SWAPS = {  # operator and name replacements
