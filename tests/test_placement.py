@@ -20,7 +20,7 @@ from sweepjax.engine import placement, widths
 from sweepjax.engine.layout import CPU_ISA_FLAG
 from sweepjax.engine.population import init_population, make_train_chunk
 from sweepjax.runner.run import program_of, sample_hparams
-from sweepjax.sweep.buckets import complete_hparams
+from sweepjax.sweep.config import complete_hparams
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -244,7 +244,7 @@ def member_schedules(result: Result, num: int = 200) -> tuple[np.ndarray, np.nda
     `schedule` column, else the config's family) and its hyperparameters.
 
     The members' hyperparameters are completed as training completes them
-    (`sweepjax.sweep.buckets.complete_hparams`): what the table leaves out takes the default of the
+    (`sweepjax.sweep.config.complete_hparams`): what the table leaves out takes the default of the
     member's own family, or of the optimizer.
 
     Args:
@@ -285,8 +285,13 @@ def _completed_hparams(
 ) -> tuple[tuple[str, ...], dict[str, np.ndarray]] | None:
     """The sweep's schedule families and every member's hyperparameters as training has them,
     or None when the stored config cannot be read back (another version, unknown families)."""
-    from sweepjax.sweep.buckets import complete_hparams
-    from sweepjax.sweep.config import FAMILY_KEYS, Config, allowed_hyperparameters, families
+    from sweepjax.sweep.config import (
+        FAMILY_KEYS,
+        Config,
+        allowed_hyperparameters,
+        complete_hparams,
+        families,
+    )
 
     try:
         # The schedule does not depend on the model, and a user module is stored as its repr.

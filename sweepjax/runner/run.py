@@ -33,15 +33,14 @@ from sweepjax.files import atomic_write
 from sweepjax.runner.training import stopped_before_training, train_population
 from sweepjax.search.space import HParams, SearchSpace
 from sweepjax.sweep import checkpoint, keys, same_sweep
-from sweepjax.sweep.buckets import (
-    PLAN_FILE,
-    Bucket,
+from sweepjax.sweep.buckets import PLAN_FILE, Bucket, merge_results, plan_buckets, structural_keys
+from sweepjax.sweep.config import (
+    Config,
+    apply_overrides,
     complete_hparams,
-    merge_results,
-    plan_buckets,
-    structural_keys,
+    effective_space,
+    families,
 )
-from sweepjax.sweep.config import Config, apply_overrides, effective_space, families
 from sweepjax.sweep.data_checks import check_model_and_task, check_splits, dataset_of
 from sweepjax.sweep.lock import FolderLock
 from sweepjax.sweep.out_dir import check_results, discard, hold, keep_advice
@@ -53,7 +52,7 @@ from sweepjax.sweep.validation import validate
 def sample_hparams(config: Config) -> HParams:
     """Sample the space; hyperparameters the space leaves out get their defaults as columns.
 
-    See `sweepjax.sweep.buckets.complete_hparams` for family choices and per-family defaults.
+    See `sweepjax.sweep.config.complete_hparams` for family choices and per-family defaults.
     """
     space = effective_space(config)
     hparams = SearchSpace(space).sample(config.population, config.searcher, config.seed)
@@ -236,18 +235,7 @@ def _train_buckets(
                 results.append(interrupted.result)
             if not results:
                 raise
-            merged = merge_results(config, buckets, results)
-            merged.summary["interrupted"] = True
-            if out_dir is not None and primary:
-                write_result(merged, out_dir)
-            raise Interrupted(
-                f"interrupted in bucket {index + 1}/{len(buckets)} at step {interrupted.step}; "
-                f"the checkpoints and partial results are in {out_dir}. Resume with: "
-                f"sweepjax resume {out_dir}",
-                step=interrupted.step,
-                out_dir=out_dir,
-                result=merged,
-            ) from None
+            raise _stopped_in_bucket(config, buckets, results, index, interrupted) from None
     merged = merge_results(config, buckets, results)
     if out_dir is not None and primary:
         write_result(merged, out_dir)
@@ -256,6 +244,29 @@ def _train_buckets(
         if out_dir is not None:
             print(f"results in {out_dir}/", file=sys.stderr)
     return merged
+
+
+def _stopped_in_bucket(
+    config: Config,
+    buckets: list[Bucket],
+    results: list[Result],
+    index: int,
+    interrupted: Interrupted,
+) -> Interrupted:
+    """The sweep stopped in bucket `index`: the buckets' results so far, merged and written."""
+    out_dir = config.out_dir
+    merged = merge_results(config, buckets, results)
+    merged.summary["interrupted"] = True
+    if out_dir is not None and distributed.is_primary():
+        write_result(merged, out_dir)
+    return Interrupted(
+        f"interrupted in bucket {index + 1}/{len(buckets)} at step {interrupted.step}; "
+        f"the checkpoints and partial results are in {out_dir}. Resume with: "
+        f"sweepjax resume {out_dir}",
+        step=interrupted.step,
+        out_dir=out_dir,
+        result=merged,
+    )
 
 
 def resume(

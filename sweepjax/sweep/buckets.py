@@ -18,14 +18,7 @@ from typing import Any
 import numpy as np
 
 from sweepjax.search.space import Choice, HParams, SearchSpace
-from sweepjax.sweep.config import (
-    FAMILY_KEYS,
-    Config,
-    allowed_hyperparameters,
-    effective_space,
-    families,
-    family_parameters,
-)
+from sweepjax.sweep.config import Config, complete_hparams, effective_space
 from sweepjax.sweep.results import Result, ranking, summarize
 
 STRUCTURAL_PREFIX = "model."
@@ -46,43 +39,6 @@ class Bucket:
     members: np.ndarray
     hparams: HParams
     rows: list[dict[str, Any]]  # each member's sampled values, as `Searcher.ask` gives them
-
-
-def complete_hparams(config: Config, values: Mapping[str, np.ndarray]) -> HParams:
-    """Sampled columns made ready for the device.
-
-    A per-member family choice (`schedule`, `optimizer`) becomes an int32 index column into
-    `families(config, kind)`; a parameter the space leaves out gets, member by member, the
-    default of that member's own family. Every other column is float32 (`seed` stays int32), so
-    the dtypes, and thus the compiled program, do not depend on how a value was given.
-    """
-    values = dict(values)
-    size = len(next(iter(values.values())))
-    member_families = {}
-    for kind in FAMILY_KEYS:
-        names = families(config, kind)
-        chosen = values.pop(kind, None)
-        if chosen is None:
-            index = np.zeros(size, np.int32)
-        else:
-            index = np.asarray([names.index(str(v)) for v in chosen], np.int32)
-        if len(names) > 1:
-            values[kind] = index
-        member_families[kind] = [names[i] for i in index]
-    for name, default in allowed_hyperparameters(config).items():
-        if name in values:
-            continue
-        column = np.full(size, default, np.float64)
-        for kind, chosen in member_families.items():
-            tables = {f: family_parameters(config, kind, f) for f in set(chosen)}
-            for i, family in enumerate(chosen):
-                if name in tables[family]:
-                    column[i] = tables[family][name]
-        values[name] = column
-    for name, column in values.items():
-        if name not in (*FAMILY_KEYS, "seed"):
-            values[name] = np.asarray(column, np.float32)
-    return HParams(values)
 
 
 def plan_buckets(config: Config) -> list[Bucket]:

@@ -15,11 +15,14 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from sweepjax.engine.models import model_of
 from sweepjax.engine.optim import FAMILIES, hyperparameter_names
 from sweepjax.engine.schedules import SCHEDULES, schedule_parameters
 from sweepjax.search import distributions
 from sweepjax.search import space as space_lib
+from sweepjax.search.space import HParams
 from sweepjax.sweep.keys import KEYS
 
 # Space entries that pick a family per member; on the device they are int32 indices.
@@ -341,3 +344,46 @@ def allowed_hyperparameters(config: Config) -> dict[str, float]:
         out.update({f"{name}.{parameter}": v for parameter, v in defaults.items()})
     model = {"dropout": 0.0} if model_of(config.model).takes_dropout else {}
     return {**out, **model, "seed": 0, "batch_size": config.batch_size}
+
+
+def is_adaptive(config: Config) -> bool:
+    """Whether trials may stop early or outnumber the slots (the bar then counts trials)."""
+    scheduler = policy_of(config.scheduler, "scheduler")[0]
+    return scheduler != "none" or (config.trials or config.population) != config.population
+
+
+def complete_hparams(config: Config, values: Mapping[str, np.ndarray]) -> HParams:
+    """Sampled columns made ready for the device.
+
+    A per-member family choice (`schedule`, `optimizer`) becomes an int32 index column into
+    `families(config, kind)`; a parameter the space leaves out gets, member by member, the
+    default of that member's own family. Every other column is float32 (`seed` stays int32), so
+    the dtypes, and thus the compiled program, do not depend on how a value was given.
+    """
+    values = dict(values)
+    size = len(next(iter(values.values())))
+    member_families = {}
+    for kind in FAMILY_KEYS:
+        names = families(config, kind)
+        chosen = values.pop(kind, None)
+        if chosen is None:
+            index = np.zeros(size, np.int32)
+        else:
+            index = np.asarray([names.index(str(v)) for v in chosen], np.int32)
+        if len(names) > 1:
+            values[kind] = index
+        member_families[kind] = [names[i] for i in index]
+    for name, default in allowed_hyperparameters(config).items():
+        if name in values:
+            continue
+        column = np.full(size, default, np.float64)
+        for kind, chosen in member_families.items():
+            tables = {f: family_parameters(config, kind, f) for f in set(chosen)}
+            for i, family in enumerate(chosen):
+                if name in tables[family]:
+                    column[i] = tables[family][name]
+        values[name] = column
+    for name, column in values.items():
+        if name not in (*FAMILY_KEYS, "seed"):
+            values[name] = np.asarray(column, np.float32)
+    return HParams(values)

@@ -23,10 +23,9 @@ from sweepjax.engine import distributed
 from sweepjax.errors import StorageError, describe_os_error
 from sweepjax.sweep import checkpoint, keys, same_sweep
 from sweepjax.sweep.buckets import PLAN_FILE
-from sweepjax.sweep.config import Config
+from sweepjax.sweep.config import Config, is_adaptive
 from sweepjax.sweep.lock import FolderBusy, FolderLock
 from sweepjax.sweep.metadata import CheckpointMeta
-from sweepjax.sweep.sweep_state import is_adaptive
 
 RESULT_FILES = ("results.csv", "curves.npz", "sweep.json")
 REPORT_FILES = ("report.html", "report.md")

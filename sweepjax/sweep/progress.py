@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from sweepjax.sweep.config import is_adaptive
 from sweepjax.sweep.lock import FolderLock
-from sweepjax.sweep.sweep_state import Chunk, SweepState, is_adaptive
+from sweepjax.sweep.sweep_state import Chunk, SweepState
 
 
 class ProgressBar:

@@ -19,10 +19,10 @@ from sweepjax.engine import distributed, placement
 from sweepjax.engine.population import START, Population, Program, init_population
 from sweepjax.search.space import HParams
 from sweepjax.sweep import checkpoint
-from sweepjax.sweep.config import FAMILY_KEYS, Config, families
+from sweepjax.sweep.config import FAMILY_KEYS, Config, families, is_adaptive
 from sweepjax.sweep.metadata import CheckpointMeta
 from sweepjax.sweep.results import curve_names
-from sweepjax.sweep.sweep_state import SweepState, is_adaptive
+from sweepjax.sweep.sweep_state import SweepState
 from sweepjax.sweep.trials import Curves, TrialTable
 
 

@@ -26,8 +26,7 @@ from sweepjax.engine.layout import MIN_WIDTH
 from sweepjax.engine.population import START
 from sweepjax.search.protocol import Exploit, Observation, Scheduler, Searcher, Stop, better
 from sweepjax.search.space import HParams
-from sweepjax.sweep.buckets import complete_hparams
-from sweepjax.sweep.config import Config, policy_of
+from sweepjax.sweep.config import Config, complete_hparams, is_adaptive
 from sweepjax.sweep.metadata import CheckpointMeta, DataStream
 from sweepjax.sweep.trials import Curves, TrialTable
 
@@ -331,12 +330,6 @@ class SweepState:
         row = trial_columns(self.config, [new], [start])
         for k, column in columns.items():
             column[action.slot] = row[k][0]
-
-
-def is_adaptive(config: Config) -> bool:
-    """Whether trials may stop early or outnumber the slots (the bar then counts trials)."""
-    scheduler = policy_of(config.scheduler, "scheduler")[0]
-    return scheduler != "none" or (config.trials or config.population) != config.population
 
 
 def packed(running: np.ndarray, devices: int, size: int) -> np.ndarray:

@@ -16,10 +16,16 @@ from typing import Any
 import numpy as np
 
 from sweepjax.search.space import HParams
-from sweepjax.sweep.buckets import complete_hparams
-from sweepjax.sweep.config import FAMILY_KEYS, Config, families, policy_of
+from sweepjax.sweep.config import (
+    FAMILY_KEYS,
+    Config,
+    complete_hparams,
+    families,
+    is_adaptive,
+    policy_of,
+)
 from sweepjax.sweep.results import Result, member_rows, summarize
-from sweepjax.sweep.sweep_state import SweepState, is_adaptive
+from sweepjax.sweep.sweep_state import SweepState
 from sweepjax.sweep.trials import RESULT_STATUS, last_finite
 
 

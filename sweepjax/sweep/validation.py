@@ -30,11 +30,11 @@ from sweepjax.sweep.config import (
     allowed_hyperparameters,
     effective_space,
     families,
+    is_adaptive,
     policy_of,
 )
 from sweepjax.sweep.keys import KEYS, MAX_MEMBERS
 from sweepjax.sweep.policies import check_policies
-from sweepjax.sweep.sweep_state import is_adaptive
 from sweepjax.sweep.tracker_options import check_trackers
 
 # Per-member hyperparameters with a bounded range: name -> (low, high, low_inclusive, high_inclusive).
