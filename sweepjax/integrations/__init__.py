@@ -1,4 +1,3 @@
-"""Bridges to other tools: the trackers (`tensorboard_log.py`, `mlflow_log.py`,
-`wandb_log.py`, sharing `trial_log.py`) that log each trial between chunks, and a sweep as an
-Optuna study (`optuna_study.py`).
+"""Bridges to other tools: trackers that log each trial between chunks, and a sweep as an
+Optuna study. Module by module: the map in `docs/architecture.md`.
 """
