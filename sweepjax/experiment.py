@@ -9,7 +9,6 @@ installed with the package (`sweepjax.experiments`, the repository's `experiment
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import os
 import traceback
@@ -17,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
+from sweepjax.engine.code_refs import load_file
 from sweepjax.sweep.config import Config
 
 
@@ -53,15 +53,14 @@ def find_experiment(name: str) -> Path:
 
 
 def load_module(name: str) -> ModuleType:
-    """The module of experiment `name` (a path to a `.py` file, or a name in `experiments/`)."""
+    """The module of experiment `name` (a path to a `.py` file, or a name in `experiments/`),
+    run afresh as `sweepjax_experiment_<stem>`: the code it defines is recorded with a sweep
+    as this file's, which `resume` and `report` run again (`sweepjax.engine.code_refs`)."""
     path = find_experiment(name)
-    spec = importlib.util.spec_from_file_location(f"sweepjax_experiment_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
     try:
-        spec.loader.exec_module(module)
+        return load_file(path)
     except Exception as err:  # the file's own code failed: a syntax error, an import, a bug
         raise _load_error(path, err) from err
-    return module
 
 
 def _load_error(path: Path, err: Exception) -> ValueError:

@@ -20,12 +20,15 @@ at its start, put in front of the schedule (the schedule starts after the warmup
 with a warmup of their own (`warmup_cosine`) count it inside `decay_steps`, as Optax does.
 
 Users add a family (the "lambda" schedule) with `register_schedule(name, fn, defaults)` to the
-process's registry `SCHEDULES`, and remove it with `unregister_schedule(name)`.
+process's registry `SCHEDULES`, and remove it with `unregister_schedule(name)`. A sweep folder
+records where such a family came from, so that `resume` and `report` import it again
+(`sweepjax.sweep.code_record`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -43,12 +46,16 @@ _NOISE_SALT = 0x5C4ED  # separates the schedule-noise stream from the member's i
 class Schedule:
     """A schedule family: `fn(step, hp)` and its parameters' defaults given the run length.
 
-    `own_warmup` is True for a family that handles `warmup_steps` itself.
+    `own_warmup` is True for a family that handles `warmup_steps` itself. A user's family
+    keeps what `register_schedule` was given (`given_defaults`) and the module whose top level
+    registered it (`registered_in`), which a sweep folder records to import it again.
     """
 
     fn: Callable[[jax.Array, Mapping[str, jax.Array]], jax.Array]
     defaults: Callable[[int], dict[str, float]]
     own_warmup: bool = False
+    given_defaults: Any = None
+    registered_in: str | None = None
 
 
 def _safe(x):
@@ -300,7 +307,16 @@ def register_schedule(
     if not callable(fn):
         raise ValueError(f"schedule: {name!r} needs a function fn(step, hp); got {fn!r}.")
     table = defaults if callable(defaults) else (lambda steps, d=dict(defaults or {}): dict(d))
-    SCHEDULES[name] = Schedule(fn, table)
+    given = defaults if callable(defaults) or defaults is None else dict(defaults)
+    SCHEDULES[name] = Schedule(fn, table, given_defaults=given, registered_in=_caller_module())
+
+
+def _caller_module() -> str | None:
+    """The module whose top level called `register_schedule` (importing it registers again)."""
+    frame = sys._getframe(2)
+    if frame.f_code.co_name != "<module>":
+        return None
+    return frame.f_globals.get("__name__")
 
 
 def unregister_schedule(name: str) -> None:

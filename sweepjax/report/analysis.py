@@ -253,7 +253,8 @@ def member_schedules(result: Result, num: int = 200) -> tuple[np.ndarray, np.nda
 
     Returns:
       `steps [S]` and `learning_rate [P, S]`, or None if the schedule cannot be computed (no
-      config, or a schedule family this version does not know).
+      config, or a schedule family this process does not know: `write_report` imports the
+      recorded ones first and names those it cannot, `code_record.schedule_problems`).
     """
     config = config_of(result.summary)
     steps = config.get("steps")

@@ -18,6 +18,7 @@ import base64
 import html
 import json
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from sweepjax.report.read import (
     status_line,
     written_while,
 )
+from sweepjax.sweep.code_record import UserCodeWarning, schedule_problems
 from sweepjax.sweep.columns import hyperparameter_columns
 from sweepjax.sweep.results import RANK_BY, Result, metric_of, rank_rows, ranking
 
@@ -176,13 +178,21 @@ def write_report(out_dir: str | os.PathLike, top: int = 10) -> Path:
       StorageError: a result file is damaged or cannot be read.
 
     While a sweep runs in `out_dir`, the report is of the results it wrote last (an earlier
-    run's), and says so.
+    run's), and says so. The schedule families the user registered are imported from where
+    the folder records them; one that cannot be leaves out the schedules figure with a
+    `UserCodeWarning` and a line in the report naming it.
     """
     check_top(top)
     result, running = read_folder(out_dir)
     if result is None:
         raise no_results_yet(out_dir, running)
     out = Path(out_dir)
+    left_out = [
+        f"the schedules figure: {problem}"
+        for problem in schedule_problems(config_of(result.summary))
+    ]
+    for line in left_out:
+        warnings.warn(f"report of {out_dir} leaves out {line}", UserCodeWarning, stacklevel=2)
     figures: list[tuple[str, str, bytes]] = []
     plots: dict[str, str] = {}  # the interactive versions, for report.html
     for name, (make, _) in FIGURES.items():
@@ -195,7 +205,7 @@ def write_report(out_dir: str | os.PathLike, top: int = 10) -> Path:
         if plot is not None:
             plots[name] = plot
     tables = _tables(result, top)
-    facts = _facts(result)
+    facts = _facts(result) + [("left out", line) for line in left_out]
     if running is not None:
         facts.insert(0, ("running", written_while(running, result)))
     title = f"sweepjax report: {sweep_title(result)}"

@@ -23,6 +23,7 @@ from sweepjax.engine.schedules import SCHEDULES, schedule_parameters
 from sweepjax.search import distributions
 from sweepjax.search import space as space_lib
 from sweepjax.search.space import HParams
+from sweepjax.sweep import code_record
 from sweepjax.sweep.keys import KEYS
 
 # Space entries that pick a family per member; on the device they are int32 indices.
@@ -121,7 +122,8 @@ class Config:
         return dataclasses.replace(self, **changes)
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-able description (a user module is recorded by its repr)."""
+        """A JSON-able description (a user module is recorded by its repr); the user's code it
+        runs (schedules, a `Task`, a model) adds where to import it from, `code_record.CODE_KEY`."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["model"] = dict(self.model) if isinstance(self.model, Mapping) else repr(self.model)
         out["task"] = self.task if isinstance(self.task, str) else f"Task({self.task.name!r})"
@@ -130,6 +132,9 @@ class Config:
         for name in FAMILY_KEYS:
             if isinstance(out[name], tuple):
                 out[name] = list(out[name])
+        code = code_record.record(out, self.model, self.task)
+        if code:
+            out[code_record.CODE_KEY] = code
         return out
 
     @classmethod
@@ -137,10 +142,11 @@ class Config:
         """Inverse of `to_json`; an unknown key or distribution is a `ValueError` naming it.
 
         A config saved before tasks existed is a classification sweep (the default); one
-        saved before `searcher` had its name gives its `search` (`RENAMED_KEYS`).
+        saved before `searcher` had its name gives its `search` (`RENAMED_KEYS`). The record of
+        the user's code is left out: `code_record.restore` imports it.
         """
         names = [f.name for f in dataclasses.fields(cls)]
-        data = {RENAMED_KEYS.get(k, k): v for k, v in data.items()}
+        data = {RENAMED_KEYS.get(k, k): v for k, v in data.items() if k != code_record.CODE_KEY}
         unknown = sorted(set(data) - set(names))
         if unknown:
             raise ValueError(f"config: unknown keys {unknown}; allowed: {names}.")

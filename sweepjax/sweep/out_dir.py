@@ -21,7 +21,7 @@ from typing import Any
 
 from sweepjax.engine import distributed
 from sweepjax.errors import StorageError, describe_os_error
-from sweepjax.sweep import checkpoint, keys, same_sweep
+from sweepjax.sweep import checkpoint, code_record, keys, same_sweep
 from sweepjax.sweep.buckets import PLAN_FILE
 from sweepjax.sweep.config import Config, is_adaptive
 from sweepjax.sweep.lock import FolderBusy, FolderLock
@@ -87,7 +87,9 @@ def keep_advice(out_dir: str, *, resuming: bool) -> str:
 
 
 def check_contents(config: Config, data: dict[str, str], *, resuming: bool) -> None:
-    """Refuse a checkpoint or result files of another sweep in `config.out_dir`; reads only."""
+    """Refuse a checkpoint or result files of another sweep in `config.out_dir`; reads only.
+    Warns of the user's code that the folder cannot record for `resume` and `report`."""
+    code_record.warn_unrecorded(config.to_json())
     meta = checkpoint.read_meta(config.out_dir)
     if meta is None:
         if resuming:

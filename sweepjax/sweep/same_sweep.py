@@ -1,5 +1,6 @@
 """Whether a folder's sweep is this sweep: the config keys a resume may change, and the
-differences a checkpoint's (or `sweep.json`'s) config has with the config now.
+differences a checkpoint's (or `sweep.json`'s) config has with the config now (where the
+user's code is imported from, `code_record.CODE_KEY`, is no difference).
 
 A resumed sweep must be the sweep its checkpoint holds: the same structure, space, data and
 policies. Only keys that change where or how often things are written or evaluated may differ
@@ -14,6 +15,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from sweepjax.sweep.code_record import CODE_KEY
 from sweepjax.sweep.config import RENAMED_KEYS
 from sweepjax.sweep.keys import KEYS, RESUMABLE_KEYS
 
@@ -48,8 +50,9 @@ def differences(
     ['model.hidden: [100] (checkpoint) != [64] (now)']
     """
     renamed = {RENAMED_KEYS.get(k, k): v for k, v in saved["config"].items()}
-    old = _flatten("", {k: v for k, v in renamed.items() if k != "space"})
-    new = _flatten("", {k: v for k, v in config_json.items() if k != "space"})
+    skip = {"space", CODE_KEY, *_same_code(renamed, config_json)}
+    old = _flatten("", {k: v for k, v in renamed.items() if k not in skip})
+    new = _flatten("", {k: v for k, v in config_json.items() if k not in skip})
     old.update({f"space.{k}": v for k, v in saved["config"].get("space", {}).items()})
     new.update({f"space.{k}": v for k, v in config_json.get("space", {}).items()})
     out = []
@@ -67,6 +70,23 @@ def differences(
             out.append(f"data.{key}: {saved_data[key]} (checkpoint) != {data[key]} (now)")
             break
     return out
+
+
+def _same_code(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+    """The keys (`task`, `model`) whose user code both configs import from the same place: the
+    same code, whatever its repr (a class of `python script.py` is `__main__.Net` there, and
+    `sweepjax_experiment_script.Net` once `resume` imports the script again).
+
+    >>> code = {"model": {"ref": "my_code:Net"}}
+    >>> _same_code({"code": code}, {"code": code}), _same_code({}, {"code": code})
+    (['model'], [])
+    """
+    old, new = saved.get(CODE_KEY) or {}, now.get(CODE_KEY) or {}
+    return [
+        key
+        for key in ("task", "model")
+        if key in old and "missing" not in old[key] and old[key] == new.get(key)
+    ]
 
 
 def _canonical(value: Any) -> str:
