@@ -41,6 +41,19 @@ def learned(row: Mapping[str, Any], num_classes: int = 10) -> bool:
     return healthy(row) and math.isfinite(loss) and loss < 0.9 * math.log(num_classes)
 
 
+def learned_by_last_step(row: Mapping[str, Any], num_classes: int = 10) -> bool:
+    """Not diverged, and its train loss is below chance level by its last step (a trial a
+    scheduler stopped early counts by where it stopped).
+
+    >>> learned_by_last_step({"status": "stopped", "final_train_loss": 1.2})
+    True
+    """
+    loss = row["final_train_loss"]
+    return (
+        row["status"] != "diverged" and math.isfinite(loss) and loss < 0.9 * math.log(num_classes)
+    )
+
+
 def by_value(rows: Sequence[Mapping[str, Any]], name: str, then: str | None = None) -> str:
     """A table of the mean final metrics per value of `name` (and of `then`, when given)."""
     groups: dict[tuple, list[Mapping[str, Any]]] = {}

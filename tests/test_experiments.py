@@ -31,6 +31,31 @@ STRUCTURAL = {
         'model={"name": "cnn1d", "channels": [4], "kernel": 3}',
         "space.model.kernel=Choice([3, 5])",
     ],
+    "initializer": [
+        "space.model.initializer=Choice(['he', 'xavier'])",
+        "space.learning_rate=LogUniform(1e-3, 0.3, num=2)",
+        "trials=4",
+        "scheduler.min_steps=2",
+    ],
+    "activation": [
+        "space.learning_rate=LogUniform(0.01, 1.0, num=1)",
+        "trials=4",
+        "scheduler.min_steps=2",
+    ],
+}
+# Rule experiments with a structure of their own (a dropout rate, a clipping threshold).
+OWN_PROGRAM = {
+    "dropout": (
+        ["space.dropout=Choice([0.0, 0.25])", "space.learning_rate=LogUniform(0.01, 0.1, num=2)"],
+        "best with dropout (keep 0.75) against none",
+    ),
+    "grad_clip": (
+        [
+            "space.clip_norm=LogUniform(0.01, 100.0, num=2)",
+            "space.learning_rate=LogUniform(0.01, 1.0, num=2)",
+        ],
+        "clip_norm 100",
+    ),
 }
 
 
@@ -47,7 +72,8 @@ def _summary(name, *out_dirs, capsys):
 
 def test_every_experiment_loads_and_documents_its_run_command():
     names = set(available_experiments())
-    assert {*RULES, *STRUCTURAL, "batch_size", "mnist1d_paper", "regression", "next_token"} <= names
+    expected = {*RULES, *STRUCTURAL, *OWN_PROGRAM, "batch_size", "mnist1d_paper", "regression"}
+    assert {*expected, "next_token"} <= names
     for name in names:
         config = load_experiment(name)
         spec = importlib.util.spec_from_file_location(name, find_experiment(name))
@@ -99,6 +125,34 @@ def test_structural_experiments_bucket_by_model_option(name, tmp_path, capsys):
     _run(name, tmp_path / name, *STRUCTURAL[name])
     text = _summary(name, tmp_path / name, capsys=capsys)
     assert text.splitlines()[0].startswith(f"model.{name.split('_')[0][:6]}")
+    rule = {"initializer": "learning rates", "activation": "stalled at chance level"}
+    assert rule.get(name, "best by validation") in text
+
+
+@pytest.mark.parametrize("name", sorted(OWN_PROGRAM))
+def test_dropout_and_clipping_grids_print_their_rule(name, tmp_path, capsys):
+    changes, rule = OWN_PROGRAM[name]
+    _run(name, tmp_path / name, *changes, "searcher=grid")
+    text = _summary(name, tmp_path / name, capsys=capsys)
+    assert text.splitlines()[0].startswith(name.replace("grad_", ""))
+    assert rule in text
+
+
+def test_grad_clip_finds_the_thresholds_no_gradient_reached():
+    module = _module("grad_clip")
+    row = {"status": "ok", "final_val_accuracy": 0.6}
+    rows = [
+        {**row, "clip_norm": c, "learning_rate": lr, "final_train_loss": loss}
+        for c, lr, loss in [
+            (100.0, 0.1, 0.5),
+            (100.0, 1.0, 2.3),  # did not learn: not compared
+            (10.0, 0.1, 0.5),
+            (10.0, 1.0, 2.4),
+            (1.0, 0.1, 0.7),  # clipped: another result
+            (1.0, 1.0, 2.3),
+        ]
+    ]
+    assert module.unreached(rows) == [100.0, 10.0]
 
 
 def test_mnist1d_paper_prints_the_paper_beside_ours(tmp_path, capsys):
@@ -144,6 +198,7 @@ SMALLER = {  # the schedule benchmark's grid, one peak learning rate and one see
     "staged": ["space.model.hidden=Choice([[4]])", "population=4"],
     # two small structures, 2 members each, instead of one program per width up to 512
     **{name: [*changes, "population=4"] for name, changes in STRUCTURAL.items()},
+    **{name: [*changes, "population=4"] for name, (changes, _) in OWN_PROGRAM.items()},
 }
 
 

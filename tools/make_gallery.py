@@ -34,6 +34,10 @@ GALLERY = {
     "momentum": ["heatmap"],
     "hidden_units": ["hyperparameters"],
     "kernel_width": ["hyperparameters"],
+    "initializer": ["groups", "hyperparameters"],
+    "activation": ["groups", "hyperparameters"],
+    "dropout": ["heatmap"],
+    "grad_clip": ["heatmap"],
     "random_vs_grid": [],  # its own figure: the members of each search in the plane
     "mnist1d_paper": ["curves"],
 }
