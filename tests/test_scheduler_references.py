@@ -1,7 +1,8 @@
 """The schedulers against references written apart from them, in both ranking directions.
 
 ASHA and Hyperband are fed the same trials, seeded curves (ties and diverged trials included)
-and arrival order as Optuna's `SuccessiveHalvingPruner` / `HyperbandPruner`; synchronous
+and arrival order as Optuna's `SuccessiveHalvingPruner` / `HyperbandPruner`, which is fed
+the worst value in place of each diverged one where ours counts it as the worst; synchronous
 successive halving is held to the paper's rule in numpy; median stopping to Optuna's
 `MedianPruner`; PBT to truncation selection as Ray Tune's `PopulationBasedTraining` documents
 it, with a hand-computed sequence (`tests/test_pbt_references.py`).
@@ -9,6 +10,7 @@ it, with a hand-computed sequence (`tests/test_pbt_references.py`).
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -79,13 +81,17 @@ def optuna_prunes(study, trial, obs: Observation, direction: str) -> bool:
     return prunes
 
 
-def sweep_against_optuna(scheduler, pruner, values, direction, population, chunk) -> list:
+def sweep_against_optuna(scheduler, pruner, values, direction, population, chunk, feed=None):
     """Run a refill sweep of `len(values)` trials through `scheduler` and an Optuna study with
     `pruner` in the same order; assert they stop the same trials each chunk. Returns our stops.
+    `feed(study, trial, obs, steps_before)` reports an observation to Optuna and says whether
+    ours must stop it (default: `optuna_prunes`).
 
     A trial leaves its slot when stopped, diverged (Optuna: failed) or at its last step
     (Optuna: completed); the slot takes the next trial, asked from the study in id order.
     """
+    if feed is None:
+        feed = lambda study, trial, obs, before: optuna_prunes(study, trial, obs, direction)  # noqa: E731
     study = optuna.create_study(direction=STUDY[direction], pruner=pruner)
     max_steps = values.shape[1] - 1
     slots: dict[int, int] = {}  # slot -> trial
@@ -98,22 +104,20 @@ def sweep_against_optuna(scheduler, pruner, values, direction, population, chunk
         if not slots:
             return stops
         step += chunk
-        observations = []
+        observations, before = [], dict(steps)
         for slot, trial in sorted(slots.items(), key=lambda item: (item[1] * 7) % 5):
             steps[trial] = min(steps[trial] + chunk, max_steps)
             value = float(values[trial, steps[trial]])
             observations.append(Observation(trial, slot, steps[trial], value, {}))
         ours = scheduler.decide(observations, step)
-        theirs = [
-            o.trial for o in observations if optuna_prunes(study, asked[o.trial], o, direction)
-        ]
+        theirs = [o.trial for o in observations if feed(study, asked[o.trial], o, before[o.trial])]
         assert [a.trial for a in ours] == theirs, step
         assert all(slots[a.slot] == a.trial for a in ours)
         stops += ours
         for obs in observations:
             if obs.trial in theirs:
                 study.tell(asked[obs.trial], state=optuna.trial.TrialState.PRUNED)
-            elif math.isnan(obs.value):
+            elif not math.isfinite(obs.value):
                 study.tell(asked[obs.trial], state=optuna.trial.TrialState.FAIL)
             elif obs.steps == max_steps:
                 study.tell(asked[obs.trial], obs.value)
@@ -164,6 +168,116 @@ def test_hyperband_stops_what_optunas_hyperband_prunes(direction):
         stops += sweep_against_optuna(hyperband, pruner, values, direction, 4, 1)
     stopped_brackets = {hyperband.bracket_of(a.trial) for a in stops}
     assert stopped_brackets == {0, 1, 2}
+
+
+# ASHA and Hyperband with diverged values against Optuna fed the worst value in their place
+
+
+def diverging_curves(seed: int, direction: str, trials: int, steps: int, rungs) -> np.ndarray:
+    """`seeded_curves` with about one more trial in four diverged from one of the `rungs`' steps
+    on (one diverging between rungs is recorded nowhere), and each diverged trial's values NaN,
+    +inf or -inf (any infinity is a diverged value)."""
+    values = seeded_curves(seed, direction, trials, steps)
+    rng = np.random.default_rng([seed, DIRECTIONS.index(direction), 7])
+    for trial in np.flatnonzero(rng.random(trials) < 1 / 4):
+        values[trial, rng.choice(rungs) :] = np.nan
+    for row in values:
+        row[np.isnan(row)] = rng.choice([math.nan, math.inf, -math.inf])
+    return values
+
+
+class FedTheWorst:
+    """Reports to Optuna the worst value in place of each diverged one, at the budget of the
+    first rung its observation newly reaches (`min_steps * eta**(bracket + k)` above its steps
+    before), and says whether ours must stop it: where Optuna prunes it, and also where Optuna
+    promotes the worst value, which must be only where it ties the rung's cutoff (counted in
+    `ties`). A finite value is reported as it is and Optuna's decision is ours."""
+
+    def __init__(self, direction: str, min_steps: int, eta: int, brackets: int = 1):
+        self.direction, self.min_steps, self.eta = direction, min_steps, eta
+        self.brackets, self.ties = brackets, 0
+
+    def __call__(self, study, trial, obs: Observation, before: int) -> bool:
+        if math.isfinite(obs.value):
+            trial.report(obs.value, obs.steps)
+            return trial.should_prune()
+        bracket = trial.number % self.brackets
+        rungs = (self.min_steps * self.eta ** (bracket + k) for k in itertools.count())
+        first = next(budget for budget in rungs if budget > before)
+        if obs.steps < first:  # no new rung reached: Optuna does not prune, ours does not stop
+            trial.report(WORST[self.direction], obs.steps)
+            return trial.should_prune()
+        trial.report(WORST[self.direction], first)
+        if trial.should_prune():
+            return True
+        keys = study._storage.get_trial(trial._trial_id).system_attrs
+        key = f"completed_rung_{sum(k.startswith('completed_rung_') for k in keys) - 1}"
+        rung = sorted(
+            (
+                t.system_attrs[key]
+                for t in study.get_trials()
+                if key in t.system_attrs and t.number % self.brackets == bracket
+            ),
+            reverse=self.direction == "max",
+        )
+        assert rung[max(len(rung) // self.eta, 1) - 1] == WORST[self.direction]
+        self.ties += 1
+        return True
+
+
+def decided_after_a_divergence(asha: ASHA) -> int:
+    """How many finite values were recorded at a rung after a diverged one (not a vacuous
+    match: their decisions counted the diverged value in n)."""
+    rungs = [[v for _, v in rung] for bracket in asha.state_dict()["records"] for rung in bracket]
+    firsts = [next((i for i, v in enumerate(r) if not math.isfinite(v)), len(r)) for r in rungs]
+    return sum(math.isfinite(v) for r, i in zip(rungs, firsts, strict=True) for v in r[i:])
+
+
+@pytest.mark.parametrize("direction", DIRECTIONS)
+@pytest.mark.parametrize("case", ASHA_CASES)
+def test_asha_with_diverged_values_matches_optuna_fed_the_worst_value(direction, case):
+    """Every decision on a finite value is Optuna's; a diverged trial stops at the first rung
+    it reaches, as Optuna prunes it there unless the worst value ties the cutoff."""
+    min_steps, eta, max_steps, chunk, population = case
+    rungs = [r for r in min_steps * eta ** np.arange(9) if r < max_steps]
+    stops, counted = [], 0
+    for seed in range(3):
+        values = diverging_curves(seed, direction, 24, max_steps, rungs)
+        asha = ASHA(direction, max_steps=max_steps, min_steps=min_steps, eta=eta)
+        pruner = optuna.pruners.SuccessiveHalvingPruner(min_steps, eta)
+        feed = FedTheWorst(direction, min_steps, eta)
+        stops += sweep_against_optuna(asha, pruner, values, direction, population, chunk, feed)
+        counted += decided_after_a_divergence(asha)
+    assert {a.reason for a in stops} >= {"asha rung 0", "asha rung 1"}  # not a vacuous match
+    assert counted >= 10
+
+
+@pytest.mark.parametrize("direction", DIRECTIONS)
+def test_a_diverged_trial_stops_where_optuna_fed_the_worst_value_would_promote_it(direction):
+    """Trial 0 diverges at rung 0, alone there: Optuna fed the worst value promotes it (the
+    worst value is the cutoff, n = 1), ours stops it; trial 1 then continues in both (n = 2,
+    ahead of the worst). Every other decision is Optuna's."""
+    values = diverging_curves(3, direction, 12, 20, [1, 3, 9])
+    values[0, 1:] = np.nan
+    asha, pruner = ASHA(direction, 20, 1, 3), optuna.pruners.SuccessiveHalvingPruner(1, 3)
+    feed = FedTheWorst(direction, 1, 3)
+    stops = sweep_against_optuna(asha, pruner, values, direction, 1, 1, feed)
+    assert stops[0].trial == 0 and feed.ties >= 1
+    assert asha.rung_of(1) >= 1
+
+
+@pytest.mark.parametrize("direction", DIRECTIONS)
+def test_hyperband_with_diverged_values_matches_optuna_fed_the_worst_value(direction):
+    stops, counted = [], 0
+    for seed, chunk in [(0, 1), (1, 3)]:
+        values = diverging_curves(seed + 10, direction, 30, 20, [1, 3, 9])
+        hyperband = ASHA(direction, max_steps=20, min_steps=1, eta=3, brackets=3)
+        pruner = ModuloHyperband(min_resource=1, max_resource=20, reduction_factor=3)
+        feed = FedTheWorst(direction, 1, 3, brackets=3)
+        stops += sweep_against_optuna(hyperband, pruner, values, direction, 4, chunk, feed)
+        counted += decided_after_a_divergence(hyperband)
+    assert {hyperband.bracket_of(a.trial) for a in stops} == {0, 1, 2}
+    assert counted >= 10
 
 
 # Synchronous successive halving against the paper's rule in numpy

@@ -22,6 +22,7 @@ from sweepjax.sweep.policies import SCHEDULERS, make_scheduler
 pytestmark = pytest.mark.quick
 
 NAN = float("nan")
+INF = float("inf")
 SPACE = {
     "lr": LogUniform(1e-4, 1e-1),
     "momentum": Uniform(0.5, 0.99),
@@ -146,6 +147,57 @@ def test_asha_jump_over_rungs_and_nan():
     # 0.5 does not.
     assert asha.decide([obs(3, 1, 0.95)], 1) == []
     assert asha.decide([obs(4, 1, 0.5)], 1) == [Stop(4, 4, "asha rung 0")]
+
+
+# Trial, steps, value maximizing, value minimizing (the same ranks: 1 - the accuracy), whether
+# it continues, its rung after. eta=2, rungs at steps 1, 2, 4; a diverged value (NaN, or the
+# infinity that would rank best if compared as a number) counts in n and ranks last. At each
+# arrival: the rung's n, max(n // 2, 1) = k, the finite values best first (as maximizing),
+# the k-th best.
+DIVERGED_SEQUENCE = [
+    # rung 0 (steps 1)
+    (0, 1, 0.5, 0.5, True, 0),  # n=1 k=1: [.5] -> .5 continues
+    (1, 1, NAN, NAN, False, 0),  # n=2: diverged, stops
+    (2, 1, NAN, NAN, False, 0),  # n=3: diverged, stops
+    (3, 1, 0.3, 0.7, True, 0),  # n=4 k=2: [.5 .3] -> 2nd .3: continues (without the NaNs: n=2)
+    (4, 1, 0.2, 0.8, False, 0),  # n=5 k=2: [.5 .3 .2] -> 2nd .3: stops
+    (5, 1, INF, -INF, False, 0),  # n=6: diverged (the "best" infinity), stops
+    (6, 1, 0.25, 0.75, True, 0),  # n=7 k=3: [.5 .3 .25 .2] -> 3rd .25: continues
+    (7, 4, NAN, NAN, False, 0),  # passes rungs 0-2: recorded at rung 0 only, n=8, stops there
+    (8, 1, 0.7, 0.3, True, 0),  # n=9 k=4: [.7 .5 .3 .25 .2] -> 4th .25: continues
+    # rung 1 (steps 2)
+    (0, 2, 0.6, 0.4, True, 1),  # n=1 k=1: [.6]: continues
+    (3, 2, NAN, NAN, False, 1),  # n=2: diverged at a second rung, stops
+    (6, 2, NAN, NAN, False, 1),  # n=3: stops
+    (8, 3, 0.45, 0.55, True, 1),  # n=4 k=2: [.6 .45] -> 2nd .45: continues (without NaNs: n=2)
+    # rung 2 (steps 4)
+    (0, 4, NAN, NAN, False, 2),  # n=1: diverged, stops even alone at the rung
+    (8, 5, 0.1, 0.9, True, 2),  # n=2 k=1: [.1] -> .1, ahead of the NaN: continues
+    # a jump over all three rungs, recorded at each in turn
+    (9, 4, 0.65, 0.35, True, 2),  # r0 n=10 k=5: [.7 .65 .5 .3 .25 .2] -> 5th .25: continues;
+    # r1 n=5 k=2: [.65 .6 .45] -> 2nd .6; r2 n=3 k=1: [.65 .1] -> .65: continues
+    (10, 8, 0.55, 0.45, True, 2),  # r0 n=11 k=5: [.7 .65 .55 .5 .3 ...] -> 5th .3;
+    # r1 n=6 k=3: [.65 .6 .55 .45] -> 3rd .55; r2 n=4 k=2: [.65 .55 .1] -> 2nd .55: continues
+    # (without the NaNs at rung 2: n=3 k=1 -> .65, and .55 would stop)
+    (11, 8, 0.4, 0.6, False, 1),  # r0 n=12 k=6: [.7 .65 .55 .5 .4 .3 .25 .2] -> 6th .3;
+    # r1 n=7 k=3: [.65 .6 .55 .45 .4] -> 3rd .55: stops at rung 1
+]
+
+
+@pytest.mark.parametrize("direction", ["max", "min"])
+def test_asha_diverged_values_count_as_worst_at_their_rung_hand_computed(direction):
+    asha = ASHA(direction, max_steps=8, min_steps=1, eta=2)
+    assert asha.rungs() == [1, 2, 4]
+    for trial, steps, best_high, best_low, keeps, rung in DIVERGED_SEQUENCE:
+        value = best_high if direction == "max" else best_low
+        actions = asha.decide([obs(trial, steps, value)], steps)
+        assert actions == ([] if keeps else [Stop(trial, trial, f"asha rung {rung}")]), trial
+        assert asha.rung_of(trial) == rung, trial
+    again = ASHA(direction, max_steps=8, min_steps=1, eta=2)
+    again.load_state_dict(json.loads(json.dumps(asha.state_dict())))  # NaN and inf round-trip
+    assert again.decide([obs(12, 1, NAN)], 1) == [Stop(12, 12, "asha rung 0")]
+    assert again.decide([obs(13, 8, 0.9 if direction == "max" else 0.1)], 8) == []
+    assert again.rung_of(13) == 2
 
 
 def test_hyperband_brackets_and_their_min_budgets():

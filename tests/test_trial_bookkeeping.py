@@ -21,7 +21,8 @@ from sweepjax.search.protocol import Exploit, Stop
 from sweepjax.search.schedulers import ASHA, FIFO
 from sweepjax.search.searchers import Sampled
 from sweepjax.search.space import HParams
-from sweepjax.sweep.sweep_state import Chunk, Reassignment, SweepState, packed, slots_for
+from sweepjax.sweep.slot_changes import Reassignment, packed, slots_for
+from sweepjax.sweep.sweep_state import Chunk, SweepState
 from sweepjax.sweep.trial_results import pareto_front, trial_result
 from sweepjax.sweep.trials import Curves, TrialTable, _chunk_mean, last_finite
 
@@ -528,3 +529,26 @@ def test_the_checkpoint_metadata_records_slots_trials_and_policies():
     assert (meta["budget_steps"], meta["slots"], meta["slot_steps"]) == (6, [0, 3, -1], 18)
     assert meta["kept_trial"] == 0 and meta["searcher"] == {"name": "random", "handed": 4}
     assert TrialTable.from_json(meta["trials"]).rows[3].diverged_at == 3
+
+
+@DIRECTIONS
+def test_a_trial_diverging_in_training_occupies_its_asha_rung_as_the_worst(direction):
+    """By hand, eta 2, rungs at own steps 2 and 4 (of 6): trial 0 diverges in the first chunk,
+    so rung 0 holds [NaN, v1, v2] in slot order. n = 3 keeps the best 3 // 2 = 1: trial 1 (the
+    better) continues and trial 2 stops. Without the NaN, n = 2 would keep the best 1 as well,
+    so the second chunk decides: trial 3 (refilled into slot 0) reaches rung 0 with n = 4 and
+    the best 2 kept, where it ranks second; it would be alone behind trial 1 of n = 3 (best 1)
+    if the NaN were not recorded."""
+    asha = ASHA(direction, max_steps=6, min_steps=2, eta=2)
+    state = seated(direction, policy=asha)
+    good, poor = (0.9, 0.5) if direction == "max" else (0.1, 0.5)
+    first = chunk(state, 2, [NAN, good, poor], alive=[False, True, True], diverged_at=[1, -1, -1])
+    between_chunks(state, first)
+    assert [t.status for t in state.table.rows[:3]] == ["diverged", "running", "stopped"]
+    assert [t.rung for t in state.table.rows[:3]] == [0, 0, 0]
+    assert state.slot_trials.tolist()[:3] == [3, 1, 4]  # slots 0 and 2 refilled
+    middle = 0.7 if direction == "max" else 0.3  # between trial 1's and trial 2's values
+    second = chunk(state, 4, [middle, good, good])
+    between_chunks(state, second)
+    assert state.table.rows[3].status == "running"  # 2nd of the best 4 // 2 at rung 0
+    assert asha.rung_of(3) == 0

@@ -1,9 +1,10 @@
 """Benchmark: search quality per wall-clock second, sweepjax's schedulers against Optuna.
 
-On MNIST-1D, for the MLP (hidden 100-100) and the paper's 1-D CNN, over one search space
-(SGD: learning rate log-uniform, weight decay log-uniform, momentum; for the CNN also the
-learning-rate schedule, constant or cosine) and one total budget of member-steps, in one
-process, one method after another:
+On MNIST-1D, for the MLP (hidden 100-100), the paper's 1-D CNN and the MLP with its structure
+searched (`structure`: hidden width 16 to 512 and depth 1 to 3, one compiled program per
+structure), over one search space (SGD: learning rate log-uniform, weight decay log-uniform,
+momentum; for the CNN also the learning-rate schedule, constant or cosine) and one total budget
+of member-steps, in one process, one method after another:
 
   fixed   sweepjax, a fixed population: every configuration trained for `--steps`
   fixed_all  the same, over the configurations ASHA tries (more than the budget: it shows how
@@ -24,6 +25,7 @@ validation accuracy against wall-clock seconds, one line per method) into `--out
 Run (from the repository root):
     .venv/bin/python tools/bench_search.py                       # MLP, 64 x 1000 member-steps
     .venv/bin/python tools/bench_search.py --model both --out runs/bench_search
+    .venv/bin/python tools/bench_search.py --model structure --methods optuna,tpe,asha
     .venv/bin/python tools/bench_search.py --quick               # smoke test with a self check
     .venv/bin/python tools/bench_search.py --quick --methods optuna,fixed
 """
@@ -63,6 +65,7 @@ LABELS = {
 MODEL_SPECS = {
     "mlp": {"name": "mlp", "hidden": [100, 100]},
     "cnn": {"name": "cnn1d", "channels": [25, 25, 25], "kernel": 5},
+    "structure": {"name": "mlp", "hidden": [100, 100]},  # width and depth searched
 }
 
 
@@ -101,8 +104,9 @@ def asha_cost(steps: int, min_steps: int, eta: int) -> float:
 
 
 def engine_space(model: str) -> dict[str, Any]:
-    """`search_baseline.SPACE` as sweepjax distributions (the CNN's with the schedule choice)."""
-    from sweepjax.search.space import Choice, LogUniform, Uniform
+    """`search_baseline.SPACE` as sweepjax distributions (the CNN's with the schedule choice;
+    `structure`'s with the MLP's width and depth, one population per structure in play)."""
+    from sweepjax.search.space import Choice, IntUniform, LogUniform, Uniform
 
     space = {
         name: (LogUniform if log else Uniform)(lo, hi)
@@ -110,6 +114,9 @@ def engine_space(model: str) -> dict[str, Any]:
     }
     if model == "cnn":
         space["schedule"] = Choice(list(search_baseline.SCHEDULES))
+    if model == "structure":
+        space["model.width"] = Choice(list(search_baseline.WIDTHS))
+        space["model.depth"] = IntUniform(*search_baseline.DEPTHS)
     return space
 
 
@@ -384,6 +391,9 @@ def self_check(results: dict[str, dict[str, Any]], plans: dict[str, Plan]) -> No
     assert engine_curve(fake, 3.5) == [(1.0, 0.2), (2.0, 0.5), (3.0, 0.6)], "engine_curve"
     for model, entry in results.items():
         search_baseline.check_equivalence(model, MODEL_SPECS[model])
+        if model == "structure":  # each structure is the engine's MLP of that width and depth
+            spec = {**MODEL_SPECS[model], "width": 32, "depth": 3}
+            search_baseline.check_equivalence(model, spec, structure=(32, 3))
         for r in entry["records"]:
             if "error" in r:
                 continue
@@ -393,14 +403,15 @@ def self_check(results: dict[str, dict[str, Any]], plans: dict[str, Plan]) -> No
             assert r["completed"] <= r["tried"], f"{model} {r['method']}: completed > tried"
             if r["method"] == "optuna":
                 assert r["member_steps"] == plans[model].budget, "optuna: budget not spent exactly"
-                assert r["train_step_compilations"] == 1, "optuna: the step compiled per trial"
-                assert r["init_compilations"] == 1, "optuna: the init compiled per trial"
+                once = r["structures"]  # one compilation per structure, not per trial
+                assert r["train_step_compilations"] == once, "optuna: the step compiled per trial"
+                assert r["init_compilations"] == once, "optuna: the init compiled per trial"
                 assert r["tried"] == r["completed"] + r["pruned"], "optuna: unfinished trials"
     print("bench_search: self check passed", file=sys.stderr)
 
 
 def plans_from_args(args: argparse.Namespace) -> dict[str, Plan]:
-    models = ["mlp", "cnn"] if args.model == "both" else [args.model]
+    models = {"both": ["mlp", "cnn"], "all": list(MODEL_SPECS)}.get(args.model, [args.model])
     quick = {"steps": 40, "eval_every": 10, "budget": 320} if args.quick else {}
     steps = args.steps or quick.get("steps", 1000)
     eval_every = args.eval_every or quick.get("eval_every", 100)
@@ -414,7 +425,7 @@ def plans_from_args(args: argparse.Namespace) -> dict[str, Plan]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", choices=("mlp", "cnn", "both"), default="mlp")
+    parser.add_argument("--model", choices=(*MODEL_SPECS, "both", "all"), default="mlp")
     parser.add_argument("--budget", type=int, help="total member-steps (default 64 x --steps)")
     parser.add_argument("--steps", type=int, help="a configuration's steps (default 1000)")
     parser.add_argument("--eval-every", type=int, help="steps between evaluations (default 100)")

@@ -1,8 +1,8 @@
 """Kill sweeps at seeded random moments and check that each resumes to bitwise its results.
 
 For every policy (a fixed population, ASHA with refill, Hyperband, PBT, TPE with refill,
-coarse-to-fine), the tool runs the `sweepjax` command once uninterrupted, then again into a
-fresh folder that it kills (SIGKILL or SIGTERM, seeded) at random moments across the whole run:
+coarse-to-fine, and TPE with ASHA over the model's width: one population per width in play),
+the tool runs the `sweepjax` command once uninterrupted, then again into a fresh folder that it kills (SIGKILL or SIGTERM, seeded) at random moments across the whole run:
 at any evaluation step, in the tail where a refill sweep's global step is past `steps`, and
 after training while the test split is measured and the results are written. Each kill is
 followed by `sweepjax resume OUT` or the same `sweepjax run` again (seeded too), which may be
@@ -62,6 +62,14 @@ POLICIES = {
     "pbt": ["scheduler=pbt", "scheduler.ready=20"],
     "tpe_refill": ["searcher=tpe", "trials=8"],
     "coarse_to_fine": ["searcher=coarse_to_fine", "trials=8"],
+    # one population per width in play, TPE proposing widths with the numbers, ASHA stopping
+    "structure_tpe_asha": [
+        "space.model.hidden=Choice([[8], [16], [32]])",
+        "searcher=tpe",
+        "scheduler=asha",
+        "scheduler.min_steps=10",
+        "trials=10",
+    ],
 }
 # Exit codes a stopped command may give: done, stopped resumable, killed by SIGKILL.
 ALLOWED_CODES = {signal.SIGKILL: {0, 75, -signal.SIGKILL}, signal.SIGTERM: {0, 75}}

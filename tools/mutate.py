@@ -106,6 +106,8 @@ TARGETS = [
     ("sweep/trials.py", None, ["tests/test_trial_bookkeeping.py", *READ_BY_USERS]),
     ("sweep/trial_results.py", None, ["tests/test_trial_bookkeeping.py", *READ_BY_USERS]),
     ("sweep/sweep_state.py", None, ["tests/test_trial_bookkeeping.py"]),
+    ("sweep/slot_changes.py", None, ["tests/test_trial_bookkeeping.py", "tests/test_structures.py"]),
+    ("sweep/block_plan.py", None, ["tests/test_structures.py"]),
     ("sweep/frames.py", None, ["tests/test_frames_by_hand.py", "tests/test_frames.py"]),
     ("sweep/columns.py", None, ["tests/test_report_analysis_by_hand.py", "tests/test_report_tasks.py"]),
 ]  # fmt: skip

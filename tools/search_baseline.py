@@ -13,7 +13,7 @@ It does the engine's work, so the comparison is on the search alone:
   * batch size 100 of epoch-wise shuffled minibatches, the last partial batch dropped.
 
 Fair to Optuna: the hyperparameters are traced arguments, so the train step compiles once per
-study, not per trial; the train state is donated; the training set lives on the device and a
+study (once per structure where the MLP's width and depth are searched), not per trial; the train state is donated; the training set lives on the device and a
 step receives its minibatch indices; the host reads nothing between evaluation points.
 Member-steps are counted; the trial running when the budget runs out stops there (pruned).
 """
@@ -40,6 +40,9 @@ SPACE = {
     "momentum": (0.0, 0.99, False),
 }
 SCHEDULES = ("constant", "cosine")  # the CNN's learning-rate schedule families
+# The MLP's structure, searched by `bench_search --model structure`: hidden width and depth.
+WIDTHS = (16, 32, 64, 128, 256, 512)
+DEPTHS = (1, 3)
 
 
 class FlaxMLP(nn.Module):
@@ -73,8 +76,12 @@ class FlaxCNN(nn.Module):
         return nn.Dense(self.num_classes)(x.reshape((x.shape[0], -1)))
 
 
-def flax_model(name: str) -> nn.Module:
-    """The baseline's model for `bench_search`'s model name (`mlp` or `cnn`)."""
+def flax_model(name: str, structure: tuple[int, int] | None = None) -> nn.Module:
+    """The baseline's model for `bench_search`'s model name (`mlp`, `cnn`, or `structure`: an
+    MLP of `structure = (width, depth)`)."""
+    if name == "structure":
+        width, depth = structure or (100, 2)
+        return FlaxMLP(hidden=(width,) * depth)
     return {"mlp": FlaxMLP(), "cnn": FlaxCNN()}[name]
 
 
@@ -155,6 +162,21 @@ def minibatches(seed: int, num_examples: int, batch_size: int) -> Iterator[np.nd
 
 
 @dataclasses.dataclass
+class Compiled:
+    """A model's jitted functions: compiled once per structure, as a user's study would."""
+
+    init_state: Any
+    train_step: Any
+    accuracy: Any
+
+    @classmethod
+    def of(cls, module: nn.Module, steps: int) -> Compiled:
+        return cls(
+            make_init_state(module, steps), make_train_step(module, steps), make_accuracy(module)
+        )
+
+
+@dataclasses.dataclass
 class Study:
     """What one Optuna run shares between trials: data, compiled functions, budget, results."""
 
@@ -165,13 +187,17 @@ class Study:
     batch_size: int
     seed: int
     budget: int
-    init_state: Any = None
-    train_step: Any = None
-    accuracy: Any = None
+    compiled: dict[Any, Compiled] = dataclasses.field(default_factory=dict)  # by structure
     spent: int = 0
     started: float = dataclasses.field(default_factory=time.perf_counter)
     curve: list[tuple[float, float]] = dataclasses.field(default_factory=list)
-    best: tuple[float, Any, int] | None = None  # (val accuracy, params, trial number)
+    best: tuple[float, Any, int, Any] | None = None  # (val, params, trial, structure)
+
+    def functions(self, structure: tuple[int, int] | None) -> Compiled:
+        """The compiled functions of `structure` (None: the model's one structure)."""
+        if structure not in self.compiled:
+            self.compiled[structure] = Compiled.of(flax_model(self.model, structure), self.steps)
+        return self.compiled[structure]
 
     def take(self, wanted: int) -> int:
         """Member-steps granted from the budget (fewer than `wanted` when it runs out)."""
@@ -180,24 +206,31 @@ class Study:
         return granted
 
 
-def train_until_eval(study: Study, state: tuple, hp: dict, batches: Iterator, length: int):
+def train_until_eval(step_fn: Any, study: Study, state: tuple, hp: dict, batches, length: int):
     """`length` train steps; returns the state and the last loss (a device array, unread)."""
     params, opt_state = state
     x_train, y_train = study.splits["train"]
     loss = jnp.float32(0.0)
     for _ in range(length):
-        params, opt_state, loss = study.train_step(
-            params, opt_state, hp, x_train, y_train, next(batches)
-        )
+        params, opt_state, loss = step_fn(params, opt_state, hp, x_train, y_train, next(batches))
     return (params, opt_state), loss
+
+
+def suggest_structure(trial: optuna.Trial, model: str) -> tuple[int, int] | None:
+    """The trial's `(width, depth)` when the model's structure is searched, else None."""
+    if model != "structure":
+        return None
+    return trial.suggest_categorical("width", WIDTHS), trial.suggest_int("depth", *DEPTHS)
 
 
 def objective(trial: optuna.Trial, study: Study) -> float:
     """One trial: suggest, build, train with reports every `eval_every` steps; the final
     validation accuracy. Pruned by Hyperband, by a non-finite loss or by the spent budget."""
     hp = suggest(trial, schedules=study.model == "cnn")
+    structure = suggest_structure(trial, study.model)
+    compiled = study.functions(structure)
     x_train = study.splits["train"][0]
-    state = study.init_state(np.uint32(trial.number), hp, x_train[: study.batch_size])
+    state = compiled.init_state(np.uint32(trial.number), hp, x_train[: study.batch_size])
     batches = minibatches(study.seed, x_train.shape[0], study.batch_size)
     step, val = 0, float("nan")
     while step < study.steps:
@@ -206,9 +239,9 @@ def objective(trial: optuna.Trial, study: Study) -> float:
         if length == 0:
             trial.set_user_attr("cut_by_budget", True)
             raise optuna.TrialPruned("member-step budget spent")
-        state, loss = train_until_eval(study, state, hp, batches, length)
+        state, loss = train_until_eval(compiled.train_step, study, state, hp, batches, length)
         step += length
-        val = float(study.accuracy(state[0], *study.splits["val"]))
+        val = float(compiled.accuracy(state[0], *study.splits["val"]))
         study.curve.append((time.perf_counter() - study.started, val))
         trial.report(val, step)
         trial.set_user_attr("steps", step)
@@ -218,7 +251,7 @@ def objective(trial: optuna.Trial, study: Study) -> float:
         if not math.isfinite(float(loss)) or trial.should_prune():
             raise optuna.TrialPruned()
     if study.best is None or val > study.best[0]:
-        study.best = (val, state[0], trial.number)
+        study.best = (val, state[0], trial.number, structure)
     return val
 
 
@@ -240,11 +273,8 @@ def run_optuna(
 
     started = time.perf_counter()
     dataset = load_dataset("mnist1d", 500, "standard")
-    module = flax_model(model)
     study = Study(model, _device_splits(dataset), steps, eval_every, batch_size, seed, budget)
     study.started = started
-    study.init_state = make_init_state(module, steps)
-    study.train_step, study.accuracy = make_train_step(module, steps), make_accuracy(module)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     pruner = optuna.pruners.HyperbandPruner(
         min_resource=eval_every, max_resource=steps, reduction_factor=3
@@ -263,10 +293,13 @@ def run_optuna(
     optuna_study.optimize(lambda t: objective(t, study), callbacks=[stop_when_spent])
     test = float("nan")
     if study.best is not None:
-        test = float(study.accuracy(study.best[1], *study.splits["test"]))
+        accuracy = study.functions(study.best[3]).accuracy
+        test = float(accuracy(study.best[1], *study.splits["test"]))
     record = _record(study, optuna_study, time.perf_counter() - started, test)
-    record["train_step_compilations"] = study.train_step._cache_size()
-    record["init_compilations"] = study.init_state._cache_size()
+    compiled = study.compiled.values()
+    record["structures"] = len(study.compiled)
+    record["train_step_compilations"] = sum(c.train_step._cache_size() for c in compiled)
+    record["init_compilations"] = sum(c.init_state._cache_size() for c in compiled)
     return record
 
 
@@ -289,7 +322,9 @@ def _record(study: Study, optuna_study: optuna.Study, wall: float, test: float) 
     }
 
 
-def check_equivalence(model: str, spec: dict[str, Any], steps: int = 3) -> None:
+def check_equivalence(
+    model: str, spec: dict[str, Any], steps: int = 3, structure: tuple[int, int] | None = None
+) -> None:
     """Raise `AssertionError` unless the baseline's model and optimizer are sweepjax's: the
     same initial parameters and logits as the built-in `spec`, and the same updates as the
     `sgd` family with momentum, weight decay and a cosine learning rate."""
@@ -298,7 +333,7 @@ def check_equivalence(model: str, spec: dict[str, Any], steps: int = 3) -> None:
     from sweepjax.engine.schedules import learning_rate_at, schedule_parameters
 
     x = jax.random.normal(jax.random.key(1), (8, 40))
-    ours, theirs = flax_model(model), build_model(spec)
+    ours, theirs = flax_model(model, structure), build_model(spec)
     params = init_params(ours, 3, x)
     engine = theirs.init({"params": jax.random.split(jax.random.key(np.uint32(3)))[0]}, x)
     same = jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), params, engine["params"])

@@ -65,22 +65,43 @@ class _Block(nn.Module):
 class MLP(_Block):
     """A multi-layer perceptron on flattened inputs.
 
-    Options: `hidden` widths, `activation`, `initializer` (he, lecun, xavier), `norm` (batch norm after
-    each hidden layer). Dropout after each hidden layer when given a `dropout_rate`.
+    Options: `hidden` widths, or `width` and `depth` (`depth` layers of `width` units: two
+    dimensions a sweep can search apart; either one alone takes the other from `hidden`),
+    `activation`, `initializer` (he, lecun, xavier), `norm` (batch norm after each hidden
+    layer). Dropout after each hidden layer when given a `dropout_rate`.
 
     >>> logits, _ = as_model(MLP(hidden=(8,))).apply_fresh(jnp.zeros((2, 40)))
-    >>> logits.shape
-    (2, 10)
+    >>> logits.shape, MLP(width=16, depth=3).layers(), MLP(hidden=(8, 8), depth=1).layers()
+    ((2, 10), (16, 16, 16), (8,))
     """
 
     hidden: Sequence[int] = (100, 100)
     num_classes: int = 10
+    width: int | None = None
+    depth: int | None = None
+
+    def __post_init__(self):
+        self.layers()  # a bad width or depth is refused when the model is built
+        super().__post_init__()
+
+    def layers(self) -> tuple[int, ...]:
+        """The hidden layers' widths."""
+        if self.width is None and self.depth is None:
+            return tuple(self.hidden)
+        width = self.width if self.width is not None else (self.hidden or (100,))[0]
+        depth = self.depth if self.depth is not None else len(self.hidden)
+        for key, value, low in (("width", width, 1), ("depth", depth, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(
+                    f"model.{key}: {value!r} is not allowed; allowed: an int >= {low}."
+                )
+        return (width,) * depth
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False, dropout_rate=None) -> jax.Array:
         act, init = _activation(self.activation), _initializer(self.initializer)
         x = x.reshape((x.shape[0], -1))
-        for width in self.hidden:
+        for width in self.layers():
             x = act(self._normalize(nn.Dense(width, kernel_init=init)(x), train))
             x = Dropout()(x, dropout_rate, train)
         return nn.Dense(self.num_classes, kernel_init=init)(x)
@@ -268,6 +289,8 @@ def build_model(spec: Mapping[str, Any]) -> nn.Module:
         norm = False
         hidden = (32,)
         num_classes = 10
+        width = None
+        depth = None
     )
     """
     options = dict(spec)

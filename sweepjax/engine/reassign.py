@@ -1,6 +1,6 @@
 """Actions on the population between chunks, applied as one jitted gather on the device.
 
-A `sweep_state.Reassignment` says, for each slot of the next population, which slot of the
+A `sweepjax.sweep.slot_changes.Reassignment` says, for each slot of the next population, which slot of the
 current one it takes its parameters, optimizer and model state from (`source`: itself to keep,
 another slot to copy as PBT's exploit does, fewer or more slots to narrow or widen the
 population), whether it starts a fresh trial (initialised from its own `seed` and

@@ -12,11 +12,12 @@ compiles, then trains one population (`sweepjax.runner.training`), or one per st
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,12 +29,12 @@ from sweepjax.engine.optim import Optimizer
 from sweepjax.engine.placement import check_fits
 from sweepjax.engine.population import Program
 from sweepjax.engine.tasks import task_of
-from sweepjax.errors import Interrupted
-from sweepjax.files import atomic_write
+from sweepjax.runner.blocks import train_blocks
+from sweepjax.runner.buckets import train_buckets
 from sweepjax.runner.training import stopped_before_training, train_population
 from sweepjax.search.space import HParams, SearchSpace
-from sweepjax.sweep import checkpoint, keys, same_sweep
-from sweepjax.sweep.buckets import PLAN_FILE, Bucket, merge_results, plan_buckets, structural_keys
+from sweepjax.sweep import checkpoint, keys
+from sweepjax.sweep.buckets import PLAN_FILE, plan_buckets
 from sweepjax.sweep.config import (
     Config,
     apply_overrides,
@@ -43,9 +44,16 @@ from sweepjax.sweep.config import (
 )
 from sweepjax.sweep.data_checks import check_model_and_task, check_splits, dataset_of
 from sweepjax.sweep.lock import FolderLock
-from sweepjax.sweep.out_dir import check_results, discard, hold, keep_advice
-from sweepjax.sweep.results import Result, write_result
+from sweepjax.sweep.out_dir import discard, hold
+from sweepjax.sweep.results import Result
 from sweepjax.sweep.signals import StopOnSignal
+from sweepjax.sweep.structures import (
+    candidate_structures,
+    structural_keys,
+    structure_config,
+    structure_label,
+    trains_in_blocks,
+)
 from sweepjax.sweep.validation import validate
 
 
@@ -138,135 +146,52 @@ def _run(
     program = program_of(config)
     example_inputs = program.task.inputs(first(dataset.train, config.batch_size))
     check_fits(program, columns, example_inputs, config.population)
-    buckets = plan_buckets(config) if structural_keys(config) else []
-    programs = [program_of(bucket.config) for bucket in buckets] or [program]
-    for sub, program in zip([b.config for b in buckets] or [config], programs, strict=True):
+    in_blocks = trains_in_blocks(config)
+    buckets = plan_buckets(config) if structural_keys(config) and not in_blocks else []
+    structures = _structure_configs(config) if in_blocks else [b.config for b in buckets]
+    programs = [program_of(sub) for sub in structures] or [program]
+    for sub, program in zip(structures or [config], programs, strict=True):
         check_model_and_task(sub, dataset, program)
+        if in_blocks:  # every structure may take every slot
+            check_fits(program, columns, example_inputs, config.population)
     if overwrite and config.out_dir is not None:  # only now: bad input loses nothing
         if distributed.is_primary():
             discard(config.out_dir)
         distributed.barrier("sweepjax-out-dir")
-    if not buckets:  # one population; its trials come from the config's searcher
+    if not buckets:  # one population, or one per structure; trials from the config's searcher
         return train_population(
             config,
             dataset,
-            program,
+            programs[0],
             stop=stop,
             lock=lock,
             quiet=quiet,
             resuming=resuming,
+            trainer=functools.partial(train_blocks, program_for=_programs(config))
+            if in_blocks
+            else None,
         )
-    return _train_buckets(
+    return train_buckets(
         config, dataset, buckets, programs, stop=stop, lock=lock, quiet=quiet, resuming=resuming
     )
 
 
-def _check_bucket_plan(
-    config: Config, dataset: Dataset, buckets: list[Bucket], *, resuming: bool
-) -> None:
-    """Refuse another sweep's plan or results in `out_dir`; then write this sweep's plan."""
-    out_dir = config.out_dir
-    plan = {
-        "config": config.to_json(),
-        "data": checkpoint.data_identity(dataset),
-        "buckets": [{"label": b.label, "members": b.members.tolist()} for b in buckets],
-    }
-    plan_path = Path(out_dir, PLAN_FILE)
-    if plan_path.exists():
-        diffs = same_sweep.differences(
-            json.loads(plan_path.read_text()), plan["config"], plan["data"]
-        )
-        if diffs:
-            raise checkpoint.CheckpointMismatch(
-                f"{out_dir} holds a different bucketed sweep: "
-                + "; ".join(diffs)
-                + ". "
-                + keep_advice(out_dir, resuming=resuming)
-            )
-    else:
-        check_results(config, plan["data"], resuming=resuming)
-    if distributed.is_primary():
-        atomic_write(plan_path, lambda f: json.dump(plan, f, indent=2))
-    distributed.barrier("sweepjax-bucket-plan")
+def _structure_configs(config: Config) -> list[Config]:
+    """The configs of the structures a sweep in blocks may train (the first 64)."""
+    return [structure_config(config, options) for options in candidate_structures(config)]
 
 
-def _train_buckets(
-    config: Config,
-    dataset: Dataset,
-    buckets: list[Bucket],
-    programs: list[Program],
-    *,
-    stop: StopOnSignal,
-    lock: FolderLock | None,
-    quiet: bool,
-    resuming: bool,
-) -> Result:
-    """Train the buckets one after another (each resumes on its own) and merge their results."""
-    out_dir = config.out_dir
-    primary = distributed.is_primary()
-    quiet = quiet or not primary
-    if out_dir is not None:
-        _check_bucket_plan(config, dataset, buckets, resuming=resuming)
-    results: list[Result] = []
-    for index, (bucket, program) in enumerate(zip(buckets, programs, strict=True)):
-        if not quiet:
-            print(
-                f"sweepjax: bucket {index + 1}/{len(buckets)}: {bucket.label} "
-                f"({len(bucket.members)} members)",
-                file=sys.stderr,
-            )
-        try:
-            results.append(
-                train_population(
-                    bucket.config,
-                    dataset,
-                    program,
-                    rows=bucket.rows,
-                    stop=stop,
-                    lock=lock,
-                    quiet=quiet,
-                    # a bucket not yet started when the sweep stopped starts afresh
-                    resuming=resuming and bool(checkpoint.saved_steps(bucket.config.out_dir)),
-                    leaderboard=False,
-                )
-            )
-        except Interrupted as interrupted:
-            if interrupted.result is not None:
-                results.append(interrupted.result)
-            if not results:
-                raise
-            raise _stopped_in_bucket(config, buckets, results, index, interrupted) from None
-    merged = merge_results(config, buckets, results)
-    if out_dir is not None and primary:
-        write_result(merged, out_dir)
-    if not quiet:
-        print(merged.leaderboard(), file=sys.stderr)
-        if out_dir is not None:
-            print(f"results in {out_dir}/", file=sys.stderr)
-    return merged
+def _programs(config: Config) -> Callable[[Mapping[str, Any]], Program]:
+    """A structure's program from its model options, made once per structure."""
+    made: dict[str, Program] = {}
 
+    def program_for(options: Mapping[str, Any]) -> Program:
+        label = structure_label(options)
+        if label not in made:
+            made[label] = program_of(structure_config(config, options))
+        return made[label]
 
-def _stopped_in_bucket(
-    config: Config,
-    buckets: list[Bucket],
-    results: list[Result],
-    index: int,
-    interrupted: Interrupted,
-) -> Interrupted:
-    """The sweep stopped in bucket `index`: the buckets' results so far, merged and written."""
-    out_dir = config.out_dir
-    merged = merge_results(config, buckets, results)
-    merged.summary["interrupted"] = True
-    if out_dir is not None and distributed.is_primary():
-        write_result(merged, out_dir)
-    return Interrupted(
-        f"interrupted in bucket {index + 1}/{len(buckets)} at step {interrupted.step}; "
-        f"the checkpoints and partial results are in {out_dir}. Resume with: "
-        f"sweepjax resume {out_dir}",
-        step=interrupted.step,
-        out_dir=out_dir,
-        result=merged,
-    )
+    return program_for
 
 
 def resume(
@@ -281,14 +206,18 @@ def resume(
 
     The sweep continues exactly as if it had never stopped, to `steps` of its config; raise
     `steps` (an override `steps=N`) to extend a finished sweep. The folder is locked as by `run`.
+    The user's code the sweep ran (registered schedules, a `Task`, a Flax model) is imported
+    first from where the folder records it (docs/guide.md, "Your own code"); code that cannot
+    be is a `ValueError` naming each missing `module:name` or file.
 
     Args:
       out_dir: the sweep's output directory.
       overrides: `key=value` changes to the saved config; only keys that leave the sweep the
         same may change: those marked resumable in `sweepjax.sweep.keys`, but `out_dir`
         (`sweepjax.sweep.keys.RESUME_OVERRIDES`).
-      config: the config to continue with instead of the saved one (needed when the model is
-        a user module, which a checkpoint records only by its repr).
+      config: the config to continue with instead of the saved one (needed when the folder
+        records no place to import the user's code from: a lambda, a sweep run before
+        sweepjax recorded it); recorded schedules this process lacks are still imported.
       quiet: no progress bar and no leaderboard on the terminal.
       dataset: the arrays the sweep was trained on, if not `config.dataset`.
 
@@ -332,20 +261,35 @@ def _check_resume_overrides(out_dir: str, overrides: Sequence[str]) -> None:
 
 
 def _saved_config(out_dir: str, config: Config | None) -> Config:
-    """The config a sweep folder was run with: its bucket plan's, or its checkpoint's."""
-    if config is not None:
-        return config
+    """The config a sweep folder was run with (its bucket plan's, or its checkpoint's), the
+    user code it records imported first (`sweepjax.sweep.code_record`); with `config` given,
+    only the schedule families this process lacks."""
+    from sweepjax.engine.tasks import TASKS
+    from sweepjax.sweep import code_record
+
     plan_path = Path(out_dir, PLAN_FILE)
-    if plan_path.exists():
-        return Config.from_json(json.loads(plan_path.read_text())["config"])
-    meta = checkpoint.read_meta(out_dir)
-    if meta is None:
+    meta = None if plan_path.exists() else checkpoint.read_meta(out_dir)
+    if meta is None and not plan_path.exists():
+        if config is not None:
+            return config  # the checks of the folder say what is wrong
         raise ValueError(
             f"resume: {out_dir} holds no checkpoint to resume; start the sweep with `sweepjax run`."
         )
-    if not isinstance(meta.config["model"], Mapping):
+    saved = meta.config if meta is not None else json.loads(plan_path.read_text())["config"]
+    if config is not None:
+        code_record.restore(saved, f"resume: {out_dir}", pieces=("schedules",))
+        return config
+    restored = code_record.restore(saved, f"resume: {out_dir}")
+    users = {
+        "model": not isinstance(saved.get("model"), Mapping),
+        "task": saved.get("task", "classification") not in TASKS,
+    }
+    unrecorded = [key for key, own in users.items() if own and key not in restored]
+    if unrecorded:  # a folder written before the code was recorded
+        key, shown = unrecorded[0], " ".join(str(saved[unrecorded[0]]).split())
         raise ValueError(
-            f"resume: the checkpoint's model is a user module ({meta.config['model']}); "
+            f"resume: the checkpoint's {key} is the user's ({shown}) and {out_dir} records "
+            "no module to import it from (a sweep run before sweepjax recorded user code); "
             "pass its config: sweepjax.resume(out_dir, config=...)."
         )
-    return Config.from_json(meta.config)
+    return Config.from_json({**saved, **restored})

@@ -14,6 +14,7 @@ import dataclasses
 import importlib.metadata
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -28,6 +29,7 @@ from sweepjax.integrations.mlflow_log import MlflowLog
 from sweepjax.integrations.tensorboard_log import TensorBoardLog
 from sweepjax.integrations.wandb_log import WandbLog
 from sweepjax.sweep import checkpoint
+from sweepjax.sweep.block_loop import block_key
 from sweepjax.sweep.config import Config, is_adaptive
 from sweepjax.sweep.lock import FolderLock
 from sweepjax.sweep.loop import Devices, Spent, run_chunks
@@ -40,7 +42,7 @@ from sweepjax.sweep.signals import StopOnSignal
 from sweepjax.sweep.sweep_state import SweepState
 from sweepjax.sweep.trial_results import trial_result
 
-__all__ = ["restore_target", "stopped_before_training", "train_population"]
+__all__ = ["restore_target", "stopped_before_training", "train_one", "train_population"]
 
 # The experiment trackers' logs, by the config key that turns each on; process 0 alone logs.
 TRACKERS = {"tensorboard": TensorBoardLog, "mlflow": MlflowLog, "wandb": WandbLog}
@@ -57,8 +59,12 @@ MEASURED_KEYS = (
 )
 
 
+# trainer(ctx, dataset, devices, data placement, (scheduler, searcher)): how the slots train
+Trainer = Callable[..., tuple[SweepState, Spent, widths.WidthSearch, Any]]
+
+
 @dataclasses.dataclass
-class _Context:
+class Context:
     """What stays fixed while one population trains."""
 
     config: Config
@@ -82,6 +88,7 @@ def train_population(
     quiet: bool = False,
     resuming: bool = False,
     leaderboard: bool = True,
+    trainer: Trainer | None = None,
 ) -> Result:
     """Start or resume `config`'s sweep in its out_dir, train until no trial runs, write results.
 
@@ -91,7 +98,10 @@ def train_population(
     alike; process 0 alone writes the result files and the terminal output, and every process
     returns the whole `Result`. Raises `Interrupted` when `stop` received a signal (before
     training: nothing written; later: after saving a checkpoint and partial results).
+    `trainer` trains the slots (default: one population, `train_one`; a sweep in blocks has
+    its own, `sweepjax.runner.blocks.train_blocks`).
     """
+    trainer = trainer or train_one
     out_dir = config.out_dir
     quiet = quiet or not distributed.is_primary()
     data = checkpoint.data_identity(dataset) if out_dir is not None else {}
@@ -104,16 +114,10 @@ def train_population(
     new_folder = out_dir is not None and not checkpoint.checkpoint_dir(out_dir).exists()
     manager = None if out_dir is None else checkpoint.open_manager(out_dir, config.keep_checkpoints)
     metrics = program_metrics(program, example)
-    ctx = _Context(config, program, manager, data, metrics, stop, lock, quiet)
+    ctx = Context(config, program, manager, data, metrics, stop, lock, quiet)
     try:
-        scheduler, searcher = make_policies(config, program.task, rows)
-        state, pop, width = begin(config, program, manager, (scheduler, searcher), devices, metrics)
-        if out_dir is not None and distributed.is_primary():
-            check_room(out_dir, _nbytes(pop), config.keep_checkpoints)
-        _stop_if_asked(ctx)
-        pop, spent, search = _train(ctx, dataset, state, pop, devices, data_placement, width)
-        running = state.running_slots()
-        test = devices.evaluate(pop, devices.test, search.width) if running.any() else None
+        policies = make_policies(config, program.task, rows)
+        state, spent, search, test = trainer(ctx, dataset, devices, data_placement, policies)
         if manager is not None:
             checkpoint.wait(manager)
     finally:
@@ -146,7 +150,21 @@ def _devices(config: Config, program: Program, dataset: Dataset, example: Any) -
     )
 
 
-def _train(ctx: _Context, dataset: Dataset, state: SweepState, pop, devices, data_placement, width):
+def train_one(ctx: Context, dataset: Dataset, devices: Devices, data_placement: str, policies):
+    """Begin (afresh or from the latest checkpoint) and train one population until no trial
+    runs: `(state, spent, width search, test metrics of the slots still running or None)`."""
+    config, out_dir = ctx.config, ctx.config.out_dir
+    state, pop, width = begin(config, ctx.program, ctx.manager, policies, devices, ctx.metrics)
+    if out_dir is not None and distributed.is_primary():
+        check_room(out_dir, nbytes(pop), config.keep_checkpoints)
+    stop_if_asked(ctx)
+    pop, spent, search = _train(ctx, dataset, state, pop, devices, data_placement, width)
+    running = state.running_slots()
+    test = devices.evaluate(pop, devices.test, search.width) if running.any() else None
+    return state, spent, search, test
+
+
+def _train(ctx: Context, dataset: Dataset, state: SweepState, pop, devices, data_placement, width):
     """Run the chunk loop with the width search and the callbacks; `(pop, spent, search)`."""
     config, step = ctx.config, int(pop.step)
     adaptive = is_adaptive(config)
@@ -170,12 +188,7 @@ def _train(ctx: _Context, dataset: Dataset, state: SweepState, pop, devices, dat
             )
         )
         search = _width_search(ctx, data_placement, pop, state, devices, train_data, width)
-        callbacks: list[Any] = [Checkpointer(ctx, search), bar]
-        for key, log in TRACKERS.items():
-            if getattr(config, key) and distributed.is_primary():
-                callbacks.append(stack.enter_context(log(config, state)))
-        if ctx.lock is not None:
-            callbacks.append(LockProgress(ctx.lock))
+        callbacks = [Checkpointer(ctx, search), bar, *trackers(ctx, state, stack)]
         stopping = lambda: ctx.stop.received is not None  # noqa: E731
         pop, spent = run_chunks(
             state, pop, devices, train_data, search, callbacks, stopping, ctx.quiet
@@ -183,7 +196,19 @@ def _train(ctx: _Context, dataset: Dataset, state: SweepState, pop, devices, dat
     return pop, spent, search
 
 
-def _width_search(ctx: _Context, data_placement: str, pop, state, devices, train_data, chosen):
+def trackers(ctx: Context, state: SweepState, stack: contextlib.ExitStack) -> list[Any]:
+    """The experiment trackers the config turns on (process 0 alone logs) and the folder
+    lock's progress, entered on `stack`."""
+    found: list[Any] = []
+    for key, log in TRACKERS.items():
+        if getattr(ctx.config, key) and distributed.is_primary():
+            found.append(stack.enter_context(log(ctx.config, state)))
+    if ctx.lock is not None:
+        found.append(LockProgress(ctx.lock))
+    return found
+
+
+def _width_search(ctx: Context, data_placement: str, pop, state, devices, train_data, chosen):
     """How the population is grouped: searched on the first chunks, or fixed."""
     config = ctx.config
     if data_placement != "device":  # streamed blocks: a fixed width, or every member at once
@@ -207,7 +232,7 @@ class Checkpointer:
     """Saves the whole sweep state every `checkpoint_every` steps, at the end and when stopping
     (a `sweepjax.sweep.loop.Callback`)."""
 
-    def __init__(self, ctx: _Context, search: widths.WidthSearch):
+    def __init__(self, ctx: Context, search: widths.WidthSearch):
         self.ctx, self.search = ctx, search
 
     def after_chunk(self, state: SweepState, pop: Population, chunk, final: bool) -> None:
@@ -218,13 +243,17 @@ class Checkpointer:
         width = None if self.search.searching else self.search.width  # a resumed sweep keeps it
         meta = state.checkpoint_meta(chunk.step, ctx.data, width)
         curves = state.curves.arrays(len(state.table))
-        saved = {"population": pop, "hparams": dict(state.hparams.values), "curves": curves}
+        saved = {"hparams": dict(state.hparams.values), "curves": curves}
+        if isinstance(pop, list):  # a sweep in blocks: one population per structure
+            saved["populations"] = {block_key(i): block for i, block in enumerate(pop)}
+        else:
+            saved["population"] = pop
         if state.kept_trial >= 0:
             saved["kept"] = state.kept
         checkpoint.save(ctx.manager, chunk.step, saved, meta)
 
 
-def _stop_if_asked(ctx: _Context) -> None:
+def stop_if_asked(ctx: Context) -> None:
     """Raise `Interrupted` when a signal came before training (closing the manager removes
     the empty checkpoint folder this run created)."""
     if distributed.any_process(ctx.stop.received is not None):
@@ -254,7 +283,7 @@ def stopped_before_training(stop: StopOnSignal, out_dir: str | None) -> Interrup
     )
 
 
-def _finish(ctx: _Context, result: Result, state: SweepState, leaderboard: bool) -> Result:
+def _finish(ctx: Context, result: Result, state: SweepState, leaderboard: bool) -> Result:
     """Write the result files; raise `Interrupted` if a signal stopped training early."""
     out_dir = ctx.config.out_dir
     step = result.summary["steps_done"]
@@ -286,7 +315,7 @@ def _of_steps(config: Config) -> str:
     return "" if is_adaptive(config) else f" of {config.steps}"
 
 
-def _nbytes(tree: Any) -> int:
+def nbytes(tree: Any) -> int:
     return sum(int(np.prod(x.shape)) * x.dtype.itemsize for x in jax.tree.leaves(tree))
 
 

@@ -201,14 +201,26 @@ class Choice:
 
     def ppf(self, u: np.ndarray) -> np.ndarray:
         index = np.minimum(np.floor(u * len(self.values)).astype(np.int64), len(self.values) - 1)
-        return np.asarray(self.values)[index]
+        return self.array()[index]
 
     def grid(self, num: int | None) -> np.ndarray:
-        return np.asarray(self.values)
+        return self.array()
+
+    def array(self) -> np.ndarray:
+        """The values as a 1-D array: lists (layer widths of any depth) as objects.
+
+        >>> Choice([[8], [8, 8]]).array().shape, Choice([1, 2]).array().dtype.kind
+        ((2,), 'i')
+        """
+        if all(isinstance(v, str | bool | int | float | np.generic) for v in self.values):
+            return np.asarray(self.values)
+        values = np.empty(len(self.values), object)
+        values[:] = list(self.values)
+        return values
 
     @property
     def dtype(self):
-        values = np.asarray(self.values)
+        values = self.array()
         if values.dtype.kind in "iub":
             return np.int32
         return np.float32 if values.dtype.kind == "f" else values.dtype

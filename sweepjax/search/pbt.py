@@ -46,7 +46,9 @@ class PBT(Stateful):
     """Population-based training: exploit the top `quantile`, explore around it.
 
     `space` maps names to distributions (explored) or fixed values (never changed, nor is
-    `seed`); `ready` is the steps a trial trains between two decisions.
+    `seed`); `ready` is the steps a trial trains between two decisions. Trials that differ in
+    a `group_by` value (the model's structure: a copied member's weights fit only its own)
+    are ranked apart: a trial copies only a member of its own group.
 
     >>> from sweepjax.search.distributions import LogUniform
     >>> pbt = PBT("max", {"lr": LogUniform(1e-4, 1e-1)}, ready=10, quantile=0.5)
@@ -70,6 +72,7 @@ class PBT(Stateful):
         resample_probability: float = 0.25,
         perturb: Sequence[float] = (0.8, 1.2),
         seed: int = 0,
+        group_by: Sequence[str] = (),
     ):
         check_direction(direction, "scheduler.direction")
         check_int("ready", ready, 1)
@@ -84,6 +87,9 @@ class PBT(Stateful):
         check("perturb", perturb, ok, "is not allowed", "a non-empty list of positive factors")
         check("seed", seed, is_int(seed), "is not an integer", "an integer")
         check("space", space, isinstance(space, Mapping), "is not a mapping", "name -> value")
+        ok = not isinstance(group_by, str) and all(isinstance(k, str) for k in group_by)
+        check("group_by", group_by, ok, "is not allowed", "a list of hyperparameter names")
+        self.group_by = [str(k) for k in group_by]
         self.direction, self.ready, self.quantile = direction, int(ready), float(q)
         self.resample_probability, self.seed = float(p), int(seed)
         self.perturb = [float(f) for f in perturb]
@@ -93,12 +99,26 @@ class PBT(Stateful):
         self._count = 0  # exploits made: the counter of the random draws
         self._history: list[dict[str, Any]] = []
 
+    def config(self) -> dict[str, Any]:
+        """Its settings; `group_by` only when set, so a state saved before it loads."""
+        config = super().config()
+        return {**config, "group_by": self.group_by} if self.group_by else config
+
     def decide(self, observations: Sequence[Observation], step: int) -> list[Exploit]:
-        """Exploit and explore among the trials ready now; see the class docstring."""
+        """Exploit and explore among the trials ready now, within each group of equal
+        `group_by` values (in the order of their lowest trial); see the class docstring."""
         last = self._last
         ready = [o for o in observations if o.steps - last.get(str(o.trial), 0) >= self.ready]
         for obs in ready:
             last[str(obs.trial)] = int(obs.steps)
+        groups: dict[str, list[Observation]] = {}
+        for obs in sorted(ready, key=lambda o: o.trial):
+            key = repr([builtin(obs.hparams.get(k)) for k in self.group_by])
+            groups.setdefault(key, []).append(obs)
+        return [action for group in groups.values() for action in self._truncate(group, step)]
+
+    def _truncate(self, ready: list[Observation], step: int) -> list[Exploit]:
+        """Truncation selection among `ready`: the bottom `quantile` copy from the top."""
         good = ranked([[o.trial, float(o.value)] for o in ready if finite(o.value)], self.direction)
         n = len(good)
         k = max(math.floor(n * self.quantile + 1e-9), 1 if n >= 2 else 0)

@@ -68,6 +68,9 @@ def promotable(value: float, values: Sequence[float], eta: float, direction: str
     (True, False)
     >>> promotable(0.5, [0.9, 0.5, 0.1, 0.2, 0.3, 0.4], 3, "max")  # 2nd best of 6
     True
+    >>> nan = float("nan")  # counts in n and ranks last: 0.3 is 2nd of the best 4 // 2
+    >>> promotable(0.3, [0.5, nan, nan, 0.3], 2, "max"), promotable(nan, [nan], 2, "max")
+    (True, False)
     """
     if not finite(value):
         return False
@@ -77,9 +80,28 @@ def promotable(value: float, values: Sequence[float], eta: float, direction: str
 
 
 class ASHA(Stateful):
-    """Asynchronous successive halving (Li et al. 2020), stopping as Optuna's
-    `SuccessiveHalvingPruner`: a trial that first reaches a rung continues only if it is
-    `promotable` among the values recorded there so far; otherwise `Stop("asha rung K")`.
+    """Asynchronous successive halving (Li et al. 2020): a trial that first reaches a rung
+    continues only if it is `promotable` among the values recorded there so far (Optuna's
+    `SuccessiveHalvingPruner` rule); otherwise `Stop("asha rung K")`. An observation whose
+    steps pass several rungs at once is recorded at each in turn and stops at the first it fails.
+
+    A diverged value (not finite: NaN, +inf or -inf, whichever the direction) counts as the
+    worst value at its rung, as in the paper's implementation, where a failed trial still
+    occupies its rung. It
+    is recorded at the first rung its observation newly reaches, and only there (it stops
+    there, even alone at the rung), so it counts in that rung's `n`: a later arrival continues
+    if it is within the best `max(n // eta, 1)` of the `n` values, the diverged ones ranked
+    behind every finite one. A diverged value that reaches no new rung is recorded nowhere. A
+    trial whose training diverges in a chunk is handed over once, valued NaN at the steps the
+    chunk ended on (`counts_diverged`): it occupies the rung it was training towards.
+
+    Fed the same trials, values and arrival order, Optuna's pruner decides as this when every
+    value is finite. It prunes a NaN without recording it (and ranks an infinity as a number),
+    so with diverged values the counts differ. Fed instead the worst value (-inf maximizing,
+    +inf minimizing) in place of each diverged one, reported at the budget of the first rung it
+    newly reaches, Optuna decides every finite value as this does; it differs on the diverged
+    trial alone, which it promotes where the worst value ties the rung's cutoff
+    (`tests/test_scheduler_references.py`).
 
     With `brackets > 1` (Hyperband), trial `t` is in bracket `t % brackets`, whose rungs start
     at `min_steps * eta**bracket`; each bracket keeps its own records.
@@ -95,6 +117,7 @@ class ASHA(Stateful):
 
     CONFIG = ("direction", "max_steps", "min_steps", "eta", "brackets")
     STATE = ("records", "reached")
+    counts_diverged = True  # a sweep hands it a trial whose training diverged, valued NaN
 
     def __init__(
         self, direction: str, max_steps: int, min_steps: int, eta: float = 3, brackets: int = 1
@@ -140,7 +163,7 @@ class ASHA(Stateful):
             if obs.steps < rungs[k]:
                 break
             records = self._records[bracket][k]
-            records.append([int(obs.trial), value])
+            records.append([int(obs.trial), value])  # a diverged value too: the worst here
             self._reached[str(obs.trial)] = k
             if not promotable(value, [v for _, v in records], self.eta, self.direction):
                 return k

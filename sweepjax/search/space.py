@@ -185,8 +185,17 @@ class SearchSpace:
             for d, f in zip(dims, free, strict=True)
         ]
         points = list(itertools.product(*axes))
-        columns = [np.asarray([p[j] for p in points]) for j in range(len(names))]
+        columns = [_column([p[j] for p in points]) for j in range(len(names))]
         return names, columns
+
+
+def _column(values: list[Any]) -> np.ndarray:
+    """A grid column: lists (layer widths of any depth) as objects, in one dimension."""
+    if not any(isinstance(v, list | tuple | np.ndarray) for v in values):
+        return np.asarray(values)
+    column = np.empty(len(values), object)
+    column[:] = [list(v) for v in values]
+    return column
 
 
 def _dtype_of(value: Any):

@@ -20,14 +20,9 @@ import numpy as np
 from sweepjax.search.space import Choice, HParams, SearchSpace
 from sweepjax.sweep.config import Config, complete_hparams, effective_space
 from sweepjax.sweep.results import Result, ranking, summarize
+from sweepjax.sweep.structures import STRUCTURAL_PREFIX, structural_keys
 
-STRUCTURAL_PREFIX = "model."
 PLAN_FILE = "buckets.json"
-
-
-def structural_keys(config: Config) -> list[str]:
-    """The space's keys that change the model's structure (`model.<option>`)."""
-    return [k for k in config.space if k.startswith(STRUCTURAL_PREFIX)]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,6 +24,7 @@ from sweepjax.engine.schedules import SCHEDULES, schedule_parameters
 from sweepjax.errors import describe_os_error
 from sweepjax.sweep.checkpoint import _manager, checkpoint_dir, restore_latest
 from sweepjax.sweep.config import FAMILY_KEYS, Config, families
+from sweepjax.sweep.structures import Blocks, structure_options
 
 # Parts of the optimizer chain present only when the sweep names them (`Optimizer._factory`,
 # `Optimizer._chain`), whatever their column holds.
@@ -34,16 +35,17 @@ def _variables(snapshot: Any, member: int) -> tuple[Any, dict[str, Any], bool]:
     """Trial `member`'s variables, hyperparameters and whether it is alive: from the slot
     holding it, or from the kept best trial of an adaptive sweep (before trials: slot = member)."""
     meta, state = snapshot.meta, snapshot.state
-    population, slots, trials = state["population"], meta.slots, meta.trial_count
+    slots, trials = meta.slots, meta.trial_count
     if not 0 <= member < trials:
         raise ValueError(f"--member: {member} is out of range; allowed: 0 to {trials - 1}.")
     if member in slots:
         slot = slots.index(member)
+        population, row = _population_of(snapshot, slot)
         variables = {"params": population["params"], **(population.get("model_state") or {})}
         saved = state["hparams"]
         hparams = {k: np.asarray(saved[k])[slot].item() for k in meta.hparams if k != START}
-        alive = bool(np.asarray(population["alive"])[slot])
-        return jax.tree.map(lambda a: np.asarray(a)[slot], variables), hparams, alive
+        alive = bool(np.asarray(population["alive"])[row])
+        return jax.tree.map(lambda a: np.asarray(a)[row], variables), hparams, alive
     if member == meta.kept_trial:
         return state["kept"], meta.trial_hparams(member), True
     held = sorted(t for t in slots if t >= 0)
@@ -52,6 +54,22 @@ def _variables(snapshot: Any, member: int) -> tuple[Any, dict[str, Any], bool]:
         f"{meta.step}); allowed: a trial held then ({held}) or the best finished trial "
         f"({meta.kept_trial})."
     )
+
+
+def _population_of(snapshot: Any, slot: int) -> tuple[Any, int]:
+    """The saved population holding `slot`, and the slot's row in it: the whole population,
+    or in a sweep of one block per structure, its block's."""
+    if snapshot.meta.blocks is None:
+        return snapshot.state["population"], slot
+    block, row = Blocks.from_json(snapshot.meta.blocks).locate(slot)
+    return snapshot.state["populations"][f"{block:02d}"], row
+
+
+def _model(config: Config, meta: Any, member: int) -> Any:
+    """The model a trial trained: the sweep's, with the trial's structure where it chose one."""
+    if meta.blocks is None:
+        return meta.config["model"]
+    return {**meta.config["model"], **structure_options(config, meta.trial_hparams(member))}
 
 
 def _unwrap(tree: Any) -> Any:
@@ -267,7 +285,7 @@ def export_member(out_dir: str | os.PathLike, member: int, to: str | os.PathLike
         "step": snapshot.step,
         "alive": alive,
         "hyperparameters": member_hyperparameters(config, values),
-        "model": snapshot.meta.config["model"],
+        "model": _model(config, snapshot.meta, member),
         "api": "flax.linen" if pure is None else "flax.nnx",
         "dataset": snapshot.meta.data["describe"],
     }

@@ -134,7 +134,7 @@ def _decide(state: SweepState, pop: Population, device_hparams, chunk: Chunk, de
     state.end_trials(chunk, test)
     _keep_best(state, pop, leaving)
     change = state.plan(chunk.step, exploits, devices.count, pace.narrow_pays)
-    _check_agreement(state, chunk.step)
+    check_agreement(state, chunk.step)
     if change is None or not change.changes:
         return pop, device_hparams
     pop = reassign(
@@ -150,7 +150,7 @@ def _decide(state: SweepState, pop: Population, device_hparams, chunk: Chunk, de
     return placement.place((pop, change.hparams), devices.mesh)
 
 
-def _check_agreement(state: SweepState, step: int) -> None:
+def check_agreement(state: SweepState, step: int) -> None:
     """Every process decided from the same gathered metrics and seeds; refuse to go on if one
     holds other trials than process 0 (whose decisions the checkpoint records)."""
     held = np.asarray([*state.slot_trials, len(state.table)], np.int64).tobytes()

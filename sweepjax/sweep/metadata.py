@@ -64,6 +64,7 @@ class CheckpointMeta:
     slot_steps: int  # steps trained by every slot, idle ones included: the compute spent
     kept_trial: int  # the best finished trial whose variables are saved as `kept`; -1: none
     step: int  # the global step of the checkpoint
+    blocks: list[dict[str, Any]] | None = None  # a structure's `label` and `size` per block
     format: int = FORMAT  # how `checksum` digests the arrays; stamped by `checkpoint.save`
     checksum: str = ""  # the digest of every saved array; stamped by `checkpoint.save`
 
@@ -90,6 +91,7 @@ class CheckpointMeta:
             "searcher": self.searcher,
             "slot_steps": self.slot_steps,
             "kept_trial": self.kept_trial,
+            **({} if self.blocks is None else {"blocks": self.blocks}),
             "format": self.format,
             "step": self.step,
             "checksum": self.checksum,
@@ -143,6 +145,7 @@ class CheckpointMeta:
             slot_steps=_integer(saved, "slot_steps", population * step),
             kept_trial=_integer(saved, "kept_trial", -1),
             step=step,
+            blocks=saved.get("blocks"),
             format=int(saved["format"]),
             checksum=str(saved["checksum"]),
         )

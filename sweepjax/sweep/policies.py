@@ -30,6 +30,7 @@ from sweepjax.search.searchers import (
     space_dimensions,
 )
 from sweepjax.sweep.config import Config, effective_space, policy_of
+from sweepjax.sweep.structures import STRUCTURAL_PREFIX, searcher_space
 from sweepjax.sweep.warm_start import warm_start_rows
 
 
@@ -69,7 +70,6 @@ def make_policies(
     Raises:
       ValueError: a bad `scheduler`, `searcher` or option, naming the key and what is allowed.
     """
-    space = effective_space(config)
     name, options = policy_of(config.scheduler, "scheduler")
     scheduler = make_scheduler(
         name,
@@ -78,7 +78,7 @@ def make_policies(
         max_steps=config.steps,
         eval_every=config.eval_every,
         population=config.population,
-        space=space,
+        space=effective_space(config),
         seed=config.seed,
     )
     if rows is not None:
@@ -93,7 +93,7 @@ def make_policies(
     searcher = make_searcher(
         name,
         options,
-        space=space,
+        space=searcher_space(config),  # structural lists by their labels
         trials=config.trials or config.population,
         population=config.population,
         direction=task.direction,
@@ -189,7 +189,7 @@ def make_scheduler(
     Hyperband as many brackets as fit, up to 3; `cohort_size` the population; median
     `grace_steps` one eval interval; `patience` a fifth of `max_steps`; PBT `ready` a tenth
     (both at least one eval interval, rounded up to a multiple of it); PBT does not explore
-    the `PINNED` names nor `model.*`.
+    the `PINNED` names nor `model.*`, and exploits only within a structure (`group_by`).
 
     >>> make_scheduler("hyperband", {}, direction="max", max_steps=2700, eval_every=10,
     ...                population=8, space={}, seed=0).rungs(2)
@@ -215,8 +215,9 @@ def make_scheduler(
     }
     opts = defaults.get(name, {}) | opts
     if name == "pbt":
-        explored = {k: v for k, v in space.items() if k not in PINNED and k[:6] != "model."}
-        return PBT(direction, explored, seed=seed, **opts)
+        structure = [k for k in space if k.startswith(STRUCTURAL_PREFIX)]
+        explored = {k: v for k, v in space.items() if k not in PINNED and k not in structure}
+        return PBT(direction, explored, seed=seed, group_by=structure, **opts)
     if "eta" in OPTIONS[name]:
         return SCHEDULERS[name](direction, max_steps, **opts)
     return SCHEDULERS[name](direction, **opts)

@@ -22,6 +22,7 @@ from sweepjax.sweep import checkpoint
 from sweepjax.sweep.config import FAMILY_KEYS, Config, families, is_adaptive
 from sweepjax.sweep.metadata import CheckpointMeta
 from sweepjax.sweep.results import curve_names
+from sweepjax.sweep.structures import Blocks
 from sweepjax.sweep.sweep_state import SweepState
 from sweepjax.sweep.trials import Curves, TrialTable
 
@@ -55,15 +56,33 @@ def begin(
 ) -> tuple[SweepState, Population, int | None]:
     """`(state, population, width)`: restored from `manager`'s latest good checkpoint, or fresh
     from the searcher's first trials (`width` is the one a checkpoint chose; None: choose)."""
-    scheduler, searcher = policies
-    direction, rank_by = program.task.direction, program.task.rank_by
     if manager is None or not manager.all_steps():
-        state = SweepState(
-            config, rank_by, direction, HParams({}), np.zeros(0, int), TrialTable(),
-            Curves.empty(metrics), scheduler, searcher,
-        )  # fmt: skip
+        state = empty_state(config, program, policies, metrics)
         return state, _fresh(state, program, devices.example_x), None
     target = restore_target(config, program, devices.example_x, metrics, devices.mesh)
+    state, snapshot = restore_state(config, program, manager, policies, target, metrics)
+    return state, snapshot.state["population"], snapshot.meta.population_width
+
+
+def empty_state(
+    config: Config, program: Program, policies: tuple, metrics: tuple[str, ...]
+) -> SweepState:
+    """The state of a sweep before its first trials: no slot, no trial."""
+    scheduler, searcher = policies
+    direction, rank_by = program.task.direction, program.task.rank_by
+    return SweepState(
+        config, rank_by, direction, HParams({}), np.zeros(0, int), TrialTable(),
+        Curves.empty(metrics), scheduler, searcher,
+    )  # fmt: skip
+
+
+def restore_state(
+    config: Config, program: Program, manager, policies: tuple, target, metrics: tuple[str, ...]
+) -> tuple[SweepState, checkpoint.Snapshot]:
+    """The sweep state of `manager`'s latest good checkpoint (its damaged later steps deleted),
+    and the snapshot it came from; `target` builds its restore target."""
+    scheduler, searcher = policies
+    direction, rank_by = program.task.direction, program.task.rank_by
     snapshot, bad = checkpoint.restore_latest(manager, target)
     for step in bad:
         manager.delete(step)
@@ -82,10 +101,11 @@ def begin(
         config, rank_by, direction, HParams(hparams), np.asarray(meta.slots, int), table,
         Curves.from_arrays(snapshot.state["curves"], metrics), scheduler, searcher,
         slot_steps=meta.slot_steps, kept_trial=meta.kept_trial, kept=snapshot.state.get("kept"),
+        blocks=None if meta.blocks is None else Blocks.from_json(meta.blocks),
     )  # fmt: skip
     state.extend_budget()
     _say_where(config, snapshot.step, state)
-    return state, snapshot.state["population"], meta.population_width
+    return state, snapshot
 
 
 def _fresh(state: SweepState, program: Program, example_x: Any) -> Population:

@@ -22,39 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from sweepjax.engine.layout import MIN_WIDTH
 from sweepjax.engine.population import START
 from sweepjax.search.protocol import Exploit, Observation, Scheduler, Searcher, Stop, better
 from sweepjax.search.space import HParams
 from sweepjax.sweep.config import Config, complete_hparams, is_adaptive
 from sweepjax.sweep.metadata import CheckpointMeta, DataStream
+from sweepjax.sweep.slot_changes import Reassignment, Turn, slots_for
+from sweepjax.sweep.structures import STRUCTURAL_PREFIX, Blocks
 from sweepjax.sweep.trials import Curves, TrialTable
-
-
-@dataclasses.dataclass
-class Reassignment:
-    """How the population changes between two chunks (see `sweepjax.engine.reassign`).
-
-    Attributes:
-      source: `[S']` the slot of the old population each new slot takes its state from.
-      fresh: `[S']` new slots that initialise a new trial from its hyperparameters instead.
-      running: `[S']` new slots that train in the next chunk (the others are frozen).
-      hparams: the new population's hyperparameters, `[S']` columns.
-    """
-
-    source: np.ndarray
-    fresh: np.ndarray
-    running: np.ndarray
-    hparams: HParams
-    freezes: bool  # a slot alive on the device stops running, or the population's size changes
-
-    @property
-    def changes(self) -> bool:
-        """Whether applying it changes the device population at all."""
-        same = self.source.size == self.fresh.size and np.array_equal(
-            self.source, np.arange(self.source.size)
-        )
-        return not same or self.fresh.any() or self.freezes
 
 
 @dataclasses.dataclass
@@ -87,6 +62,7 @@ class SweepState:
     slot_steps: int = 0  # steps trained by every slot, idle ones included: the compute spent
     kept_trial: int = -1  # the best finished trial whose variables `kept` holds (adaptive)
     kept: Any = None  # its `{"params": ..., **model_state}` on the host, for export
+    blocks: Blocks | None = None  # the slots' blocks, one per structure (`structures.py`)
 
     def checkpoint_meta(self, step: int, data: dict[str, str], width: int | None) -> CheckpointMeta:
         """The metadata of a checkpoint of this state at global `step`, of the data set `data`
@@ -107,6 +83,7 @@ class SweepState:
             slot_steps=self.slot_steps,
             kept_trial=self.kept_trial,
             step=step,
+            blocks=None if self.blocks is None else self.blocks.to_json(),
         )
 
     def start_trials(self, rows: list[Mapping[str, Any]]) -> None:
@@ -185,15 +162,20 @@ class SweepState:
 
     def observe(self, chunk: Chunk) -> list[Observation]:
         """Record a chunk: curves, trial steps, divergence and finished budgets; return the
-        observations of the trials still running for the scheduler."""
+        observations of the trials still running for the scheduler (and of those that diverged
+        in it, valued NaN, for a scheduler that `counts_diverged`: ASHA's rungs)."""
         self.curves.append(chunk.step, chunk.losses, chunk.val, self.slot_trials, len(self.table))
         observations = []
+        tell_diverged = getattr(self.scheduler, "counts_diverged", False)
         for slot in np.flatnonzero(self.running_slots()):
             trial = self.table.rows[self.slot_trials[slot]]
             trial.steps = self.trial_steps(slot, chunk.step)
             if not chunk.alive[slot]:
                 trial.diverged_at = int(chunk.diverged_at[slot]) - int(self.hparams[START][slot])
                 trial.status = "diverged"
+                if tell_diverged:
+                    nan = Observation(trial.id, int(slot), trial.steps, math.nan, trial.hparams)
+                    observations.append(nan)
                 continue
             value = float(chunk.val[self.rank_by][slot])
             observations.append(Observation(trial.id, int(slot), trial.steps, value, trial.hparams))
@@ -266,9 +248,26 @@ class SweepState:
         slots filled from the searcher, its size fitted to what runs (`slots_for`); a narrower
         one only when `narrow_pays(size, narrower, steps_left)` (the loop's estimate of whether
         the compute saved outweighs compiling the narrower programs), if given."""
+        turn = self.next_turn(step, exploits)
+        if turn is None:
+            return None  # the sweep is over: the state stays as the last chunk left it
+        running, rows = turn.running, turn.rows
+        size = slots_for(int(running.sum()) + len(rows), self.size, self.config.population, devices)
+        if size < self.size and narrow_pays is not None and not rows:
+            size = (
+                size if narrow_pays(self.size, size, self.steps_left(step, running)) else self.size
+            )
+        ids, new = self.admit(rows, step) if rows else ([], None)
+        change = turn.block(slice(0, self.size), size, ids, new, devices)
+        self.slot_trials, self.hparams = change.trials, change.reassignment.hparams
+        return change.reassignment
+
+    def next_turn(self, step: int, exploits: list[Exploit]) -> Turn | None:
+        """What the next population is made of: the running slots (exploited ones copying their
+        source, with their new hyperparameters) and the searcher's rows for the free slots;
+        None when nothing runs and nothing is to start."""
         statuses = self.slot_statuses()
         running = statuses == "running"
-        ended_alive = np.isin(statuses, ("stopped", "finished"))  # still alive on the device
         columns = {k: np.asarray(v).copy() for k, v in self.hparams.values.items()}
         source = np.arange(self.size)
         for action in exploits:
@@ -278,35 +277,14 @@ class SweepState:
         budget = self.trial_count - len(self.table)
         rows = self.searcher.ask(min(free, budget)) if free > 0 and budget > 0 else []
         if not running.any() and not rows:
-            return None  # the sweep is over: the state stays as the last chunk left it
-        size = slots_for(int(running.sum()) + len(rows), self.size, self.config.population, devices)
-        if size < self.size and narrow_pays is not None and not rows:
-            left = max(
-                self.config.steps - self.trial_steps(s, step) for s in np.flatnonzero(running)
-            )
-            size = size if narrow_pays(self.size, size, left) else self.size
-        if size == self.size and rows:
-            order = np.arange(size)
-            new_slots = np.flatnonzero(~running)[: len(rows)]
-        elif not rows:  # running slots packed into each device's first groups: idle groups
-            order = packed(running, devices, size)  # are skipped, or the population narrows
-            new_slots = np.zeros(0, int)
-        else:  # running slots packed first, then the new trials, then idle padding
-            kept = np.flatnonzero(running)
-            order = np.concatenate([kept, np.zeros(size - kept.size, int)])
-            new_slots = np.arange(kept.size, kept.size + len(rows))
-        trials = np.where(running, self.slot_trials, -1)[order]
-        active = trials >= 0
-        fresh = np.zeros(size, bool)
-        fresh[new_slots] = True
-        hparams = HParams({k: v[order] for k, v in columns.items()})
-        if rows:
-            trials[new_slots], new = self.admit(rows, step)
-            for k in hparams.names:
-                hparams.values[k][new_slots] = new[k]
-        freezes = bool((ended_alive[order] & ~fresh).any()) if size == self.size else True
-        self.slot_trials, self.hparams = trials, hparams
-        return Reassignment(source[order], fresh, active | fresh, hparams, freezes)
+            return None
+        ended_alive = np.isin(statuses, ("stopped", "finished"))  # still alive on the device
+        trials = np.where(running, self.slot_trials, -1)
+        return Turn(running, ended_alive, trials, columns, source, rows)
+
+    def steps_left(self, step: int, running: np.ndarray) -> int:
+        """The most steps a trial of the `running` slots has left to train after `step`."""
+        return max(self.config.steps - self.trial_steps(s, step) for s in np.flatnonzero(running))
 
     def admit(self, rows: list[Mapping[str, Any]], step: int) -> tuple[list[int], HParams]:
         """Add the searcher's `rows` to the trial table as trials starting at `step`; their ids
@@ -321,7 +299,8 @@ class SweepState:
         seed kept); recorded in the trial's lineage."""
         trial = self.table.rows[action.trial]
         source = self.table.rows[action.source_trial]
-        new = {**source.hparams, **action.hparams, "seed": trial.hparams["seed"]}
+        own = {k: v for k, v in trial.hparams.items() if k.startswith(STRUCTURAL_PREFIX)}
+        new = {**source.hparams, **action.hparams, **own, "seed": trial.hparams["seed"]}
         trial.history.append(
             {"step": step, "source_trial": source.id, "old": trial.hparams, "new": new}
         )
@@ -332,49 +311,9 @@ class SweepState:
             column[action.slot] = row[k][0]
 
 
-def packed(running: np.ndarray, devices: int, size: int) -> np.ndarray:
-    """An order of `size` slots taken from the current ones that puts the running slots first
-    in each of `devices`' shares (each device holds a contiguous share of the slots): a
-    device keeps its own running slots, in order, as far as its new share holds them; the
-    rest move to devices with room; idle slots (slot 0 again where there are too few) follow.
-
-    >>> running = np.array([False, True, False, False, True, True, False, True])
-    >>> packed(running, 2, 8).tolist(), packed(running, 2, 4).tolist()
-    ([1, 0, 2, 3, 4, 5, 7, 6], [1, 7, 4, 5])
-    """
-    old, new = running.size // devices, size // devices
-    own = [list(np.flatnonzero(running[d * old : (d + 1) * old]) + d * old) for d in range(devices)]
-    overflow = [slot for slots in own for slot in slots[new:]]
-    idle = list(np.flatnonzero(~running)) + [0] * size
-    order = []
-    for slots in own:
-        room = new - len(slots[:new])
-        mine, overflow = slots[:new] + overflow[:room], overflow[room:]
-        pad = new - len(mine)
-        order += mine + idle[:pad]
-        idle = idle[pad:]
-    return np.asarray(order, int)
-
-
-def slots_for(needed: int, size: int, population: int, devices: int) -> int:
-    """The population size for `needed` running slots: the full `population` when it grows,
-    a narrower one (a power of two, a multiple of `devices`) when at most half is needed.
-
-    >>> slots_for(3, 16, 16, 2), slots_for(9, 16, 16, 2), slots_for(12, 4, 16, 2)
-    (4, 16, 16)
-    """
-    if needed > size:
-        return population
-    if needed * 2 > size:
-        return size
-    narrow = max(MIN_WIDTH, devices, 1 << max(needed - 1, 0).bit_length())
-    narrow = -(-narrow // devices) * devices
-    return min(narrow, size)
-
-
 def trial_columns(config: Config, rows: list[Mapping[str, Any]], starts: list[int]) -> HParams:
     """Device columns of trials' hyperparameter rows, with their `START` steps."""
-    names = list(rows[0])
+    names = [k for k in rows[0] if not k.startswith(STRUCTURAL_PREFIX)]  # no device column
     values = {k: np.asarray([row[k] for row in rows]) for k in names}
     columns = complete_hparams(config, values).values
     columns[START] = np.asarray(starts, np.int32)

@@ -25,6 +25,7 @@ from sweepjax.sweep.config import (
     policy_of,
 )
 from sweepjax.sweep.results import Result, member_rows, summarize
+from sweepjax.sweep.structures import structural_keys
 from sweepjax.sweep.sweep_state import SweepState
 from sweepjax.sweep.trials import RESULT_STATUS, last_finite
 
@@ -35,10 +36,13 @@ def family_names(config: Config, hparams: HParams, kind: str) -> np.ndarray:
 
 
 def hyperparameter_columns(config: Config, rows: list[Mapping[str, Any]]) -> dict[str, Any]:
-    """The results' hyperparameter columns of trials' rows, in the space's order."""
-    values = {k: np.asarray([row[k] for row in rows]) for k in rows[0]}
+    """The results' hyperparameter columns of trials' rows, in the space's order; a trial's
+    structure (`model.<option>`) first, as its searcher gave it (a list by its JSON label)."""
+    structure = structural_keys(config)
+    shown = {k: np.asarray([row[k] for row in rows]) for k in structure}
+    values = {k: np.asarray([row[k] for row in rows]) for k in rows[0] if k not in structure}
     hparams = complete_hparams(config, values)
-    shown = {k: v for k, v in hparams.values.items() if k in config.space or k == "seed"}
+    shown.update({k: v for k, v in hparams.values.items() if k in config.space or k == "seed"})
     for kind in FAMILY_KEYS:
         if kind in hparams:
             shown[kind] = family_names(config, hparams, kind)

@@ -30,7 +30,6 @@ from sweepjax.sweep.config import (
     allowed_hyperparameters,
     effective_space,
     families,
-    is_adaptive,
     policy_of,
 )
 from sweepjax.sweep.keys import KEYS, MAX_MEMBERS
@@ -149,16 +148,6 @@ def _check_policies(config: Config) -> None:
         raise ValueError(
             f"trials: {trials} {what}; allowed: None (as many as the population), or "
             f"{config.population} to {MAX_MEMBERS} (2**24); for fewer slots, set population."
-        )
-    structural = [k for k in config.space if k.startswith("model.")]
-    searcher = policy_of(config.searcher, "searcher")[0]
-    adaptive = is_adaptive(config) or searcher not in space_lib.METHODS
-    if structural and adaptive:
-        raise ValueError(
-            f"space.{structural[0]}: a structural key trains one program per structure, with "
-            f"a fixed population; allowed with scheduler='none', trials=None and a searcher "
-            f"from {list(space_lib.METHODS)} (got scheduler={config.scheduler!r}, "
-            f"trials={trials!r}, searcher={config.searcher!r})."
         )
     check_policies(config)
 
