@@ -65,7 +65,8 @@ def reassign(
       example_inputs: one batch of model inputs (shapes only).
       mesh: the population's mesh, or None.
     """
-    born = init_population(program, hparams, example_inputs) if np.any(fresh) else None
+    placed = placement.place(hparams, mesh)  # fresh slots initialised where they train
+    born = init_population(program, placed, example_inputs) if np.any(fresh) else None
     masks = (np.asarray(source, np.int32), np.asarray(fresh, bool), np.asarray(running, bool))
     if born is None:
         return _keep_or_copy(mesh)(pop, *placement.replicate(masks, mesh))

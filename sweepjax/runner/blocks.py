@@ -20,12 +20,18 @@ import contextlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import jax
-
-from sweepjax.engine import distributed, stream, widths
+from sweepjax.engine import distributed, widths
 from sweepjax.engine.data import Dataset
 from sweepjax.engine.population import Population, Program
-from sweepjax.runner.training import Checkpointer, Context, nbytes, stop_if_asked, trackers
+from sweepjax.runner.training import (
+    Checkpointer,
+    Context,
+    nbytes,
+    open_loop,
+    stop_if_asked,
+    stopping,
+    trackers,
+)
 from sweepjax.sweep.block_loop import (
     BlockDevices,
     block_key,
@@ -36,7 +42,6 @@ from sweepjax.sweep.block_loop import (
 )
 from sweepjax.sweep.loop import Devices
 from sweepjax.sweep.out_dir import check_room
-from sweepjax.sweep.progress import ProgressBar
 from sweepjax.sweep.restore import empty_state, restore_state, restore_target
 from sweepjax.sweep.structures import Blocks
 from sweepjax.sweep.sweep_state import SweepState
@@ -63,21 +68,9 @@ def train_blocks(
     step = int(pops[0].step)
     search = widths.WidthSearch([None], 0)  # each block trains every member at once
     with contextlib.ExitStack() as stack:
-        bar = stack.enter_context(ProgressBar(state, step, ctx.quiet))
-        train_data = stack.enter_context(
-            stream.train_data(
-                data_placement,
-                dataset,
-                ctx.program,
-                jax.random.key(config.seed),
-                stream.aligned_plan(step, config.eval_every),
-                devices.mesh,
-                config.eval_every,
-            )
-        )
+        bar, train_data = open_loop(ctx, stack, (dataset, devices, data_placement), state, step)
         callbacks = [Checkpointer(ctx, search), bar, *trackers(ctx, state, stack)]
-        stopping = lambda: ctx.stop.received is not None  # noqa: E731
-        pops, spent = run_block_chunks(state, pops, where, train_data, callbacks, stopping)
+        pops, spent = run_block_chunks(state, pops, where, train_data, callbacks, stopping(ctx))
     running = state.running_slots().any()
     test = evaluate_blocks(state, where, pops, "test") if running else None
     return state, spent, search, test

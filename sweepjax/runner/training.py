@@ -166,34 +166,46 @@ def train_one(ctx: Context, dataset: Dataset, devices: Devices, data_placement: 
 
 def _train(ctx: Context, dataset: Dataset, state: SweepState, pop, devices, data_placement, width):
     """Run the chunk loop with the width search and the callbacks; `(pop, spent, search)`."""
-    config, step = ctx.config, int(pop.step)
+    step = int(pop.step)
+    with contextlib.ExitStack() as stack:
+        bar, train_data = open_loop(ctx, stack, (dataset, devices, data_placement), state, step)
+        search = _width_search(ctx, data_placement, pop, state, devices, train_data, width)
+        callbacks = [Checkpointer(ctx, search), bar, *trackers(ctx, state, stack)]
+        pop, spent = run_chunks(
+            state, pop, devices, train_data, search, callbacks, stopping(ctx), ctx.quiet
+        )
+    return pop, spent, search
+
+
+def open_loop(ctx: Context, stack: contextlib.ExitStack, data: tuple, state: SweepState, step: int):
+    """The progress bar and the training data `(dataset, devices, data placement)` of a chunk
+    loop from `step`, entered on `stack`: chunks to each eval (an adaptive sweep's may end
+    early, where a trial's budget does), or the fixed plan to `steps`."""
+    (dataset, devices, data_placement), config = data, ctx.config
     adaptive = is_adaptive(config)
     plan = (
         stream.aligned_plan(step, config.eval_every)
         if adaptive
         else stream.chunk_plan(step, config.steps, config.eval_every)
     )
-    data_key = jax.random.key(config.seed)
-    with contextlib.ExitStack() as stack:
-        bar = stack.enter_context(ProgressBar(state, step, ctx.quiet))
-        train_data = stack.enter_context(
-            stream.train_data(
-                data_placement,
-                dataset,
-                ctx.program,
-                data_key,
-                plan,
-                devices.mesh,
-                config.eval_every if adaptive else None,
-            )
+    bar = stack.enter_context(ProgressBar(state, step, ctx.quiet))
+    train_data = stack.enter_context(
+        stream.train_data(
+            data_placement,
+            dataset,
+            ctx.program,
+            jax.random.key(config.seed),
+            plan,
+            devices.mesh,
+            config.eval_every if adaptive else None,
         )
-        search = _width_search(ctx, data_placement, pop, state, devices, train_data, width)
-        callbacks = [Checkpointer(ctx, search), bar, *trackers(ctx, state, stack)]
-        stopping = lambda: ctx.stop.received is not None  # noqa: E731
-        pop, spent = run_chunks(
-            state, pop, devices, train_data, search, callbacks, stopping, ctx.quiet
-        )
-    return pop, spent, search
+    )
+    return bar, train_data
+
+
+def stopping(ctx: Context) -> Callable[[], bool]:
+    """Whether a signal came (the loop stops after the chunk in progress)."""
+    return lambda: ctx.stop.received is not None
 
 
 def trackers(ctx: Context, state: SweepState, stack: contextlib.ExitStack) -> list[Any]:

@@ -34,7 +34,7 @@ from sweepjax.engine.reassign import reassign
 from sweepjax.search.space import HParams
 from sweepjax.sweep.block_plan import BlockPlan, plan_blocks
 from sweepjax.sweep.config import Config
-from sweepjax.sweep.loop import Devices, Pace, Spent, check_agreement
+from sweepjax.sweep.loop import Devices, Pace, Spent, check_agreement, drive
 from sweepjax.sweep.structures import Blocks, structure_label, structure_options
 from sweepjax.sweep.sweep_state import Chunk, SweepState
 
@@ -48,6 +48,19 @@ class BlockDevices:
 
     def of(self, options: Mapping[str, Any]) -> Devices:
         return dataclasses.replace(self.devices, program=self.program_for(options))
+
+
+class Paces(dict):
+    """Each structure's `Pace`, by label: the `block_plan.Sizing` its blocks are sized by."""
+
+    def of(self, label: str) -> Pace:
+        return self.setdefault(label, Pace())
+
+    def narrow_pays(self, label: str, size: int, narrower: int, steps_left: int) -> bool:
+        return self.of(label).narrow_pays(size, narrower, steps_left)
+
+    def compiled(self, label: str) -> set[int]:
+        return set(self.of(label).sizes)
 
 
 def block_key(index: int) -> str:
@@ -115,24 +128,18 @@ def run_block_chunks(
     Returns the blocks after the last chunk and the compute spent.
     """
     mesh = where.devices.mesh
-    device_hparams = [placement.place(h, mesh) for h in split_hparams(state)]
     pops = [placement.place(p, mesh) for p in pops]
-    data_key = jax.random.key(state.config.seed)
-    spent, began, paces = Spent(), time.perf_counter(), {}
-    while not state.done:
-        step = int(pops[0].step)
-        length = state.next_length(step)
-        spent.member_steps += int(state.running_slots().sum()) * length
-        state.count_slot_steps(length)
+    device_hparams = [placement.place(h, mesh) for h in split_hparams(state)]
+    data_key, paces = jax.random.key(state.config.seed), Paces()
+
+    def one_chunk(step: int, length: int) -> tuple[list[Population], Chunk]:
+        nonlocal pops, device_hparams
         feed = (train_data.arrays(step, length), data_key, train_data.placement, length)
         pops, chunk = _advance(state, where, pops, device_hparams, feed, paces)
         pops, device_hparams = _decide(state, where, pops, device_hparams, chunk, paces)
-        stop = distributed.any_process(stopping())
-        spent.seconds.append(round(time.perf_counter() - began, 3))
-        for callback in callbacks:
-            callback.after_chunk(state, pops, chunk, final=stop or state.done)
-        if stop:
-            break
+        return pops, chunk
+
+    spent = drive(state, int(pops[0].step), one_chunk, callbacks, stopping)
     return pops, spent
 
 
@@ -148,7 +155,7 @@ def _advance(state, where: BlockDevices, pops, device_hparams, feed, paces) -> t
         val = devices.metrics(pop, devices.val, None)
         parts.append(distributed.to_host((losses, val, pop.alive, pop.diverged_at)))
         compiling = compile_count().seconds - compiled_before
-        pace = paces.setdefault(structure_label(options), Pace())
+        pace = paces.of(structure_label(options))
         pace.record(time.perf_counter() - began - compiling, compiling, pop.size * length, pop.size)
         trained.append(pop)
     losses = np.concatenate([p[0] for p in parts], axis=1)
@@ -164,10 +171,7 @@ def _decide(state: SweepState, where: BlockDevices, pops, device_hparams, chunk:
     state.end_trials(chunk, _test_metrics(state, where, pops, leaving, chunk))
     _keep_best(state, pops, leaving)
 
-    def narrow_pays(label: str, size: int, narrower: int, steps_left: int) -> bool:
-        return paces.setdefault(label, Pace()).narrow_pays(size, narrower, steps_left)
-
-    plan = plan_blocks(state, chunk.step, exploits, where.devices.count, narrow_pays)
+    plan = plan_blocks(state, chunk.step, exploits, where.devices.count, paces)
     check_agreement(state, chunk.step)
     if plan is None:
         return pops, device_hparams
@@ -217,7 +221,8 @@ def _apply(plan: BlockPlan, pops: list[Population], where: BlockDevices, step: i
     ):
         devices, moved = where.of(options), change.reassignment
         if origin is None:  # a new structure: its first trials, from the current step
-            pop = init_population(devices.program, moved.hparams, devices.example_x)
+            hparams = placement.place(moved.hparams, mesh)  # initialised where it trains
+            pop = init_population(devices.program, hparams, devices.example_x)
             pop = pop.replace(step=jnp.asarray(step, jnp.int32), alive=jnp.asarray(moved.running))
             made.append(placement.place(pop, mesh))
         elif moved.changes:

@@ -6,8 +6,9 @@ are told apart by structure and seated in their structure's block: in its free s
 grown block (the next power of two of the slots it needs); a structure first proposed now
 gets a new block, and a block left with no running trial is dropped. A block with at most half
 its slots running narrows as a sweep of one structure does, when the compute saved outweighs
-compiling the narrower programs. Each block's size is one set of compiled programs, so sizes
-come from a short ladder.
+compiling the narrower programs (`Sizing`: nothing to compile for a size the structure ran at
+before). Each block's size is one set of compiled programs, so sizes come from a short ladder,
+and a growing block takes a size already compiled where one holds its trials.
 
 >>> from sweepjax.search.distributions import Choice
 >>> from sweepjax.sweep.config import Config
@@ -27,7 +28,7 @@ come from a short ladder.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 
@@ -42,8 +43,14 @@ from sweepjax.sweep.structures import (
 )
 from sweepjax.sweep.sweep_state import SweepState
 
-# narrow_pays(label, size, narrower, steps_left): whether narrowing a block pays for its compile
-NarrowPays = Callable[[str, int, int, int], bool]
+
+class Sizing(Protocol):
+    """What the loop measured of each structure's blocks, by label: whether narrowing a block
+    pays for compiling its programs, and the sizes whose programs are compiled already."""
+
+    def narrow_pays(self, label: str, size: int, narrower: int, steps_left: int) -> bool: ...
+
+    def compiled(self, label: str) -> set[int]: ...
 
 
 @dataclasses.dataclass
@@ -61,7 +68,7 @@ def plan_blocks(
     step: int,
     exploits: list[Exploit],
     devices: int,
-    narrow_pays: NarrowPays | None = None,
+    sizing: Sizing | None = None,
 ) -> BlockPlan | None:
     """The next blocks of `state` (see the module docstring), applied to `state`; None when
     nothing runs and nothing is to start (the state then stays as the last chunk left it)."""
@@ -79,7 +86,7 @@ def plan_blocks(
     for label, chosen in structures.items():
         mine = [i for i, other in enumerate(labels) if other == label]
         part = parts.get(label, slice(0, 0))
-        size = _block_size(state, turn, (label, part, len(mine)), step, devices, narrow_pays)
+        size = _block_size(state, turn, (label, part, len(mine)), step, devices, sizing)
         if size == 0:
             continue  # no trial of this structure runs: its block is dropped
         seated = HParams({k: v[mine] for k, v in new.values.items()})
@@ -103,10 +110,11 @@ def _block_size(
     block: tuple[str, slice, int],
     step: int,
     devices: int,
-    narrow_pays: NarrowPays | None,
+    sizing: Sizing | None,
 ) -> int:
     """The next size of block `(label, part, new trials)`: 0 when none of its trials runs,
-    grown to hold its new trials, or narrowed when at most half of it runs and that pays."""
+    grown to hold its new trials (to a size compiled already, if one holds them and is at most
+    twice the next power of two), or narrowed when at most half of it runs and that pays."""
     label, part, new = block
     running = turn.running[part]
     size, needed = running.size, int(running.sum()) + new
@@ -114,11 +122,14 @@ def _block_size(
     if needed == 0:
         return 0
     if needed > size:
-        return grown_size(needed, population, devices)
+        grown = grown_size(needed, population, devices)
+        fits = [s for s in (sizing.compiled(label) if sizing else ()) if needed <= s <= 2 * grown]
+        return min(fits, default=grown)
     narrower = slots_for(needed, size, population, devices)
     if new or narrower == size:
         return size
     mask = np.zeros(turn.running.size, bool)
     mask[part] = running
-    pays = narrow_pays is None or narrow_pays(label, size, narrower, state.steps_left(step, mask))
+    left = state.steps_left(step, mask)
+    pays = sizing is None or sizing.narrow_pays(label, size, narrower, left)
     return narrower if pays else size

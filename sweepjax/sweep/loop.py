@@ -13,6 +13,7 @@ import dataclasses
 import sys
 import time
 import zlib
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import jax
@@ -62,9 +63,9 @@ class Pace:
 
     def narrow_pays(self, size: int, narrower: int, steps_left: int) -> bool:
         """Whether running `narrower` slots for `steps_left` steps saves more than compiling
-        its programs costs."""
+        its programs costs (nothing, where that size ran before: its programs are cached)."""
         saved = (size - narrower) * steps_left * self.slot_step_seconds
-        return saved > self.compile_seconds
+        return saved > (0.0 if narrower in self.sizes else self.compile_seconds)
 
 
 @dataclasses.dataclass
@@ -108,20 +109,43 @@ def run_chunks(
     device_hparams = placement.place(state.hparams, devices.mesh)
     pop = placement.place(pop, devices.mesh)
     feed = (train_data, search, jax.random.key(state.config.seed))
-    spent, began, pace = Spent(), time.perf_counter(), Pace()
-    while not state.done:
-        length = state.next_length(int(pop.step))
-        spent.member_steps += int(state.running_slots().sum()) * length
-        state.count_slot_steps(length)
+    pace = Pace()
+
+    def one_chunk(step: int, length: int) -> tuple[Population, Chunk]:
+        nonlocal pop, device_hparams
         pop, chunk = _advance(devices, pop, device_hparams, feed, length, (pace, quiet))
         pop, device_hparams = _decide(state, pop, device_hparams, chunk, devices, pace)
+        return pop, chunk
+
+    spent = drive(state, int(pop.step), one_chunk, callbacks, stopping)
+    return pop, spent
+
+
+def drive(
+    state: SweepState,
+    step: int,
+    one_chunk: Callable[[int, int], tuple[Any, Chunk]],
+    callbacks: list[Callback],
+    stopping: Callable[[], bool],
+) -> Spent:
+    """The loop over chunks from global `step`: while a trial runs, `one_chunk(step, length)`
+    trains the next chunk and applies the decisions after it (returning the population, for
+    the callbacks, and the chunk); then every callback acts. Stops after the chunk in which
+    `stopping()` said a signal came (to any process). Returns the compute spent."""
+    spent, began = Spent(), time.perf_counter()
+    while not state.done:
+        length = state.next_length(step)
+        spent.member_steps += int(state.running_slots().sum()) * length
+        state.count_slot_steps(length)
+        pop, chunk = one_chunk(step, length)
+        step = chunk.step
         stop = distributed.any_process(stopping())
         spent.seconds.append(round(time.perf_counter() - began, 3))
         for callback in callbacks:
             callback.after_chunk(state, pop, chunk, final=stop or state.done)
         if stop:
             break
-    return pop, spent
+    return spent
 
 
 def _decide(state: SweepState, pop: Population, device_hparams, chunk: Chunk, devices, pace):
