@@ -5,10 +5,11 @@ whose gradient is 0 for negative inputs: units that only see negative inputs nev
 again ("dead"), so try leaky ReLU. Seed 000: leaky ReLU keeps ReLU's strengths but is not always
 better. A deep, narrow MLP (8 layers of 16 units) under SGD with momentum, two seeds per cell,
 at learning rates up to where units die: a structural hyperparameter, one compiled program per
-`model.activation`. ASHA runs the 24 trials through 8 slots, one population per activation in
-play, and stops stalled trials at its first rungs (200 and 600 steps) rather than training them
-to the end. The summary counts per activation the trials that learned, stalled (not diverged,
-train loss still at chance level by its last step) and diverged.
+`model.activation`. The 24 trials run through 8 slots, one population per activation in play,
+under the `patience` scheduler, which is the rule's own test: a trial whose validation accuracy
+has not improved for 400 steps stops, and its slot takes the next trial. The summary counts per
+activation the trials that learned, stalled (not diverged, train loss still at chance level by
+its last step) and diverged.
 
 Run (about a minute on a 2-core CPU):
     sweepjax run activation --out runs/activation
@@ -35,7 +36,7 @@ def get_config() -> Config:
         searcher="grid",
         trials=24,
         population=8,
-        scheduler={"name": "asha", "min_steps": 200},
+        scheduler={"name": "patience", "patience": 400},
         steps=2000,
         batch_size=100,
         eval_every=100,

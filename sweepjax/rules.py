@@ -55,37 +55,40 @@ def learned_by_last_step(row: Mapping[str, Any], num_classes: int = 10) -> bool:
 
 
 def by_value(rows: Sequence[Mapping[str, Any]], name: str, then: str | None = None) -> str:
-    """A table of the mean final metrics per value of `name` (and of `then`, when given)."""
+    """A table of the mean final metrics per value of `name` (and of `then`, when given): of
+    the members that did not diverge, each at its last step; with a `stopped` column when a
+    scheduler stopped some early.
+
+    >>> rows = [{"lr": 0.1, "status": s, "final_train_loss": 1.0, "final_val_accuracy": 0.5,
+    ...          "test_accuracy": 0.5} for s in ("ok", "stopped", "diverged")]
+    >>> by_value(rows, "lr").splitlines()[2]
+    '0.1 | 3 | 1 | 1 | 1 | 50.0% | 50.0%'
+    """
     groups: dict[tuple, list[Mapping[str, Any]]] = {}
     for row in rows:
         key = (row[name],) if then is None else (row[name], row[then])
         groups.setdefault(key, []).append(row)
-    header = (
-        [name]
-        + ([then] if then else [])
-        + [
-            "members",
-            "diverged",
-            "final train loss",
-            "final val acc",
-            "test acc",
-        ]
-    )
+    stopped = any(r["status"] == "stopped" for r in rows)
+    header = [name, *([then] if then else []), "members", *(["stopped"] if stopped else [])]
+    header += ["diverged", "final train loss", "final val acc", "test acc"]
     lines = [" | ".join(header), " | ".join("---" for _ in header)]
     for key in sorted(groups, key=lambda k: tuple(_sortable(v) for v in k)):
         members = groups[key]
-        ok = [r for r in members if healthy(r)]
-        diverged = len(members) - len(ok)
+        ok = [r for r in members if r["status"] != "diverged"]
         loss = _mean([r["final_train_loss"] for r in ok])
         acc = _mean([r["final_val_accuracy"] for r in ok])
         test = _mean([r["test_accuracy"] for r in ok])
-        cells = [fmt(v) for v in key] + [
-            str(len(members)),
-            str(diverged),
-            fmt(loss) if ok else "-",
-            f"{acc:.1%}" if ok else "-",
-            f"{test:.1%}" if ok else "-",
-        ]
+        counts = [len(members), *([sum(r["status"] == "stopped" for r in members)] * stopped)]
+        cells = (
+            [fmt(v) for v in key]
+            + [str(c) for c in counts]
+            + [
+                str(len(members) - len(ok)),
+                fmt(loss) if ok else "-",
+                f"{acc:.1%}" if ok else "-",
+                f"{test:.1%}" if ok else "-",
+            ]
+        )
         lines.append(" | ".join(cells))
     return "\n".join(lines)
 

@@ -40,7 +40,7 @@ STRUCTURAL = {
     "activation": [
         "space.learning_rate=LogUniform(0.01, 1.0, num=1)",
         "trials=4",
-        "scheduler.min_steps=2",
+        "scheduler.patience=2",
     ],
 }
 # Rule experiments with a structure of their own (a dropout rate, a clipping threshold).

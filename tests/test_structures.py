@@ -27,7 +27,7 @@ from sweepjax.engine.tasks import task_of
 from sweepjax.report.analysis import categorical_dimensions
 from sweepjax.report.figure_groups import figure_groups
 from sweepjax.report.importance import fanova_importance
-from sweepjax.search.distributions import Choice, LogUniform
+from sweepjax.search.distributions import Choice, IntUniform, LogUniform
 from sweepjax.search.pbt import PBT
 from sweepjax.search.protocol import Observation
 from sweepjax.search.space import HParams
@@ -298,3 +298,32 @@ def test_a_grid_crosses_layer_lists_of_different_depths():
     validate(
         config.replace(scheduler={"name": "asha", "min_steps": 2}, trials=8, searcher="random")
     )
+
+
+@pytest.mark.parametrize("searcher", ["tpe", "coarse_to_fine"])
+def test_model_based_searchers_take_structure_as_a_dimension(searcher):
+    """TPE sees a categorical of the lists' labels (and an int for an `IntUniform`) and is told
+    every trial; coarse-to-fine keeps the structures seen among its best trials."""
+    if searcher == "tpe":
+        optuna = pytest.importorskip("optuna")
+    space = {
+        "model.hidden": WIDTHS,
+        "model.depth": IntUniform(1, 3),
+        "learning_rate": LogUniform(1e-3, 1.0),
+    }
+    config = Config(space=space, population=4, trials=12, searcher=searcher, seed=1)
+    _, policy = make_policies(config, task_of("classification"))
+    rows = policy.ask(4)
+    assert {r["model.hidden"] for r in rows} <= {"[8]", "[16]", "[32]"}
+    assert all(r["model.depth"] in (1, 2, 3) for r in rows)
+    for trial, row in enumerate(rows):  # the widest trial is the best
+        policy.tell(trial, json.loads(row["model.hidden"])[0] / 32, 30, "finished")
+    later = policy.ask(4)
+    assert len(later) == 4 and all(r["model.hidden"] in {"[8]", "[16]", "[32]"} for r in later)
+    if searcher == "tpe":
+        dists = policy.study.trials[0].distributions
+        assert isinstance(dists["model.hidden"], optuna.distributions.CategoricalDistribution)
+        assert isinstance(dists["model.depth"], optuna.distributions.IntDistribution)
+        assert [t.value for t in policy.study.trials[:4]] == [
+            json.loads(r["model.hidden"])[0] / 32 for r in rows
+        ]
