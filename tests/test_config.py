@@ -43,8 +43,12 @@ pytestmark = pytest.mark.quick
         ),
         ({"optimizer": "adagrad2"}, r"optimizer: unknown family 'adagrad2'; allowed: \["),
         (
-            {"model": {"name": "mlp", "width": 3}},
-            r"model.width: 3 is not an option of 'mlp'; allowed: \[",
+            {"model": {"name": "mlp", "channels": 3}},
+            r"model.channels: 3 is not an option of 'mlp'; allowed: \[",
+        ),
+        (
+            {"model": {"name": "mlp", "width": 16, "depth": -1}},
+            r"model.depth: -1 is not allowed; allowed: an int >= 0",
         ),
         (
             {"model": {"name": "perceiver"}},

@@ -64,7 +64,11 @@ class Paces(dict):
 
 
 def block_key(index: int) -> str:
-    """The name of block `index`'s population in a checkpoint."""
+    """The name of block `index`'s population in a checkpoint.
+
+    >>> block_key(3)
+    '03'
+    """
     return f"{index:02d}"
 
 
