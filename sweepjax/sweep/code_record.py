@@ -23,8 +23,10 @@ A folder written before this record behaves as before: nothing is imported.
 from __future__ import annotations
 
 import contextlib
+import sys
 import warnings
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from sweepjax.engine.code_refs import (
@@ -101,9 +103,19 @@ def warn_unrecorded(config_json: Mapping[str, Any]) -> list[str]:
             f"{piece} cannot be imported again by {by}: {why}. Until then, resume the sweep "
             "in a Python process that has it: sweepjax.resume(out_dir, config=...)"
         )
-    for text in texts:
-        warnings.warn(text, UserCodeWarning, stacklevel=2)
+    for text in texts:  # shown at the user's own call (`sweepjax.run`), not inside sweepjax
+        warnings.warn(text, UserCodeWarning, stacklevel=_user_level())
     return texts
+
+
+def _user_level() -> int:
+    """The `stacklevel` of the first caller outside the sweepjax package, for a warning issued
+    by the function that calls this one."""
+    package = str(Path(__file__).resolve().parents[1])
+    frame, level = sys._getframe(2), 2
+    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def restore(
