@@ -34,7 +34,6 @@ from sweepjax.runner.training import (
 )
 from sweepjax.sweep.block_loop import (
     BlockDevices,
-    block_key,
     blocks_target,
     evaluate_blocks,
     run_block_chunks,
@@ -42,8 +41,8 @@ from sweepjax.sweep.block_loop import (
 )
 from sweepjax.sweep.loop import Devices
 from sweepjax.sweep.out_dir import check_room
-from sweepjax.sweep.restore import empty_state, restore_state, restore_target
-from sweepjax.sweep.structures import Blocks
+from sweepjax.sweep.restore import empty_state, restore_state
+from sweepjax.sweep.structures import Blocks, block_key
 from sweepjax.sweep.sweep_state import SweepState
 
 
@@ -85,9 +84,7 @@ def _begin(
         state = empty_state(config, program, policies, ctx.metrics)
         state.blocks = Blocks([], [])
         return state, start_blocks(state, where)
-    devices = where.devices
-    base = restore_target(config, program, devices.example_x, ctx.metrics, devices.mesh)
-    target = blocks_target(config, where, base)
+    target = blocks_target(config, where, ctx.metrics)
     state, snapshot = restore_state(config, program, manager, policies, target, ctx.metrics)
     populations = snapshot.state["populations"]
     return state, [populations[block_key(i)] for i in range(len(state.blocks.sizes))]

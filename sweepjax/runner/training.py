@@ -29,7 +29,6 @@ from sweepjax.integrations.mlflow_log import MlflowLog
 from sweepjax.integrations.tensorboard_log import TensorBoardLog
 from sweepjax.integrations.wandb_log import WandbLog
 from sweepjax.sweep import checkpoint
-from sweepjax.sweep.block_loop import block_key
 from sweepjax.sweep.config import Config, is_adaptive
 from sweepjax.sweep.lock import FolderLock
 from sweepjax.sweep.loop import Devices, Spent, run_chunks
@@ -39,6 +38,7 @@ from sweepjax.sweep.progress import LockProgress, ProgressBar
 from sweepjax.sweep.restore import begin, restore_target
 from sweepjax.sweep.results import Result, write_result
 from sweepjax.sweep.signals import StopOnSignal
+from sweepjax.sweep.structures import block_key
 from sweepjax.sweep.sweep_state import SweepState
 from sweepjax.sweep.trial_results import trial_result
 

@@ -12,7 +12,6 @@ block's population (`populations/<NN>`) and the blocks' structures and sizes in 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -35,7 +34,8 @@ from sweepjax.search.space import HParams
 from sweepjax.sweep.block_plan import BlockPlan, plan_blocks
 from sweepjax.sweep.config import Config
 from sweepjax.sweep.loop import Devices, Pace, Spent, check_agreement, drive
-from sweepjax.sweep.structures import Blocks, structure_label, structure_options
+from sweepjax.sweep.restore import member_shapes, population_shapes, saved_columns
+from sweepjax.sweep.structures import Blocks, block_key, structure_label, structure_options
 from sweepjax.sweep.sweep_state import Chunk, SweepState
 
 
@@ -63,15 +63,6 @@ class Paces(dict):
         return set(self.of(label).sizes)
 
 
-def block_key(index: int) -> str:
-    """The name of block `index`'s population in a checkpoint.
-
-    >>> block_key(3)
-    '03'
-    """
-    return f"{index:02d}"
-
-
 def start_blocks(state: SweepState, where: BlockDevices) -> list[Population]:
     """The first blocks: the searcher's first trials, each in its structure's block."""
     plan = plan_blocks(state, 0, [], where.devices.count)
@@ -85,34 +76,26 @@ def split_hparams(state: SweepState) -> list[HParams]:
     return [state.hparams.select(np.arange(s.start, s.stop)) for s in state.blocks.slices()]
 
 
-def blocks_target(config: Config, where: BlockDevices, base_target: Callable) -> Callable:
-    """The restore target of a checkpoint in blocks: `base_target`'s hyperparameters and
-    curves, one abstract population per block (of its structure and size), and the kept
-    trial's variables in its own structure."""
+def blocks_target(config: Config, where: BlockDevices, metrics) -> Callable:
+    """The restore target of a checkpoint in blocks: the hyperparameter columns and curves,
+    one abstract population per block (of its structure and size), and the kept trial's
+    variables in its own structure."""
     example_x, mesh = where.devices.example_x, where.devices.mesh
 
-    def shapes(options: Mapping[str, Any], columns: HParams) -> Population:
-        init = functools.partial(init_population, where.program_for(options))
-        return jax.eval_shape(lambda hp: init(hp, example_x), columns)
-
     def target(meta) -> dict[str, Any]:
-        made = base_target(meta)
-        del made["population"]
-        blocks = Blocks.from_json(meta.blocks)
+        made = saved_columns(meta, metrics)
         dtypes = {k: v.dtype for k, v in made["hparams"].items()}
-        made["populations"] = {}
-        for index, (options, size) in enumerate(zip(blocks.options, blocks.sizes, strict=True)):
-            columns = HParams({k: jax.ShapeDtypeStruct((size,), d) for k, d in dtypes.items()})
-            made["populations"][block_key(index)] = placement.abstract(
-                shapes(options, columns), mesh
+        blocks = Blocks.from_json(meta.blocks)
+        made["populations"] = {
+            block_key(index): placement.abstract(
+                population_shapes(where.program_for(options), dtypes, size, example_x), mesh
             )
+            for index, (options, size) in enumerate(zip(blocks.options, blocks.sizes, strict=True))
+        }
         if meta.kept_trial >= 0:  # one member's variables, on the host
             options = structure_options(config, meta.trial_hparams(meta.kept_trial))
-            one = HParams({k: jax.ShapeDtypeStruct((1,), d) for k, d in dtypes.items()})
-            kept = shapes(options, one)
-            variables = {"params": kept.params, **kept.model_state}
-            made["kept"] = jax.tree.map(
-                lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), variables
+            made["kept"] = member_shapes(
+                population_shapes(where.program_for(options), dtypes, 1, example_x)
             )
         return made
 
@@ -187,22 +170,22 @@ def _test_metrics(state, where: BlockDevices, pops, leaving, chunk: Chunk):
     """The test metrics of every slot of the blocks a trial leaves now (NaN elsewhere)."""
     if not leaving.any():
         return None
+    wanted = [bool(leaving[part].any()) for part in state.blocks.slices()]
+    return evaluate_blocks(state, where, pops, "test", wanted, chunk.val)
+
+
+def evaluate_blocks(
+    state: SweepState, where: BlockDevices, pops, split: str, wanted=None, names=()
+):
+    """`split`'s metrics (`val` or `test`) of every slot, block after block, on the host; of
+    the blocks `wanted` only (a list of flags; the others NaN, for the metrics `names`)."""
     parts = []
-    for options, pop, part in zip(state.blocks.options, pops, state.blocks.slices(), strict=True):
-        if leaving[part].any():
+    for index, (options, pop) in enumerate(zip(state.blocks.options, pops, strict=True)):
+        if wanted is None or wanted[index]:
             devices = where.of(options)
-            parts.append(devices.evaluate(pop, devices.test, None))
+            parts.append(devices.evaluate(pop, getattr(devices, split), None))
         else:
-            parts.append({m: np.full(part.stop - part.start, np.nan) for m in chunk.val})
-    return {m: np.concatenate([p[m] for p in parts]) for m in chunk.val}
-
-
-def evaluate_blocks(state: SweepState, where: BlockDevices, pops, split: str):
-    """`split`'s metrics (`val` or `test`) of every slot, block after block, on the host."""
-    parts = []
-    for options, pop in zip(state.blocks.options, pops, strict=True):
-        devices = where.of(options)
-        parts.append(devices.evaluate(pop, getattr(devices, split), None))
+            parts.append({m: np.full(state.blocks.sizes[index], np.nan) for m in names})
     return {m: np.concatenate([p[m] for p in parts]) for m in parts[0]}
 
 

@@ -24,7 +24,7 @@ from sweepjax.engine.schedules import SCHEDULES, schedule_parameters
 from sweepjax.errors import describe_os_error
 from sweepjax.sweep.checkpoint import _manager, checkpoint_dir, restore_latest
 from sweepjax.sweep.config import FAMILY_KEYS, Config, families
-from sweepjax.sweep.structures import Blocks, structure_options
+from sweepjax.sweep.structures import Blocks, block_key, structure_options
 
 # Parts of the optimizer chain present only when the sweep names them (`Optimizer._factory`,
 # `Optimizer._chain`), whatever their column holds.
@@ -62,7 +62,7 @@ def _population_of(snapshot: Any, slot: int) -> tuple[Any, int]:
     if snapshot.meta.blocks is None:
         return snapshot.state["population"], slot
     block, row = Blocks.from_json(snapshot.meta.blocks).locate(slot)
-    return snapshot.state["populations"][f"{block:02d}"], row
+    return snapshot.state["populations"][block_key(block)], row
 
 
 def _model(config: Config, meta: Any, member: int) -> Any:

@@ -31,24 +31,37 @@ def restore_target(config: Config, program: Program, example_x: Any, metrics, me
     """Builds the abstract restore target from a checkpoint's metadata, placed as it trains."""
 
     def target(meta: CheckpointMeta) -> dict[str, Any]:
-        size, points, trials = len(meta.slots), meta.curve_points, meta.curve_trials
-        hparams = {k: np.zeros(size, np.dtype(d)) for k, d in meta.hparams.items()}
-        abstract = HParams({k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in hparams.items()})
-        population = jax.eval_shape(lambda hp: init_population(program, hp, example_x), abstract)
-        curves = {"steps": np.zeros(points, np.int64)}
-        curves.update({k: np.zeros((points, trials), np.float32) for k in curve_names(metrics)})
-        target = {
-            "population": placement.abstract(population, mesh),
-            "hparams": hparams,
-            "curves": curves,
-        }
+        target = saved_columns(meta, metrics)
+        dtypes = {k: v.dtype for k, v in target["hparams"].items()}
+        population = population_shapes(program, dtypes, len(meta.slots), example_x)
+        target["population"] = placement.abstract(population, mesh)
         if meta.kept_trial >= 0:  # one member's variables, on the host
-            variables = {"params": population.params, **population.model_state}
-            one = lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype)  # noqa: E731
-            target["kept"] = jax.tree.map(one, variables)
+            target["kept"] = member_shapes(population)
         return target
 
     return target
+
+
+def saved_columns(meta: CheckpointMeta, metrics) -> dict[str, Any]:
+    """The restore target of a checkpoint's host arrays: the slots' hyperparameter columns and
+    the curves by trial."""
+    size, points, trials = len(meta.slots), meta.curve_points, meta.curve_trials
+    hparams = {k: np.zeros(size, np.dtype(d)) for k, d in meta.hparams.items()}
+    curves = {"steps": np.zeros(points, np.int64)}
+    curves.update({k: np.zeros((points, trials), np.float32) for k in curve_names(metrics)})
+    return {"hparams": hparams, "curves": curves}
+
+
+def population_shapes(program: Program, dtypes: dict[str, Any], size: int, example_x: Any):
+    """The abstract `Population` of `size` members of `program` (columns of `dtypes`)."""
+    abstract = HParams({k: jax.ShapeDtypeStruct((size,), d) for k, d in dtypes.items()})
+    return jax.eval_shape(lambda hp: init_population(program, hp, example_x), abstract)
+
+
+def member_shapes(population: Any) -> Any:
+    """The abstract variables (`{"params": ..., **model_state}`) of one member, on the host."""
+    variables = {"params": population.params, **population.model_state}
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), variables)
 
 
 def begin(

@@ -167,6 +167,15 @@ def candidate_structures(config: Config, limit: int = 64) -> list[dict[str, Any]
     return [dict(combo) for combo in itertools.islice(itertools.product(*choices), limit)]
 
 
+def block_key(index: int) -> str:
+    """The name of block `index`'s population in a checkpoint.
+
+    >>> block_key(3)
+    '03'
+    """
+    return f"{index:02d}"
+
+
 def grown_size(needed: int, population: int, devices: int) -> int:
     """The slots of a structure that must hold `needed` running trials: the next power of two
     (at least `MIN_WIDTH`), a multiple of `devices`, at most the population so rounded.
